@@ -1,0 +1,128 @@
+"""What a denoiser is conditioned on, and the two pixel-space conditions of the paper (appendix B).
+
+`Cond` holds per-sample tensors plus a per-sample "present" flag for each condition, so one model
+trains with and without each condition (dropout) and classifier-free guidance is only a flag flip.
+A missing condition is represented by zeros and a False flag, never by None inside a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from einops import repeat
+from torch import Tensor
+
+CONDITIONS = ("text", "first_frame", "edges")
+
+
+@dataclass(frozen=True)
+class Cond:
+    text: Tensor | None = None  # [B, L, D] token embeddings
+    text_mask: Tensor | None = None  # [B, L] bool, True = real token
+    pooled: Tensor | None = None  # [B, D] pooled sentence embedding
+    first_frame: Tensor | None = None  # [B, C, H, W] in [-1, 1]
+    edges: Tensor | None = None  # [B, C, F, H, W] Sobel x-gradient of each frame
+    has_text: Tensor | None = None  # [B] bool present flags
+    has_first_frame: Tensor | None = None
+    has_edges: Tensor | None = None
+
+    @staticmethod
+    def make(text=None, text_mask=None, pooled=None, first_frame=None, edges=None) -> "Cond":
+        """A batch where every given condition is present for every sample."""
+        given = [v for v in (text, pooled, first_frame, edges) if v is not None]
+        if not given:
+            return Cond()
+        batch, device = given[0].shape[0], given[0].device
+        flag = lambda v: None if v is None else torch.ones(batch, dtype=torch.bool, device=device)  # noqa: E731
+        if text is not None and text_mask is None:
+            text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=device)
+        if text is not None and pooled is None:
+            pooled = masked_mean(text, text_mask)
+        return Cond(text, text_mask, pooled, first_frame, edges, flag(text), flag(first_frame), flag(edges))
+
+    @property
+    def batch_size(self) -> int | None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is not None:
+                return v.shape[0]
+        return None
+
+    def present(self, name: str) -> Tensor | None:
+        return getattr(self, f"has_{name}")
+
+    def with_flags(self, **flags: Tensor | bool) -> "Cond":
+        """Override present flags, e.g. `cond.with_flags(text=False)` for the unconditional branch of CFG."""
+        out = {}
+        for name, value in flags.items():
+            if name not in CONDITIONS:
+                raise ValueError(f"unknown condition {name!r}; expected one of {CONDITIONS}")
+            current = self.present(name)
+            if current is None:
+                continue
+            out[f"has_{name}"] = (value.to(current) if isinstance(value, Tensor) else torch.full_like(current, value)) & current
+        return replace(self, **out)
+
+    def null(self) -> "Cond":
+        """Every condition absent: the null condition of classifier-free guidance."""
+        return self.with_flags(**{n: False for n in CONDITIONS})
+
+    def map(self, fn) -> "Cond":
+        return Cond(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)})
+
+    def to(self, device=None, dtype=None) -> "Cond":
+        """Moves to `device`; casts only floating tensors to `dtype` (flags and masks stay bool)."""
+        return self.map(lambda v: v.to(device=device, dtype=dtype if v.is_floating_point() else None))
+
+    def cat(self, other: "Cond") -> "Cond":
+        """Concatenate along the batch, e.g. conditional and unconditional halves in one forward."""
+        def pair(name):
+            a, b = getattr(self, name), getattr(other, name)
+            if (a is None) != (b is None):
+                raise ValueError(f"cannot concatenate conditions: {name!r} is set in only one of them")
+            return None if a is None else torch.cat([a, b])
+        return Cond(**{f.name: pair(f.name) for f in fields(self)})
+
+    def repeat(self, n: int) -> "Cond":
+        return self.map(lambda v: v.repeat_interleave(n, dim=0))
+
+
+def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
+    m = mask.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def drop_conditions(cond: Cond, p: float | dict[str, float], generator: torch.Generator | None = None) -> Cond:
+    """Conditioning dropout for classifier-free guidance: each condition is dropped per sample with prob p."""
+    probs = p if isinstance(p, dict) else {n: p for n in CONDITIONS}
+    flags = {}
+    for name in CONDITIONS:
+        current = cond.present(name)
+        if current is None or probs.get(name, 0.0) <= 0.0:
+            continue
+        u = torch.rand(current.shape, generator=generator, device=current.device if generator is None else generator.device)
+        flags[name] = u.to(current.device) >= probs[name]
+    return cond.with_flags(**flags)
+
+
+def replicate_first_frame(video: Tensor) -> Tensor:
+    """[B, C, F, H, W] -> the first frame replicated over all F frames (paper appendix B, following [4])."""
+    return repeat(video[:, :, 0], "b c h w -> b c f h w", f=video.shape[2])
+
+
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
+
+
+def sobel_x(video: Tensor) -> Tensor:
+    """Sobel x-gradient of each frame and channel, [B, C, F, H, W] -> same shape (paper appendix B).
+
+    Divided by 8 so that the sharpest edge in [-1, 1] video (a -1 to 1 step) gives a response of magnitude 1; replicate
+    padding keeps the borders free of false edges.
+    """
+    b, c, f, h, w = video.shape
+    frames = video.permute(0, 2, 1, 3, 4).reshape(b * f * c, 1, h, w)
+    kernel = _SOBEL_X.to(video).view(1, 1, 3, 3)
+    grad = F.conv2d(F.pad(frames, (1, 1, 1, 1), mode="replicate"), kernel)
+    return grad.view(b, f, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
