@@ -1,0 +1,283 @@
+"""Training throughput and peak memory: our space-time U-Net against diffusers' UNet3DConditionModel.
+
+Both train on random 16x24x40 video with eps-prediction MSE, bf16 autocast and AdamW (fused on CUDA), in one run:
+
+    python benchmarks/train_throughput.py --compile --ours-batch 16,64,128
+
+Ours is `SpaceTimeUNet(preset("bench-35m"))`. The peer is a 34.3M-parameter UNet3DConditionModel: blocks
+(64, 128, 256), 2 layers per block, cross-attention dim 384, diffusers defaults otherwise (attention_head_dim 64,
+norm_num_groups 32). Throughput is samples/s over the timed steps after warmup; peak memory is
+torch.cuda.max_memory_allocated over warmup and timed steps, so it includes weights, gradients and optimizer state.
+Results go to a markdown table on stdout and to --json. CPU smoke check:
+
+    python benchmarks/train_throughput.py --device cpu --steps 1 --warmup 0 --batch 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from video_adapter.conditioning import Cond
+from video_adapter.schedule import diffuse, logsnr_cosine
+
+FRAMES, HEIGHT, WIDTH = 16, 24, 40
+CHANNELS = 3
+TEXT_LEN, TEXT_DIM = 32, 384
+PEER_TIMESTEPS = 1000
+GIB = 2**30
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "train_throughput.json"
+
+
+@dataclass
+class Batch:
+    x_t: Tensor  # [B, C, F, H, W] noisy video
+    eps: Tensor  # the noise to predict
+    logsnr: Tensor  # [B], ours' noise input
+    timestep: Tensor  # [B] int in [0, PEER_TIMESTEPS), the peer's noise input at the same t
+    text: Tensor  # [B, L, D]
+    cond: Cond
+
+
+def make_batch(batch: int, device: torch.device, channels_last: bool) -> Batch:
+    t = torch.rand(batch, device=device)
+    logsnr = logsnr_cosine(t)
+    x0 = torch.rand(batch, CHANNELS, FRAMES, HEIGHT, WIDTH, device=device) * 2 - 1
+    eps = torch.randn_like(x0)
+    x_t = diffuse(x0, eps, logsnr)
+    if channels_last:
+        x_t = x_t.contiguous(memory_format=torch.channels_last_3d)
+    text = torch.randn(batch, TEXT_LEN, TEXT_DIM, device=device)
+    mask = torch.ones(batch, TEXT_LEN, dtype=torch.bool, device=device)
+    timestep = (t * (PEER_TIMESTEPS - 1)).round().long()
+    return Batch(x_t, eps, logsnr, timestep, text, Cond.make(text=text, text_mask=mask))
+
+
+def ours_loss(model: nn.Module, b: Batch) -> Tensor:
+    return F.mse_loss(model(b.x_t, b.logsnr, b.cond).float(), b.eps)
+
+
+def peer_loss(model: nn.Module, b: Batch) -> Tensor:
+    return F.mse_loss(model(b.x_t, b.timestep, encoder_hidden_states=b.text, return_dict=False)[0].float(), b.eps)
+
+
+def build_ours(preset_name: str) -> nn.Module:
+    from video_adapter.unet import SpaceTimeUNet, preset
+
+    return SpaceTimeUNet(preset(preset_name))
+
+
+def build_peer() -> nn.Module:
+    from diffusers import UNet3DConditionModel
+
+    return UNet3DConditionModel(
+        in_channels=CHANNELS,
+        out_channels=CHANNELS,
+        block_out_channels=(64, 128, 256),
+        layers_per_block=2,
+        cross_attention_dim=TEXT_DIM,
+        down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
+    )
+
+
+def to_channels_last(model: nn.Module) -> None:
+    """Channels-last weights for every 2-D and 3-D convolution (Module.to accepts one format for both ranks)."""
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    for p in model.parameters():
+        if p.dim() in formats:
+            p.data = p.data.contiguous(memory_format=formats[p.dim()])
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def free_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn, b: Batch, device: torch.device) -> None:
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        loss = loss_fn(model, b)
+    loss.backward()
+    opt.step()
+
+
+def time_steps(model, opt, loss_fn, batch: int, args, device: torch.device) -> float | None:
+    """Seconds per timed step at this batch size, or None when it runs out of GPU memory."""
+    b = make_batch(batch, device, args.channels_last)
+    try:
+        for _ in range(args.warmup):
+            train_step(model, opt, loss_fn, b, device)
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            train_step(model, opt, loss_fn, b, device)
+        sync(device)
+        return (time.perf_counter() - start) / args.steps
+    except torch.OutOfMemoryError:
+        return None
+
+
+def benchmark(name: str, model: nn.Module, loss_fn, batches: list[int], compile_model: bool, args, device) -> list[dict]:
+    """One row per batch size; the model and its optimizer are shared across the rows."""
+    params = sum(p.numel() for p in model.parameters())
+    model = model.to(device).train()
+    if args.channels_last:
+        to_channels_last(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    fwd = torch.compile(model, dynamic=False) if compile_model else model
+    rows = []
+    for batch in batches:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        step_s = time_steps(fwd, opt, loss_fn, batch, args, device)
+        opt.zero_grad(set_to_none=True)
+        peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else None
+        free_memory(device)
+        row = {
+            "model": name,
+            "params": params,
+            "batch": batch,
+            "compiled": compile_model,
+            "oom": step_s is None,
+            "step_ms": None if step_s is None else 1e3 * step_s,
+            "samples_per_s": None if step_s is None else batch / step_s,
+            "peak_gib": None if step_s is None else peak,
+            "gib_per_sample": None if step_s is None or peak is None else peak / batch,
+        }
+        print(progress_line(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def progress_line(row: dict) -> str:
+    if row["oom"]:
+        return f"[{row['model']}] batch {row['batch']}: out of memory"
+    return (f"[{row['model']}] {row['params'] / 1e6:.1f}M params, batch {row['batch']}: "
+            f"{row['samples_per_s']:.1f} samples/s, {row['step_ms']:.1f} ms/step, peak {fmt(row['peak_gib'], '.2f')} GiB")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| model | params (M) | batch | compiled | samples/s | ms/step | peak GiB | GiB/sample |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['params'] / 1e6:.1f} | {r['batch']} | {'yes' if r['compiled'] else 'no'} | "
+                     f"{'OOM' if r['oom'] else fmt(r['samples_per_s'], '.1f')} | {fmt(r['step_ms'], '.1f')} | "
+                     f"{fmt(r['peak_gib'], '.2f')} | {fmt(r['gib_per_sample'], '.3f')} |")
+    return "\n".join(lines)
+
+
+def best(rows: list[dict], name: str) -> dict | None:
+    ok = [r for r in rows if r["model"] == name and not r["oom"]]
+    return max(ok, key=lambda r: r["samples_per_s"], default=None)
+
+
+def value(row: dict | None, key: str):
+    return None if row is None else row[key]
+
+
+def ratio(a, b) -> float | None:
+    return None if a is None or b is None else a / b
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="bench-35m", help="preset of our SpaceTimeUNet")
+    p.add_argument("--batch", type=int, default=16, help="batch size of both models")
+    p.add_argument("--ours-batch", help="our batch size(s), comma separated, e.g. 16,64,128 (default --batch)")
+    p.add_argument("--peer-batch", type=int, help="the peer's batch size (default --batch)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per row")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps per row (compilation happens here)")
+    p.add_argument("--compile", action="store_true", help="torch.compile ours")
+    p.add_argument("--compile-peer", action="store_true", help="torch.compile the peer")
+    p.add_argument("--channels-last", action="store_true", help="channels-last weights and input for both models")
+    p.add_argument("--skip-ours", action="store_true")
+    p.add_argument("--skip-peer", action="store_true")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+    args.ours_batches = [int(b) for b in args.ours_batch.split(",")] if args.ours_batch else [args.batch]
+    args.peer_batch = args.peer_batch or args.batch
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    torch.set_float32_matmul_precision("high")
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device {device_name}, torch {torch.__version__}, video {FRAMES}x{HEIGHT}x{WIDTH}, "
+          f"{args.warmup} warmup + {args.steps} timed steps", flush=True)
+
+    rows = []
+    if not args.skip_ours:
+        rows += benchmark("ours", build_ours(args.preset), ours_loss, args.ours_batches, args.compile, args, device)
+        free_memory(device)
+    if not args.skip_peer:
+        rows += benchmark("peer", build_peer(), peer_loss, [args.peer_batch], args.compile_peer, args, device)
+        free_memory(device)
+
+    ours, peer = best(rows, "ours"), best(rows, "peer")
+    speed_ratio = ratio(value(ours, "samples_per_s"), value(peer, "samples_per_s"))
+    memory_ratio = ratio(value(ours, "gib_per_sample"), value(peer, "gib_per_sample"))
+    print()
+    print(markdown_table(rows))
+    print(f"\nours/peer: samples/s x{fmt(speed_ratio, '.2f')}, GiB/sample x{fmt(memory_ratio, '.2f')}")
+
+    write_json(args.json, {
+        "ours_samples_per_s": value(ours, "samples_per_s"),
+        "peer_samples_per_s": value(peer, "samples_per_s"),
+        "ours_gib_per_sample": value(ours, "gib_per_sample"),
+        "peer_gib_per_sample": value(peer, "gib_per_sample"),
+        "samples_per_s_ratio": speed_ratio,
+        "gib_per_sample_ratio": memory_ratio,
+        "device": device_name,
+        "params": {"ours": value(ours, "params"), "peer": value(peer, "params")},
+        "batches": {"ours": value(ours, "batch"), "peer": value(peer, "batch")},
+        "preset": args.preset,
+        "compile": args.compile,
+        "compile_peer": args.compile_peer,
+        "channels_last": args.channels_last,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "video": [FRAMES, HEIGHT, WIDTH],
+        "torch": torch.__version__,
+        "diffusers": version("diffusers"),
+        "rows": rows,
+    })
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Checkpoints as safetensors plus a JSON config, written atomically; never a pickle.
+
+A model directory holds `config.json` and the weights, either `model.safetensors` or shards
+`model-00001-of-0000N.safetensors` with `model.safetensors.index.json` (the Hugging Face layout), so a
+checkpoint can be kept in git in files of at most 16 MiB. A training run adds `train_state/` with the
+online weights, the optimizer, and `state.json` (step, data position, RNG) for exact resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from .unet import SpaceTimeUNet, UNetConfig
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+INDEX_NAME = "model.safetensors.index.json"
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_tensors(tensors: dict[str, Tensor], directory: Path, prefix: str = "model",
+                 max_shard_bytes: int | None = None) -> list[str]:
+    """Writes `tensors` into `directory` as one file or as shards of at most `max_shard_bytes`."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    shards: list[dict[str, Tensor]] = [{}]
+    size = 0
+    for name, t in tensors.items():
+        nbytes = t.numel() * t.element_size()
+        if max_shard_bytes and shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = t
+        size += nbytes
+    if len(shards) == 1:
+        names = [f"{prefix}.safetensors"]
+    else:
+        names = [f"{prefix}-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+        weight_map = {k: n for n, shard in zip(names, shards) for k in shard}
+        atomic_write_text(directory / f"{prefix}.safetensors.index.json",
+                          json.dumps({"metadata": {"format": "pt"}, "weight_map": weight_map}, indent=1))
+    for name, shard in zip(names, shards):
+        save_file(shard, str(directory / name), metadata={"format": "pt"})
+    return names
+
+
+def load_tensors(directory: Path, prefix: str = "model") -> dict[str, Tensor]:
+    directory = Path(directory)
+    single, index = directory / f"{prefix}.safetensors", directory / f"{prefix}.safetensors.index.json"
+    if single.exists():
+        files = [single]
+    elif index.exists():
+        files = [directory / n for n in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    else:
+        raise CheckpointError(f"no weights in {directory}: expected {single.name} or {index.name}")
+    out = {}
+    for f in files:
+        if not f.exists():
+            raise CheckpointError(f"weight shard {f} is missing; the checkpoint directory is incomplete")
+        try:
+            out.update(load_file(str(f)))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"cannot read {f}: {e}; the file is corrupt or not safetensors") from e
+    return out
+
+
+def model_config(model: SpaceTimeUNet, text_encoder: str, **extra) -> dict:
+    return {"format_version": FORMAT_VERSION, "model_type": "SpaceTimeUNet", "unet": model.cfg.to_dict(),
+            "text_encoder": text_encoder, **extra}
+
+
+def save_model(directory: str | Path, model: SpaceTimeUNet, text_encoder: str, *, dtype: torch.dtype | None = None,
+               max_shard_bytes: int | None = None, **extra) -> Path:
+    """Writes a self-describing model directory atomically (a temp directory renamed into place)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        state = {k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in model.state_dict().items()}
+        save_tensors(state, tmp, "model", max_shard_bytes)
+        atomic_write_text(tmp / CONFIG_NAME, json.dumps(model_config(model, text_encoder, **extra), indent=2))
+        _replace_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Puts `src` at `dst`; an existing `dst` is moved aside first, so a crash leaves one complete copy."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def read_config(directory: str | Path) -> dict:
+    directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint {directory} is not a directory; pass a model directory written by "
+                              f"`video-adapter train` (config.json + model*.safetensors)")
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing: a checkpoint directory needs config.json beside its weights")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from e
+    if config.get("model_type") != "SpaceTimeUNet" or "unet" not in config:
+        raise CheckpointError(f"{path} does not describe a SpaceTimeUNet (model_type={config.get('model_type')!r})")
+    return config
+
+
+def load_model(directory: str | Path, device: torch.device | str | None = None,
+               dtype: torch.dtype | None = None) -> tuple[SpaceTimeUNet, dict]:
+    """Builds the model from config.json and loads its weights strictly; returns (model in eval mode, config)."""
+    config = read_config(directory)
+    cfg = UNetConfig.from_dict(config["unet"])
+    with torch.device("meta"):
+        model = SpaceTimeUNet(cfg)
+    state = load_tensors(Path(directory))
+    check_state(model, state, directory)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.to(device=device, dtype=dtype or torch.float32)
+    return model.eval().requires_grad_(False), config
+
+
+def check_state(model: nn.Module, state: dict[str, Tensor], where) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing, unexpected = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+    wrong = sorted(k for k in expected.keys() & got.keys() if expected[k] != got[k])
+    if missing or unexpected or wrong:
+        lines = [f"weights in {where} do not match config.json:"]
+        if missing:
+            lines.append(f"  missing {len(missing)}: {missing[:5]}")
+        if unexpected:
+            lines.append(f"  unexpected {len(unexpected)}: {unexpected[:5]}")
+        if wrong:
+            lines.append("  wrong shape: " + ", ".join(f"{k} {got[k]} != {expected[k]}" for k in wrong[:5]))
+        raise CheckpointError("\n".join(lines))
+
+
+def optimizer_to_tensors(state: dict) -> tuple[dict[str, Tensor], dict]:
+    """Splits an optimizer state_dict into tensors (for safetensors) and JSON (param groups, scalars)."""
+    tensors, scalars = {}, {}
+    for idx, slots in state["state"].items():
+        for name, value in slots.items():
+            if isinstance(value, Tensor):
+                tensors[f"{idx}.{name}"] = value
+            else:
+                scalars[f"{idx}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(tensors: dict[str, Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}

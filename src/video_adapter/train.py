@@ -1,0 +1,239 @@
+"""Training a video denoiser on a folder of captioned videos, with accelerate (CPU, one GPU or many).
+
+    video-adapter train --data DIR --out runs/NAME --preset S --steps 20000
+    accelerate launch -m video_adapter.cli train ...     # several GPUs, same code
+
+The loop (`train`) fits on one screen; everything it calls is a small function above it.
+Exact resume: the online and EMA weights, optimizer, step, data position and RNG state are all in the
+checkpoint, so a run killed and resumed ends bit-identical to an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .conditioning import Cond, drop_conditions, sobel_x
+from .data import ResumableSampler, VideoFolderDataset, collate
+from .schedule import diffuse, logsnr_cosine
+from .text import load_text_encoder
+from .unet import SpaceTimeUNet, UNetConfig, count_parameters, preset
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = ""                        # folder of videos with captions (see README "Data")
+    out: str = "runs/train"               # run directory: checkpoints, loss.csv, sample previews
+    preset: str = "S"                     # model preset (video_adapter.unet.PRESETS)
+    model: dict = field(default_factory=dict)  # UNetConfig field overrides on top of the preset
+    text_encoder: str = "minilm"          # "minilm" | "t5:/local/dir" | "clip:/local/dir"
+    steps: int = 20_000                   # optimizer steps (paper: 2M)
+    batch_size: int = 8                   # per process (paper: 2048 in total)
+    lr: float = 1e-4                      # paper: 1e-4
+    warmup_steps: int = 1_000             # linear warmup (paper: 10k of 2M steps; scaled for short runs)
+    weight_decay: float = 0.0             # AdamW decoupled weight decay
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0                # max global grad norm
+    ema_decay: float = 0.999              # EMA of the weights, warmed up as min(decay, (1+n)/(10+n))
+    cond_drop: float = 0.1                # per-condition dropout for classifier-free guidance
+    stride: int = 1                       # temporal stride when reading videos
+    keywords: tuple[str, ...] = ()        # keep only captions containing one of these (paper's curation)
+    skip_bad: bool = False                # skip unreadable videos instead of stopping with a list
+    mixed_precision: str = "auto"         # "auto" (bf16 on GPU, fp32 on CPU) | "no" | "bf16"
+    compile: bool = False                 # torch.compile the model (GPU)
+    num_workers: int = 0                  # DataLoader workers
+    log_every: int = 10                   # steps between loss.csv rows
+    sample_every: int = 1_000             # steps between sample previews (0: never)
+    save_every: int = 1_000               # steps between checkpoints (and at the end)
+    seed: int = 0
+
+    def model_config(self) -> UNetConfig:
+        return preset(self.preset, **self.model)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        if unknown := sorted(set(d) - known):
+            raise ValueError(f"unknown TrainConfig fields {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+
+
+@torch.no_grad()
+def ema_update(ema: SpaceTimeUNet, model: SpaceTimeUNet, step: int, decay: float) -> None:
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach().to(e.dtype), 1 - d)
+
+
+def make_cond(video: Tensor, text, model_cfg: UNetConfig) -> Cond:
+    """Every condition the model accepts, taken from the clean video itself and its caption."""
+    return Cond.make(text=text.tokens, text_mask=text.mask, pooled=text.pooled,
+                     first_frame=video[:, :, 0] if model_cfg.first_frame_cond else None,
+                     edges=sobel_x(video) if model_cfg.edge_cond else None)
+
+
+def diffusion_loss(model, video: Tensor, cond: Cond, gen: torch.Generator) -> Tensor:
+    """eps-prediction MSE at t ~ U(0, 1) on the cosine log-SNR schedule (paper sec 2, L_MSE)."""
+    b = video.shape[0]
+    t = torch.rand(b, generator=gen, device=gen.device).to(video.device)
+    eps = torch.randn(video.shape, generator=gen, device=gen.device).to(video.device)
+    logsnr = logsnr_cosine(t)
+    return F.mse_loss(model(diffuse(video, eps, logsnr), logsnr, cond).float(), eps)
+
+
+def rng_state(gen: torch.Generator) -> dict[str, Tensor]:
+    state = {"train_gen": gen.get_state(), "torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["torch_cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def save_run(run: Path, model, ema, opt, gen, step: int, data_state: dict, cfg: TrainConfig, text_spec: str) -> None:
+    """EMA weights as the run's model directory, plus train_state/ for exact resume; each part atomic."""
+    model_dir = ckpt.save_model(run / "checkpoint", ema, text_spec, step=step, train_config=asdict(cfg))
+    state_dir = model_dir / "train_state"
+    state_dir.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(state_dir / "online.safetensors"))
+    opt_tensors, opt_meta = ckpt.optimizer_to_tensors(opt.state_dict())
+    save_file({k: v.contiguous().cpu() for k, v in opt_tensors.items()}, str(state_dir / "optimizer.safetensors"))
+    save_file(rng_state(gen), str(state_dir / "rng.safetensors"))
+    ckpt.atomic_write_text(state_dir / "state.json",
+                           json.dumps({"step": step, "data": data_state, "optimizer": opt_meta}, indent=1))
+
+
+def load_run(run: Path, model, ema, opt, gen) -> tuple[int, dict]:
+    state_dir = run / "checkpoint" / "train_state"
+    if not (state_dir / "state.json").exists():
+        raise ckpt.CheckpointError(f"{run} has no resumable checkpoint ({state_dir}/state.json is missing)")
+    state = json.loads((state_dir / "state.json").read_text())
+    model.load_state_dict(load_file(str(state_dir / "online.safetensors")))
+    ema.load_state_dict(ckpt.load_tensors(run / "checkpoint"))
+    opt.load_state_dict(ckpt.optimizer_from_tensors(load_file(str(state_dir / "optimizer.safetensors")),
+                                                    state["optimizer"]))
+    rng = load_file(str(state_dir / "rng.safetensors"))
+    gen.set_state(rng["train_gen"])
+    torch.set_rng_state(rng["torch_cpu"])
+    if "torch_cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["torch_cuda"])
+    return state["step"], state["data"]
+
+
+def batches(dataset, sampler: ResumableSampler, cfg: TrainConfig):
+    """Endless batches; the sampler's (epoch, position) says where the next batch starts."""
+    loader_args = dict(batch_size=cfg.batch_size, drop_last=True, collate_fn=collate, num_workers=cfg.num_workers)
+    while True:
+        dataset.set_epoch(sampler.epoch)
+        for batch in torch.utils.data.DataLoader(dataset, sampler=sampler.remaining(), **loader_args):
+            sampler.advance(cfg.batch_size)
+            yield batch
+        sampler.next_epoch()
+
+
+def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
+    """Trains (or resumes) the run in cfg.out; `stop_after` ends early at that step, as a kill would."""
+    from accelerate import Accelerator
+
+    from .preview import write_preview
+
+    acc = Accelerator(mixed_precision=_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
+    run, device = Path(cfg.out), acc.device
+    model_cfg = cfg.model_config()
+    dataset = VideoFolderDataset(cfg.data, frames=model_cfg.frames, size=(model_cfg.height, model_cfg.width),
+                                 stride=cfg.stride, random_crop=True, keywords=cfg.keywords or None,
+                                 skip_bad=cfg.skip_bad, seed=cfg.seed)
+    if len(dataset) < cfg.batch_size * acc.num_processes:
+        raise ValueError(f"{len(dataset)} videos in {cfg.data} are fewer than one batch "
+                         f"({cfg.batch_size} x {acc.num_processes} processes); lower --batch-size")
+    sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes)
+    text_encoder = load_text_encoder(cfg.text_encoder, device=device)
+    torch.manual_seed(cfg.seed)
+    model = SpaceTimeUNet(model_cfg).to(device)
+    ema = SpaceTimeUNet(model_cfg).to(device).requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
+    step = 0
+    if (run / "checkpoint" / "train_state" / "state.json").exists():
+        step, data_state = load_run(run, model, ema, opt, gen)
+        sampler.load_state_dict(data_state)
+        acc.print(f"resumed {run} at step {step}")
+    run.mkdir(parents=True, exist_ok=True)
+    net, opt = acc.prepare(torch.compile(model) if cfg.compile else model, opt)
+    acc.print(f"model: {count_parameters(model) / 1e6:.2f}M parameters, {len(dataset)} videos, device {device}")
+    log = _LossLog(run / "loss.csv", acc.is_main_process, resumed_at=step)
+    stream = batches(dataset, sampler, cfg)
+    end = min(cfg.steps, stop_after or cfg.steps)
+    bar = tqdm(range(step, end), initial=step, total=cfg.steps, disable=not acc.is_main_process, desc="train")
+    for step in bar:
+        batch = next(stream)
+        video = batch["video"].to(device)
+        cond = drop_conditions(make_cond(video, text_encoder.encode(batch["caption"]), model_cfg), cfg.cond_drop, gen)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        with acc.autocast():
+            loss = diffusion_loss(net, video, cond, gen)
+        acc.backward(loss)
+        grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema_update(ema, model, step, cfg.ema_decay)
+        done = step + 1
+        if done % cfg.log_every == 0 or done == end:
+            log.write(done, loss.item(), lr_at(step, cfg), float(grad_norm), video.shape[0] * acc.num_processes)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if acc.is_main_process and cfg.sample_every and done % cfg.sample_every == 0:
+            write_preview(ema, text_encoder, dataset, run / "samples" / f"step_{done:07d}.gif", seed=cfg.seed)
+        if done % cfg.save_every == 0 or done == end:
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                save_run(run, model, ema, opt, gen, done, sampler.state_dict(), cfg, text_encoder.spec)
+    return run / "checkpoint"
+
+
+def _precision(name: str) -> str:
+    if name == "auto":
+        return "bf16" if torch.cuda.is_available() else "no"
+    if name not in ("no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, not {name!r}")
+    return name
+
+
+class _LossLog:
+    """loss.csv, continued across resumes: rows after the resumed step (run again) are dropped first."""
+
+    HEADER = "step,loss,lr,grad_norm,samples_per_s\n"
+
+    def __init__(self, path: Path, enabled: bool, resumed_at: int):
+        self.path, self.enabled = path, enabled
+        self.last_step, self.last_time = resumed_at, time.perf_counter()
+        if enabled:
+            rows = path.read_text().splitlines()[1:] if path.exists() else []
+            kept = [r for r in rows if int(r.split(",")[0]) <= resumed_at]
+            ckpt.atomic_write_text(path, self.HEADER + "".join(r + "\n" for r in kept))
+
+    def write(self, step, loss, lr, grad_norm, samples_per_step):
+        now = time.perf_counter()
+        samples_per_s = samples_per_step * (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_step, self.last_time = step, now
+        if self.enabled:
+            with self.path.open("a", newline="") as f:
+                csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.3e}", f"{grad_norm:.4f}", f"{samples_per_s:.2f}"])
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss} at step {step}; lower --lr or check the data")
+
+

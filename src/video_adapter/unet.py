@@ -1,0 +1,329 @@
+"""Factorised space-time U-Net denoiser (Imagen Video / VDM style), predicting eps from (x_t, logsnr, cond).
+
+Spatial convolutions and attention run per frame, temporal ones per pixel (Ho et al. 2022, "Video
+Diffusion Models"). Text enters twice: cross-attention over token embeddings and the pooled embedding
+added to the noise-level embedding. The paper's pixel conditions (appendix B) are concatenated to the
+input channels: the first frame replicated over all frames, and the Sobel x-gradient of each frame.
+Each has a present flag embedded next to the noise level, so one model trains with and without it.
+
+State shapes are written `[B, C, F, H, W]` throughout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from .conditioning import Cond
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    channels: int = 3                                 # video channels in and out
+    frames: int = 16                                  # paper: 16 frames
+    height: int = 24                                  # paper: 24x40
+    width: int = 40
+    base_channels: int = 32                           # paper Small (S): 32
+    channel_mults: tuple[int, ...] = (1, 2, 4)        # paper: [1, 2, 4]
+    num_res_blocks: int = 1                           # paper Small (S): 1; prior: 3
+    attention_resolutions: tuple[int, ...] = (6, 12)  # feature-map heights with attention; paper prior: [6, 12, 24]
+    head_dim: int = 64                                # width of one attention head; heads = channels // head_dim
+    emb_dim: int = 128                                # conditioning embedding width; paper prior: 1024
+    text_dim: int = 384                               # text token width (all-MiniLM-L6-v2: 384; T5-XXL: 4096)
+    first_frame_cond: bool = True                     # concat the replicated first frame (Bridge, Ego4D)
+    edge_cond: bool = False                           # concat the Sobel x-gradient (stylisation, sim-to-real)
+    temporal_attention: bool = True                   # temporal self-attention wherever spatial attention runs
+    dropout: float = 0.0                              # residual-block dropout
+    norm_groups: int = 32                             # GroupNorm groups (fewer where channels are few)
+
+    def __post_init__(self):
+        levels = len(self.channel_mults)
+        factor = 2 ** (levels - 1)
+        if self.height % factor or self.width % factor:
+            raise ValueError(
+                f"height x width {self.height}x{self.width} must be divisible by {factor} "
+                f"(2^(levels-1) for channel_mults={self.channel_mults}); change the size or use fewer levels")
+        heights = {self.height // 2**i for i in range(levels)}
+        if bad := sorted(set(self.attention_resolutions) - heights):
+            raise ValueError(f"attention_resolutions {bad} are not feature-map heights of this U-Net; "
+                             f"choose from {sorted(heights)}")
+        if self.head_dim < 1 or self.base_channels < 1 or self.num_res_blocks < 1:
+            raise ValueError("head_dim, base_channels and num_res_blocks must be positive")
+
+    @property
+    def in_channels(self) -> int:
+        return self.channels * (1 + self.first_frame_cond + self.edge_cond)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UNetConfig":
+        known = {f.name for f in fields(cls)}
+        if unknown := sorted(set(d) - known):
+            raise ValueError(f"unknown UNetConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+PRESETS: dict[str, UNetConfig] = {
+    # paper appendix B, Bridge/Ego4D Small (S): a single residual block with 32 base channels
+    "S": UNetConfig(),
+    # paper appendix B, Bridge Small (L): a single residual block with 64 base channels
+    "L": UNetConfig(base_channels=64, emb_dim=256),
+    # about 35M parameters, the size of the training-throughput benchmark (docs/benchmarks.md)
+    "bench-35m": UNetConfig(base_channels=96, channel_mults=(1, 2, 4), num_res_blocks=2,
+                            attention_resolutions=(6, 12), emb_dim=384),
+    # paper appendix B, the 5.6B pretrained prior's shape (T5-XXL text); build it on the meta device
+    "paper-5.6b": UNetConfig(base_channels=1024, channel_mults=(1, 2, 4), num_res_blocks=3,
+                             attention_resolutions=(6, 12, 24), head_dim=64, emb_dim=1024, text_dim=4096,
+                             edge_cond=True),
+}
+
+
+def preset(name: str, **overrides) -> UNetConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+def _groups(channels: int, max_groups: int) -> int:
+    return math.gcd(channels, max_groups) if channels >= max_groups else max(1, math.gcd(channels, channels // 4 or 1))
+
+
+def norm(channels: int, cfg: UNetConfig) -> nn.GroupNorm:
+    return nn.GroupNorm(_groups(channels, cfg.norm_groups), channels)
+
+
+def zero_init(module: nn.Module) -> nn.Module:
+    """Residual branches start as the identity, as in ADM and Imagen."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+def conv_space(cin: int, cout: int, stride: int = 1) -> nn.Conv3d:
+    return nn.Conv3d(cin, cout, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1))
+
+
+def conv_time(channels: int) -> nn.Conv3d:
+    return nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
+
+
+def noise_level_features(logsnr: Tensor, dim: int) -> Tensor:
+    """Sinusoidal features of the noise level, taken on u = (2/pi) atan(exp(-logsnr/2)) in (0, 1).
+
+    u is the cosine schedule's time without clipping: bounded and smooth over the whole log-SNR line,
+    so any sampler's or prior's noise levels embed sensibly, not only the training range.
+    """
+    u = torch.atan(torch.exp(-0.5 * logsnr.float().clamp(-40, 40))) * (2 / math.pi)
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=logsnr.device) / half)
+    angles = 1000.0 * u[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResBlock(nn.Module):
+    """Spatial residual block with scale-shift noise conditioning, then a residual temporal convolution."""
+
+    def __init__(self, cin: int, cout: int, cfg: UNetConfig):
+        super().__init__()
+        self.norm1, self.conv1 = norm(cin, cfg), conv_space(cin, cout)
+        self.emb = nn.Linear(cfg.emb_dim, 2 * cout)
+        self.norm2, self.conv2 = norm(cout, cfg), zero_init(conv_space(cout, cout))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.norm_t, self.conv_t = norm(cout, cfg), zero_init(conv_time(cout))
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = rearrange(self.emb(emb), "b (two c) -> two b c 1 1 1", two=2)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        x = self.skip(x) + h
+        return x + self.conv_t(F.silu(self.norm_t(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head attention with a pre-norm and a zero-initialised output: queries from x, keys from `context`."""
+
+    def __init__(self, channels: int, context_dim: int | None, head_dim: int):
+        super().__init__()
+        self.heads = max(1, channels // head_dim)
+        self.norm = nn.LayerNorm(channels)
+        self.q = nn.Linear(channels, channels, bias=False)
+        self.kv = nn.Linear(context_dim or channels, 2 * channels, bias=False)
+        self.out = zero_init(nn.Linear(channels, channels))
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        h = self.norm(x)
+        q = self.q(h)
+        k, v = self.kv(h if context is None else context).chunk(2, dim=-1)
+        q, k, v = (rearrange(t, "n s (h d) -> n h s d", h=self.heads) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return x + self.out(rearrange(out, "n h s d -> n s (h d)"))
+
+
+class SpaceTimeAttention(nn.Module):
+    """Spatial self-attention per frame, text cross-attention, temporal self-attention per pixel."""
+
+    def __init__(self, channels: int, cfg: UNetConfig):
+        super().__init__()
+        self.spatial = Attention(channels, None, cfg.head_dim)
+        self.cross = Attention(channels, cfg.text_dim, cfg.head_dim)
+        self.temporal = Attention(channels, None, cfg.head_dim) if cfg.temporal_attention else None
+        # Temporal attention is otherwise blind to frame order; a learned per-frame offset tells it.
+        self.frame_pos = nn.Parameter(torch.zeros(cfg.frames, channels)) if cfg.temporal_attention else None
+
+    def forward(self, x: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        b, c, f, hh, ww = x.shape
+        h = rearrange(x, "b c f h w -> (b f) (h w) c")
+        h = self.spatial(h)
+        # Cross-attention has no interaction between queries, so all frames share one key set per video.
+        h = rearrange(h, "(b f) s c -> b (f s) c", b=b)
+        h = self.cross(h, text, text_mask[:, None, None, :])
+        if self.temporal is not None:
+            h = rearrange(h, "b (f h w) c -> (b h w) f c", f=f, h=hh) + self.frame_pos[:f]
+            h = self.temporal(h) - self.frame_pos[:f]
+            return rearrange(h, "(b h w) f c -> b c f h w", b=b, h=hh)
+        return rearrange(h, "b (f h w) c -> b c f h w", f=f, h=hh)
+
+
+class Level(nn.Module):
+    """One resolution of the U-Net: residual blocks, each followed by attention where configured."""
+
+    def __init__(self, cins: list[int], cout: int, attend: bool, cfg: UNetConfig):
+        super().__init__()
+        self.res = nn.ModuleList(ResBlock(cin, cout, cfg) for cin in cins)
+        self.attn = nn.ModuleList(SpaceTimeAttention(cout, cfg) for _ in cins) if attend else None
+
+
+class SpaceTimeUNet(nn.Module):
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        chans = [cfg.base_channels * m for m in cfg.channel_mults]
+        heights = [cfg.height // 2**i for i in range(len(chans))]
+        attend = [hgt in cfg.attention_resolutions for hgt in heights]
+
+        self.noise_mlp = nn.Sequential(
+            nn.Linear(cfg.base_channels, cfg.emb_dim), nn.SiLU(), nn.Linear(cfg.emb_dim, cfg.emb_dim))
+        self.pooled_proj = nn.Linear(cfg.text_dim, cfg.emb_dim)
+        self.flag_proj = nn.Linear(3, cfg.emb_dim, bias=False)  # present flags: text, first frame, edges
+        # A learned null token keeps cross-attention defined when every text token is masked (dropped text).
+        self.null_text = nn.Parameter(torch.randn(1, 1, cfg.text_dim) * 0.02)
+
+        self.conv_in = conv_space(cfg.in_channels, chans[0])
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        skips, c = [chans[0]], chans[0]
+        for i, cout in enumerate(chans):
+            self.down.append(Level([c] + [cout] * (cfg.num_res_blocks - 1), cout, attend[i], cfg))
+            c = cout
+            skips += [c] * cfg.num_res_blocks
+            if i < len(chans) - 1:
+                self.downsample.append(conv_space(c, c, stride=2))
+                skips.append(c)
+        self.mid = Level([c, c], c, True, cfg)
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for i, cout in reversed(list(enumerate(chans))):
+            cins = []
+            for _ in range(cfg.num_res_blocks + 1):
+                cins.append(c + skips.pop())
+                c = cout
+            self.up.append(Level(cins, cout, attend[i], cfg))
+            if i > 0:
+                self.upsample.append(conv_space(c, c))
+        self.norm_out = norm(c, cfg)
+        self.conv_out = zero_init(conv_space(c, cfg.channels))
+
+    def embed(self, logsnr: Tensor, cond: Cond, batch: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """Noise-level embedding with pooled text and present flags, and the cross-attention context."""
+        cfg, device = self.cfg, logsnr.device
+        emb = self.noise_mlp(noise_level_features(logsnr, cfg.base_channels))
+        flags = torch.stack([_flag(cond, n, batch, device) for n in ("text", "first_frame", "edges")], dim=1)
+        emb = emb + self.flag_proj(flags.to(emb.dtype))
+        null = self.null_text.expand(batch, 1, -1)
+        if cond.text is None:
+            return emb, null.to(dtype), torch.ones(batch, 1, dtype=torch.bool, device=device)
+        has_text = flags[:, 0].bool()
+        if cond.text.shape[-1] != cfg.text_dim:
+            raise ValueError(f"text embeddings have width {cond.text.shape[-1]} but the model expects "
+                             f"text_dim={cfg.text_dim}; use the text encoder the model was trained with")
+        emb = emb + self.pooled_proj(cond.pooled.to(emb.dtype)) * has_text[:, None].to(emb.dtype)
+        context = torch.cat([null.to(cond.text.dtype), cond.text], dim=1).to(dtype)
+        mask = torch.cat([torch.ones_like(cond.text_mask[:, :1]), cond.text_mask & has_text[:, None]], dim=1)
+        return emb, context, mask
+
+    def condition_channels(self, x: Tensor, cond: Cond) -> Tensor:
+        """The noisy video with the paper's pixel conditions concatenated on channels (zeros where absent)."""
+        b, device = x.shape[0], x.device
+        parts = [x]
+        if self.cfg.first_frame_cond:
+            ff = torch.zeros_like(x) if cond.first_frame is None else repeat(
+                cond.first_frame.to(x), "b c h w -> b c f h w", f=x.shape[2])
+            parts.append(ff * _flag(cond, "first_frame", b, device).to(x.dtype).view(b, 1, 1, 1, 1))
+        elif cond.first_frame is not None:
+            raise ValueError("this model was not built with first-frame conditioning (first_frame_cond=False)")
+        if self.cfg.edge_cond:
+            edges = torch.zeros_like(x) if cond.edges is None else cond.edges.to(x)
+            parts.append(edges * _flag(cond, "edges", b, device).to(x.dtype).view(b, 1, 1, 1, 1))
+        elif cond.edges is not None:
+            raise ValueError("this model was not built with edge conditioning (edge_cond=False)")
+        return torch.cat(parts, dim=1)
+
+    def forward(self, x: Tensor, logsnr: Tensor, cond: Cond | None = None) -> Tensor:
+        """eps prediction for x [B, C, F, H, W] at per-sample logsnr [B]."""
+        cfg, cond = self.cfg, cond or Cond()
+        b, _, f, hh, ww = x.shape
+        if x.shape[1] != cfg.channels or f > cfg.frames or (hh, ww) != (cfg.height, cfg.width):
+            raise ValueError(f"input {tuple(x.shape)} does not fit the model: expected [B, {cfg.channels}, "
+                             f"<= {cfg.frames}, {cfg.height}, {cfg.width}]")
+        logsnr = logsnr.expand(b) if logsnr.ndim == 0 else logsnr
+        emb, context, mask = self.embed(logsnr, cond, b, x.dtype)
+        h = self.conv_in(self.condition_channels(x, cond))
+        skips = [h]
+        for i, level in enumerate(self.down):
+            h = self._run(level, h, emb, context, mask, skips)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+                skips.append(h)
+        h = self._run(self.mid, h, emb, context, mask)
+        for i, level in enumerate(self.up):
+            h = self._run(level, h, emb, context, mask, skips, pop=True)
+            if i < len(self.upsample):
+                h = self.upsample[i](F.interpolate(h, scale_factor=(1, 2, 2), mode="nearest"))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+    @staticmethod
+    def _run(level: Level, h, emb, context, mask, skips=None, pop=False):
+        for j, res in enumerate(level.res):
+            if pop:
+                h = torch.cat([h, skips.pop()], dim=1)
+            h = res(h, emb)
+            if level.attn is not None:
+                h = level.attn[j](h, context, mask)
+            if skips is not None and not pop:
+                skips.append(h)
+        return h
+
+
+def _flag(cond: Cond, name: str, batch: int, device) -> Tensor:
+    flag = cond.present(name)
+    return torch.zeros(batch, dtype=torch.bool, device=device) if flag is None else flag.to(device)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_unet(cfg: UNetConfig, device: torch.device | str | None = None) -> SpaceTimeUNet:
+    """Builds the model; `device="meta"` allocates nothing (how the 5.6B preset is sized)."""
+    with torch.device(device or "cpu"):
+        return SpaceTimeUNet(cfg)
+
+
+__all__ = ["UNetConfig", "PRESETS", "preset", "SpaceTimeUNet", "build_unet", "count_parameters"]

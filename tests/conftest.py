@@ -1,0 +1,25 @@
+import os
+
+import pytest
+import torch
+
+# Nothing in the test suite may reach the network; transformers and the hub honour this.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_cfg():
+    from video_adapter.unet import UNetConfig
+
+    return UNetConfig(frames=4, height=8, width=8, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
+                      attention_resolutions=(4,), head_dim=8, emb_dim=32, text_dim=16, edge_cond=True)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torch.nn.Module:
+    """Random weights everywhere, zero-initialised output layers included, so every input path is visible."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    return model
