@@ -2,7 +2,7 @@
 
 Both train on random 16x24x40 video with eps-prediction MSE, bf16 autocast and AdamW (fused on CUDA), in one run:
 
-    python benchmarks/train_throughput.py --compile --ours-batch 16,64,128
+    python benchmarks/train_throughput.py --compile --channels-last --ours-batch 128
 
 Ours is `SpaceTimeUNet(preset("bench-35m"))`. The peer is a 34.3M-parameter UNet3DConditionModel: blocks
 (64, 128, 256), 2 layers per block, cross-attention dim 384, diffusers defaults otherwise (attention_head_dim 64,
@@ -119,27 +119,29 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn, b: Batch, 
     opt.step()
 
 
-def time_steps(model, opt, loss_fn, batch: int, args, device: torch.device) -> float | None:
-    """Seconds per timed step at this batch size, or None when it runs out of GPU memory."""
-    b = make_batch(batch, device, args.channels_last)
+def time_steps(model, opt, loss_fn, batch: int, channels_last: bool, args, device) -> tuple[float, float] | None:
+    """(seconds of warmup, including compilation; seconds per timed step), or None when out of GPU memory."""
+    b = make_batch(batch, device, channels_last)
     try:
+        start = time.perf_counter()
         for _ in range(args.warmup):
             train_step(model, opt, loss_fn, b, device)
         sync(device)
-        start = time.perf_counter()
+        warmup_end = time.perf_counter()
         for _ in range(args.steps):
             train_step(model, opt, loss_fn, b, device)
         sync(device)
-        return (time.perf_counter() - start) / args.steps
+        return warmup_end - start, (time.perf_counter() - warmup_end) / args.steps
     except torch.OutOfMemoryError:
         return None
 
 
-def benchmark(name: str, model: nn.Module, loss_fn, batches: list[int], compile_model: bool, args, device) -> list[dict]:
+def benchmark(name: str, model: nn.Module, loss_fn, batches: list[int], compile_model: bool, channels_last: bool,
+              args, device) -> list[dict]:
     """One row per batch size; the model and its optimizer are shared across the rows."""
     params = sum(p.numel() for p in model.parameters())
     model = model.to(device).train()
-    if args.channels_last:
+    if channels_last:
         to_channels_last(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     fwd = torch.compile(model, dynamic=False) if compile_model else model
@@ -147,16 +149,18 @@ def benchmark(name: str, model: nn.Module, loss_fn, batches: list[int], compile_
     for batch in batches:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        step_s = time_steps(fwd, opt, loss_fn, batch, args, device)
+        timing = time_steps(fwd, opt, loss_fn, batch, channels_last, args, device)
         opt.zero_grad(set_to_none=True)
         peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else None
         free_memory(device)
+        warmup_s, step_s = timing or (None, None)
         row = {
             "model": name,
             "params": params,
             "batch": batch,
             "compiled": compile_model,
-            "oom": step_s is None,
+            "oom": timing is None,
+            "warmup_s": warmup_s,
             "step_ms": None if step_s is None else 1e3 * step_s,
             "samples_per_s": None if step_s is None else batch / step_s,
             "peak_gib": None if step_s is None else peak,
@@ -175,7 +179,8 @@ def progress_line(row: dict) -> str:
     if row["oom"]:
         return f"[{row['model']}] batch {row['batch']}: out of memory"
     return (f"[{row['model']}] {row['params'] / 1e6:.1f}M params, batch {row['batch']}: "
-            f"{row['samples_per_s']:.1f} samples/s, {row['step_ms']:.1f} ms/step, peak {fmt(row['peak_gib'], '.2f')} GiB")
+            f"{row['samples_per_s']:.1f} samples/s, {row['step_ms']:.1f} ms/step, peak {fmt(row['peak_gib'], '.2f')} GiB, "
+            f"warmup {row['warmup_s']:.1f} s")
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -220,7 +225,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per row (compilation happens here)")
     p.add_argument("--compile", action="store_true", help="torch.compile ours")
     p.add_argument("--compile-peer", action="store_true", help="torch.compile the peer")
-    p.add_argument("--channels-last", action="store_true", help="channels-last weights and input for both models")
+    p.add_argument("--channels-last", action="store_true", help="channels-last (NDHWC) weights and input for ours")
+    p.add_argument("--channels-last-peer", action="store_true", help="channels-last weights and input for the peer")
     p.add_argument("--skip-ours", action="store_true")
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
@@ -242,10 +248,12 @@ def main() -> None:
 
     rows = []
     if not args.skip_ours:
-        rows += benchmark("ours", build_ours(args.preset), ours_loss, args.ours_batches, args.compile, args, device)
+        rows += benchmark("ours", build_ours(args.preset), ours_loss, args.ours_batches, args.compile, args.channels_last,
+                          args, device)
         free_memory(device)
     if not args.skip_peer:
-        rows += benchmark("peer", build_peer(), peer_loss, [args.peer_batch], args.compile_peer, args, device)
+        rows += benchmark("peer", build_peer(), peer_loss, [args.peer_batch], args.compile_peer,
+                          args.channels_last_peer, args, device)
         free_memory(device)
 
     ours, peer = best(rows, "ours"), best(rows, "peer")
@@ -269,6 +277,7 @@ def main() -> None:
         "compile": args.compile,
         "compile_peer": args.compile_peer,
         "channels_last": args.channels_last,
+        "channels_last_peer": args.channels_last_peer,
         "steps": args.steps,
         "warmup": args.warmup,
         "video": [FRAMES, HEIGHT, WIDTH],

@@ -25,7 +25,9 @@ def logsnr_cosine(t: Tensor, logsnr_min: float = LOGSNR_MIN, logsnr_max: float =
     """
     b = math.atan(math.exp(-0.5 * logsnr_max))
     a = math.atan(math.exp(-0.5 * logsnr_min)) - b
-    return -2.0 * torch.log(torch.tan(a * t.double() + b)).to(t.dtype if t.is_floating_point() else torch.float32)
+    # The clamp only absorbs rounding in tan(atan(.)), which would otherwise put t = 1 at logsnr_min - 2e-12.
+    logsnr = (-2.0 * torch.log(torch.tan(a * t.double() + b))).clamp(logsnr_min, logsnr_max)
+    return logsnr.to(t.dtype if t.is_floating_point() else torch.float32)
 
 
 def t_from_logsnr_cosine(logsnr: Tensor, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX) -> Tensor:

@@ -134,14 +134,19 @@ def load_run(run: Path, model, ema, opt, gen) -> tuple[int, dict]:
 
 
 def batches(dataset, sampler: ResumableSampler, cfg: TrainConfig):
-    """Endless batches; the sampler's (epoch, position) says where the next batch starts."""
-    loader_args = dict(batch_size=cfg.batch_size, drop_last=True, collate_fn=collate, num_workers=cfg.num_workers)
+    """Endless (batch, data_state) pairs; data_state is where the batch after this one starts.
+
+    Positions are counted from what training consumed, not what the loader drew, since workers draw ahead.
+    """
+    loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=cfg.batch_size, drop_last=True,
+                                         collate_fn=collate, num_workers=cfg.num_workers)
     while True:
-        dataset.set_epoch(sampler.epoch)
-        for batch in torch.utils.data.DataLoader(dataset, sampler=sampler.remaining(), **loader_args):
-            sampler.advance(cfg.batch_size)
-            yield batch
-        sampler.next_epoch()
+        if sampler.position + cfg.batch_size > len(sampler):  # too few left for a batch: next epoch
+            sampler.set_epoch(sampler.epoch + 1)
+        epoch, consumed = sampler.epoch, sampler.position
+        for batch in loader:
+            consumed += cfg.batch_size
+            yield batch, {"epoch": epoch, "position": consumed}
 
 
 def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
@@ -159,7 +164,8 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     if len(dataset) < cfg.batch_size * acc.num_processes:
         raise ValueError(f"{len(dataset)} videos in {cfg.data} are fewer than one batch "
                          f"({cfg.batch_size} x {acc.num_processes} processes); lower --batch-size")
-    sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes)
+    sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes,
+                               drop_last=True, with_epoch=True)
     text_encoder = load_text_encoder(cfg.text_encoder, device=device)
     torch.manual_seed(cfg.seed)
     model = SpaceTimeUNet(model_cfg).to(device)
@@ -180,7 +186,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     end = min(cfg.steps, stop_after or cfg.steps)
     bar = tqdm(range(step, end), initial=step, total=cfg.steps, disable=not acc.is_main_process, desc="train")
     for step in bar:
-        batch = next(stream)
+        batch, data_state = next(stream)
         video = batch["video"].to(device)
         cond = drop_conditions(make_cond(video, text_encoder.encode(batch["caption"]), model_cfg), cfg.cond_drop, gen)
         for group in opt.param_groups:
@@ -201,7 +207,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         if done % cfg.save_every == 0 or done == end:
             acc.wait_for_everyone()
             if acc.is_main_process:
-                save_run(run, model, ema, opt, gen, done, sampler.state_dict(), cfg, text_encoder.spec)
+                save_run(run, model, ema, opt, gen, done, data_state, cfg, text_encoder.spec)
     return run / "checkpoint"
 
 

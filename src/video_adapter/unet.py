@@ -75,9 +75,10 @@ PRESETS: dict[str, UNetConfig] = {
     "S": UNetConfig(),
     # paper appendix B, Bridge Small (L): a single residual block with 64 base channels
     "L": UNetConfig(base_channels=64, emb_dim=256),
-    # about 35M parameters, the size of the training-throughput benchmark (docs/benchmarks.md)
-    "bench-35m": UNetConfig(base_channels=96, channel_mults=(1, 2, 4), num_res_blocks=2,
-                            attention_resolutions=(6, 12), emb_dim=384),
+    # about 35M parameters, the size of the training-throughput benchmark (docs/benchmarks.md). Channels
+    # double at every level, so each level costs about the same FLOPs while the parameters sit at low resolution.
+    "bench-35m": UNetConfig(base_channels=40, channel_mults=(1, 2, 4, 8), num_res_blocks=2,
+                            attention_resolutions=(6, 3), emb_dim=256),
     # paper appendix B, the 5.6B pretrained prior's shape (T5-XXL text); build it on the meta device
     "paper-5.6b": UNetConfig(base_channels=1024, channel_mults=(1, 2, 4), num_res_blocks=3,
                              attention_resolutions=(6, 12, 24), head_dim=64, emb_dim=1024, text_dim=4096,

@@ -1,0 +1,185 @@
+"""The `video-adapter` command: train, sample, info, demo.
+
+Config dataclasses are the single source of options: every field becomes a `--flag` whose help is the
+field's aligned comment, and `--dry-run` prints the resolved config without running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def _field_docs(cls) -> dict[str, str]:
+    """The aligned `# comment` after each dataclass field, as its help text."""
+    docs = {}
+    for line in inspect.getsource(cls).splitlines():
+        if m := re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line):
+            docs[m.group(1)] = m.group(2)
+    return docs
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    docs = _field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{docs.get(f.name, '')} (default: {default!r})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, nargs="*", type=_parse_value, default=None, help=help_)
+        elif isinstance(default, dict):
+            parser.add_argument(flag, nargs="*", default=None, metavar="KEY=VALUE", help=help_)
+        else:
+            parser.add_argument(flag, type=type(default) if default is not None else str, default=None, help=help_)
+
+
+def dataclass_from_args(cls, args: argparse.Namespace, base=None):
+    base = base or cls()
+    overrides = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f.name, None)
+        if value is None:
+            continue
+        if isinstance(getattr(base, f.name), dict):
+            value = _key_values(value, f.name)
+        elif isinstance(getattr(base, f.name), tuple):
+            value = tuple(value)
+        overrides[f.name] = value
+    return dataclasses.replace(base, **overrides)
+
+
+def _key_values(items: list[str], name: str) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--{name.replace('_', '-')} takes KEY=VALUE pairs, got {item!r}")
+        out[key] = _parse_value(value)
+    return out
+
+
+def cmd_train(args) -> None:
+    from .train import TrainConfig, train
+
+    base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else None
+    cfg = dataclass_from_args(TrainConfig, args, base)
+    model_cfg = cfg.model_config()  # validates preset and overrides before any work
+    if args.dry_run:
+        print(json.dumps({"train": dataclasses.asdict(cfg), "model": model_cfg.to_dict()}, indent=2))
+        return
+    if not cfg.data:
+        raise SystemExit("--data is required: a folder of videos with captions.jsonl or .txt sidecars")
+    print(f"checkpoint: {train(cfg)}")
+
+
+def cmd_sample(args) -> None:
+    from .pipeline import SampleConfig, sample_to_files
+
+    cfg = dataclass_from_args(SampleConfig, args)
+    if args.dry_run:
+        print(json.dumps(dataclasses.asdict(cfg), indent=2))
+        return
+    for path in sample_to_files(cfg):
+        print(f"wrote {path}")
+
+
+def cmd_info(args) -> None:
+    from .checkpoint import read_config
+    from .unet import PRESETS, UNetConfig, build_unet, count_parameters, preset
+
+    target = args.target
+    if target in PRESETS:
+        cfg, where = preset(target), f"preset {target}"
+        extra = {}
+    elif Path(target).exists():
+        config = read_config(target)
+        cfg, where = UNetConfig.from_dict(config["unet"]), str(target)
+        extra = {k: config[k] for k in ("text_encoder", "step") if k in config}
+    else:
+        raise SystemExit(f"{target!r} is neither a checkpoint directory nor a preset ({', '.join(sorted(PRESETS))})")
+    params = count_parameters(build_unet(cfg, "meta"))
+    print(json.dumps({"source": where, "parameters": params, "parameters_human": _human(params),
+                      **extra, "unet": cfg.to_dict()}, indent=2))
+
+
+def _human(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def cmd_demo(args) -> None:
+    from .demo import DemoConfig, run_demo
+
+    cfg = dataclass_from_args(DemoConfig, args)
+    if args.dry_run:
+        print(json.dumps(dataclasses.asdict(cfg), indent=2))
+        return
+    run_demo(cfg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .demo import DemoConfig
+    from .pipeline import SampleConfig
+    from .train import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="video-adapter", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a video denoiser on a folder of captioned videos",
+                       description="Train (or resume, if --out holds a checkpoint) a space-time U-Net. "
+                                   "Under `accelerate launch` it runs on every process with no change.")
+    p.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
+    add_dataclass_args(p, TrainConfig)
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="sample videos from a checkpoint",
+                       description="Sample videos for a prompt (optionally a first frame or edges) and write gif/mp4.")
+    add_dataclass_args(p, SampleConfig)
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("info", help="config and parameter count of a checkpoint or preset",
+                       description="Print the config and parameter count of a checkpoint directory or a preset "
+                                   "name (presets are built on the meta device, so even the 5.6B one is instant).")
+    p.add_argument("target", help="checkpoint directory or preset name")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="the whole job on CPU in minutes: toy data, training, samples",
+                       description="Generate toy videos, train a tiny model on the CPU, and write samples "
+                                   "as a labelled grid (gif and mp4).")
+    add_dataclass_args(p, DemoConfig)
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

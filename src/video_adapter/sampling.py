@@ -1,0 +1,194 @@
+"""Samplers for epsilon-prediction diffusion models in the variance-preserving log-SNR convention of `schedule`.
+
+Every sampler is `sample_x(eps_fn, x, logsnrs, cond, ...)`: it starts from `x` at noise level `logsnrs[0]` and walks
+the grid `logsnrs` (strictly increasing, noisy to clean) calling `eps_fn(x, logsnr [B], cond) -> eps`. Samplers know
+nothing about models, guidance or composition: those are eps_fns wrapping eps_fns.
+
+End of the trajectory: the grid's last entry (logsnr_max = 20, where sigma ~ 4.5e-5) marks the clean end, and the final
+step is taken to logsnr = +inf (alpha = 1, sigma = 0) instead, as k-diffusion and EDM end their grids at sigma = 0.
+Every update then returns the denoised estimate x0 = (x - sigma eps) / alpha from the last model call, at
+`logsnrs[-2]`: no model call is spent at the clean end, and the sample differs from one stepped to 20 by < sigma(20).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from .conditioning import Cond
+from .schedule import LOGSNR_MAX, LOGSNR_MIN, alpha_sigma, logsnr_cosine
+
+EpsFn = Callable[[Tensor, Tensor, Cond], Tensor]
+
+
+def logsnr_grid(steps: int, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX) -> Tensor:
+    """The cosine schedule at t = linspace(1, 0, steps + 1): float64 [steps + 1], from logsnr_min up to logsnr_max."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if not logsnr_min < logsnr_max:
+        raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min} and {logsnr_max}")
+    return logsnr_cosine(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), logsnr_min, logsnr_max)
+
+
+def _steps(logsnrs: Tensor, progress: bool) -> Iterable[tuple[float, float]]:
+    """(logsnr, logsnr_next) per step, the final logsnr_next being +inf (see the module docstring).
+
+    Python floats from the float64 grid, so step coefficients never round to x's dtype or touch x's device.
+    """
+    grid = torch.as_tensor(logsnrs, dtype=torch.float64)
+    if grid.ndim != 1 or len(grid) < 2:
+        raise ValueError(f"logsnrs must be a 1-D grid of at least 2 noise levels, got shape {tuple(grid.shape)}; "
+                         "build one with logsnr_grid(steps)")
+    if not bool(torch.isfinite(grid).all()) or not bool((grid[1:] > grid[:-1]).all()):
+        raise ValueError("logsnrs must be finite and strictly increasing (noisy to clean), got "
+                         f"{grid[0].item():.4g} ... {grid[-1].item():.4g}; build one with logsnr_grid(steps) "
+                         "or reverse yours with .flip(0)")
+    values = grid.tolist()[:-1] + [math.inf]
+    return tqdm(list(zip(values[:-1], values[1:])), disable=not progress)
+
+
+def _alpha_sigma(logsnr: float) -> tuple[float, float]:
+    alpha, sigma = alpha_sigma(torch.tensor(logsnr, dtype=torch.float64))
+    return alpha.item(), sigma.item()
+
+
+def _eps(eps_fn: EpsFn, x: Tensor, logsnr: float, cond: Cond) -> Tensor:
+    """eps_fn at one noise level for the whole batch; eps comes back in x's dtype (e.g. from an autocast model) so the
+    sampler's state keeps the dtype the caller chose."""
+    # At least float32: a bf16 logsnr would show the model a different noise level than the one the step assumes.
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    return eps_fn(x, torch.full((x.shape[0],), logsnr, dtype=dtype, device=x.device), cond).to(x.dtype)
+
+
+def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Drawn on the generator's device, so one CPU generator gives the same noise whatever device x lives on."""
+    device = x.device if generator is None else generator.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+@torch.no_grad()
+def sample_ddpm(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
+                generator: torch.Generator | None = None, progress: bool = False) -> Tensor:
+    """Ancestral sampling (DDPM, Ho et al. 2020; the paper's eq. 1, with 1000 steps as in its appendix B).
+
+    Each step draws from the exact VP posterior q(x_s | x_t, x0 = x0_hat) in log-SNR form (VDM, Kingma et al. 2021):
+    with c = 1 - exp(logsnr_t - logsnr_s),
+        x_s = alpha_s / alpha_t * (x_t - c sigma_t eps_hat) + sqrt(c) sigma_s xi,   xi ~ N(0, I),
+    i.e. eq. 1's tau^{t-1} = alpha^t (tau^t - gamma^t eps + xi) with alpha^t = alpha_s / alpha_t, gamma^t = c sigma_t
+    and xi's std sqrt(c) sigma_s alpha_t / alpha_s.
+    """
+    for logsnr, logsnr_next in _steps(logsnrs, progress):
+        alpha, sigma = _alpha_sigma(logsnr)
+        alpha_next, sigma_next = _alpha_sigma(logsnr_next)
+        c = -math.expm1(logsnr - logsnr_next)
+        x = alpha_next / alpha * (x - c * sigma * _eps(eps_fn, x, logsnr, cond))
+        if sigma_next > 0:
+            x = x + math.sqrt(c) * sigma_next * _randn_like(x, generator)
+    return x
+
+
+@torch.no_grad()
+def sample_ddim(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, eta: float = 0.0,
+                generator: torch.Generator | None = None, progress: bool = False) -> Tensor:
+    """DDIM (Song et al. 2021, eq. 12 with the noise scale of eq. 16).
+
+        x_s = alpha_s x0_hat + sqrt(sigma_s^2 - std^2) eps_hat + std xi,   std = eta sqrt(c) sigma_s,
+    with c = 1 - exp(logsnr_t - logsnr_s). eta = 0 is deterministic DDIM; eta = 1 has the ancestral posterior variance
+    and is then the same update as `sample_ddpm`.
+    """
+    if not 0.0 <= eta <= 1.0:
+        # Above 1 a large step would need more fresh noise than sigma_s, i.e. a negative variance for eps_hat.
+        raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM variance), got {eta}")
+    for logsnr, logsnr_next in _steps(logsnrs, progress):
+        alpha, sigma = _alpha_sigma(logsnr)
+        alpha_next, sigma_next = _alpha_sigma(logsnr_next)
+        std = eta * math.sqrt(-math.expm1(logsnr - logsnr_next)) * sigma_next
+        eps = _eps(eps_fn, x, logsnr, cond)
+        x = alpha_next * (x - sigma * eps) / alpha + math.sqrt(sigma_next**2 - std**2) * eps
+        if std > 0:
+            x = x + std * _randn_like(x, generator)
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, progress: bool = False) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", algorithm 2), after k-diffusion's `sample_dpmpp_2m`.
+
+    Exponential integrator of the probability-flow ODE for the data prediction x0_hat in lambda = logsnr / 2:
+        x_s = sigma_s / sigma_t x_t + alpha_s (1 - exp(-h)) D,   h = lambda_s - lambda_t,
+    with D = x0_hat on the first and the final step, and otherwise the multistep extrapolation
+    D = (1 + 1 / 2r) x0_hat - 1 / 2r x0_hat_prev, r = h_prev / h, which makes the method second order.
+    """
+    x0_prev, h_prev = None, None
+    for logsnr, logsnr_next in _steps(logsnrs, progress):
+        alpha, sigma = _alpha_sigma(logsnr)
+        alpha_next, sigma_next = _alpha_sigma(logsnr_next)
+        x0 = (x - sigma * _eps(eps_fn, x, logsnr, cond)) / alpha
+        h = 0.5 * (logsnr_next - logsnr)
+        # On the final step h = inf: the step lands on D itself, and extrapolating by h / h_prev would give inf - inf.
+        if x0_prev is None or math.isinf(h):
+            denoised = x0
+        else:
+            denoised = (1 + h / (2 * h_prev)) * x0 - h / (2 * h_prev) * x0_prev
+        x = sigma_next / sigma * x - alpha_next * math.expm1(-h) * denoised
+        x0_prev, h_prev = x0, h
+    return x
+
+
+@torch.no_grad()
+def sample_heun(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, progress: bool = False) -> Tensor:
+    """Heun's second-order method on the EDM probability-flow ODE (Karras et al. 2022, algorithm 1, deterministic).
+
+    In EDM variables x_edm = x / alpha and sigma_edm = sigma / alpha = exp(-logsnr / 2) the ODE is
+    dx_edm / dsigma_edm = (x_edm - D) / sigma_edm = eps_hat, so the model's eps is the ODE's slope as it stands.
+    Two model calls per step, except the final one to sigma_edm = 0, which is a plain Euler step as in EDM.
+
+    Needs a grid without huge jumps in sigma_edm, like EDM's, which starts at sigma_max = 80. The default cosine grid
+    starts at sigma_edm = exp(10) and its first step lands near 2 steps / pi, a jump over which the trapezoid rule is
+    far off (samples wrong by whole data standard deviations at 50 steps); use e.g.
+    `logsnr_grid(steps, logsnr_min=-2 * math.log(80))`.
+    """
+    steps = _steps(logsnrs, progress)
+    x = x / _alpha_sigma(float(logsnrs[0]))[0]
+    for logsnr, logsnr_next in steps:
+        alpha, sigma = _alpha_sigma(logsnr)
+        alpha_next, sigma_next = _alpha_sigma(logsnr_next)
+        dsigma = sigma_next / alpha_next - sigma / alpha
+        slope = _eps(eps_fn, alpha * x, logsnr, cond)
+        if sigma_next > 0:
+            slope = 0.5 * (slope + _eps(eps_fn, alpha_next * (x + dsigma * slope), logsnr_next, cond))
+        x = x + dsigma * slope
+    return x
+
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+    "dpmpp-2m": sample_dpmpp_2m,
+    "heun": sample_heun,
+}
+
+
+def sample(eps_fn: EpsFn, shape: tuple[int, ...], cond: Cond, *, sampler: str = "ddpm", steps: int = 1000,
+           seed: int = 0, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+           progress: bool = False, **kwargs) -> Tensor:
+    """Draw x ~ N(0, I) at logsnr_min and run `SAMPLERS[sampler]` over `logsnr_grid(steps)`.
+
+    Deterministic given `seed`: the initial noise and every ancestral draw come from one CPU generator seeded with it,
+    so a seed also gives the same noise on every device. `kwargs` go to the sampler (e.g. `eta` for "ddim").
+    "heun" is poor on this grid at few steps (see `sample_heun`); call it with its own grid.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    fn = SAMPLERS[sampler]
+    logsnrs = logsnr_grid(steps)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
+    if "generator" in inspect.signature(fn).parameters:
+        kwargs["generator"] = generator
+    return fn(eps_fn, x, logsnrs, cond, progress=progress, **kwargs)
