@@ -297,3 +297,20 @@ def test_grid_must_run_noisy_to_clean(name):
 def test_ddim_eta_out_of_range(eta):
     with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
         sample_ddim(gaussian_eps, torch.randn(2, *ELEMENT), logsnr_grid(5), Cond(), eta=eta)
+
+
+def test_clip_denoised_clamps_the_implied_x0_and_nothing_else():
+    from video_adapter.guidance import clip_denoised
+    from video_adapter.schedule import diffuse, x0_from_eps
+
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(4, 3, 2, 2, 2, generator=g) * 4 - 2  # half of it outside [-1, 1]
+    eps = torch.randn(x0.shape, generator=g)
+    logsnr = torch.tensor([-20.0, -3.0, 0.0, 4.0])
+    x = diffuse(x0, eps, logsnr)
+    oracle = lambda x_, l_, c_: eps  # noqa: E731  the exact eps, so its implied x0 is x0
+    out = clip_denoised(oracle, 1.0)(x, logsnr, Cond())
+    torch.testing.assert_close(x0_from_eps(x, out, logsnr)[1:], x0.clamp(-1, 1)[1:], atol=1e-4, rtol=0)
+    inside = x0.abs() <= 1
+    torch.testing.assert_close(out[inside], eps[inside], atol=1e-3, rtol=0)
+    assert clip_denoised(oracle, 0.0) is oracle

@@ -22,7 +22,7 @@ def toy(tmp_path_factory):
 
 def config(data, out, **kw):
     base = dict(data=str(data), out=str(out), preset="S", model=TINY, steps=12, batch_size=4, lr=2e-3,
-                warmup_steps=2, save_every=4, sample_every=0, log_every=1, seed=0)
+                warmup_steps=2, save_every=4, sample_every=0, log_every=1, seed=0, num_workers=0)
     return TrainConfig(**{**base, **kw})
 
 

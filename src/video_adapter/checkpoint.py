@@ -73,7 +73,10 @@ def load_tensors(directory: Path, prefix: str = "model") -> dict[str, Tensor]:
     if single.exists():
         files = [single]
     elif index.exists():
-        files = [directory / n for n in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        try:
+            files = [directory / n for n in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{index} is not a valid shard index (JSON with a weight_map): {e!r}") from e
     else:
         raise CheckpointError(f"no weights in {directory}: expected {single.name} or {index.name}")
     out = {}
@@ -115,7 +118,11 @@ def _replace_dir(src: Path, dst: Path) -> None:
         old = dst.with_name(f".{dst.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(dst, old)
-        os.replace(src, dst)
+        try:
+            os.replace(src, dst)
+        except BaseException:
+            os.replace(old, dst)  # put the old checkpoint back rather than leave only the hidden copy
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(src, dst)
@@ -133,8 +140,9 @@ def read_config(directory: str | Path) -> dict:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON ({e})") from e
-    if config.get("model_type") != "SpaceTimeUNet" or "unet" not in config:
-        raise CheckpointError(f"{path} does not describe a SpaceTimeUNet (model_type={config.get('model_type')!r})")
+    if not isinstance(config, dict) or config.get("model_type") != "SpaceTimeUNet" or "unet" not in config:
+        model_type = config.get("model_type") if isinstance(config, dict) else None
+        raise CheckpointError(f"{path} does not describe a SpaceTimeUNet (model_type={model_type!r})")
     return config
 
 
@@ -142,7 +150,10 @@ def load_model(directory: str | Path, device: torch.device | str | None = None,
                dtype: torch.dtype | None = None) -> tuple[SpaceTimeUNet, dict]:
     """Builds the model from config.json and loads its weights strictly; returns (model in eval mode, config)."""
     config = read_config(directory)
-    cfg = UNetConfig.from_dict(config["unet"])
+    try:
+        cfg = UNetConfig.from_dict(config["unet"])
+    except (ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: invalid unet config: {e}") from e
     with torch.device("meta"):
         model = SpaceTimeUNet(cfg)
     state = load_tensors(Path(directory))

@@ -13,6 +13,7 @@ import inspect
 import json
 import re
 import sys
+import typing
 from pathlib import Path
 
 
@@ -32,8 +33,15 @@ def _parse_value(text: str):
         return text
 
 
+def _tuple_item_type(hint):
+    """`tuple[str, ...]` -> str, `tuple[float, float]` -> float; anything else is parsed as a Python literal."""
+    args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+    return args[0] if args and len(set(args)) == 1 and args[0] in (str, int, float) else _parse_value
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
     docs = _field_docs(cls)
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -43,7 +51,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ..
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif isinstance(default, tuple):
-            parser.add_argument(flag, nargs="*", type=_parse_value, default=None, help=help_)
+            parser.add_argument(flag, nargs="*", type=_tuple_item_type(hints.get(f.name)), default=None, help=help_)
         elif isinstance(default, dict):
             parser.add_argument(flag, nargs="*", default=None, metavar="KEY=VALUE", help=help_)
         else:
@@ -57,8 +65,8 @@ def dataclass_from_args(cls, args: argparse.Namespace, base=None):
         value = getattr(args, f.name, None)
         if value is None:
             continue
-        if isinstance(getattr(base, f.name), dict):
-            value = _key_values(value, f.name)
+        if isinstance(getattr(base, f.name), dict):  # KEY=VALUE pairs update the base's (e.g. --config's) dict
+            value = {**getattr(base, f.name), **_key_values(value, f.name)}
         elif isinstance(getattr(base, f.name), tuple):
             value = tuple(value)
         overrides[f.name] = value
@@ -75,11 +83,37 @@ def _key_values(items: list[str], name: str) -> dict:
     return out
 
 
+def _check_model_overrides(overrides: dict) -> None:
+    """Unknown UNetConfig fields and values of the wrong type are usage errors, not tracebacks later on."""
+    from .unet import UNetConfig
+
+    defaults = UNetConfig()
+    known = [f.name for f in dataclasses.fields(UNetConfig)]
+    for key, value in overrides.items():
+        if key not in known:
+            raise SystemExit(f"error: unknown --model field {key!r}; UNetConfig fields are: {', '.join(known)}")
+        default = getattr(defaults, key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(default, tuple):
+            ok = isinstance(value, (list, tuple)) and all(type(v) is type(d) for v in value for d in default[:1])
+        else:
+            ok = True
+        if not ok:
+            raise SystemExit(f"error: --model {key}={value!r} should be a {type(default).__name__} "
+                             f"like the default {default!r}")
+
+
 def cmd_train(args) -> None:
     from .train import TrainConfig, train
 
     base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else None
     cfg = dataclass_from_args(TrainConfig, args, base)
+    _check_model_overrides(cfg.model)
     model_cfg = cfg.model_config()  # validates preset and overrides before any work
     if args.dry_run:
         print(json.dumps({"train": dataclasses.asdict(cfg), "model": model_cfg.to_dict()}, indent=2))
@@ -177,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # FileNotFoundError and the checkpoint/video/text errors are among these
         sys.exit(f"error: {e}")
 
 

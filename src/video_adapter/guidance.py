@@ -7,6 +7,7 @@ from torch import Tensor
 
 from .conditioning import Cond
 from .sampling import EpsFn
+from .schedule import eps_from_x0, x0_from_eps
 
 
 def cfg(eps_fn: EpsFn, scale: float) -> EpsFn:
@@ -25,3 +26,21 @@ def cfg(eps_fn: EpsFn, scale: float) -> EpsFn:
         return eps_u + scale * (eps_c - eps_u)
 
     return guided
+
+
+def clip_denoised(eps_fn: EpsFn, limit: float) -> EpsFn:
+    """Static thresholding (Saharia et al. 2022, Imagen): clip the implied x0 to [-limit, limit], return its eps.
+
+    At logsnr = -20, x0 = (x - sigma eps) / alpha multiplies the eps error by 1/alpha = e^10, and the first steps
+    of a sampler carry that into x; clipping bounds it by the data range. limit <= 0 turns clipping off.
+    """
+    if limit <= 0:
+        return eps_fn
+
+    def clipped(x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
+        eps = eps_fn(x, logsnr, cond)
+        x32, logsnr32 = x.float(), logsnr.float()  # 1/alpha reaches e^10: not a computation for bf16
+        x0 = x0_from_eps(x32, eps.float(), logsnr32).clamp(-limit, limit)
+        return eps_from_x0(x32, x0, logsnr32).to(eps.dtype)
+
+    return clipped

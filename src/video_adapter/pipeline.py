@@ -13,6 +13,7 @@ from .checkpoint import load_model
 from .conditioning import Cond, sobel_x
 from .data import center_crop_resize
 from .guidance import cfg as cfg_guidance
+from .guidance import clip_denoised
 from .sampling import SAMPLERS, sample
 from .text import load_text_encoder
 from .unet import SpaceTimeUNet
@@ -33,6 +34,7 @@ class SampleConfig:
     steps: int = 1000                     # denoising steps (paper: 1000)
     guidance: float = 5.0                 # classifier-free guidance scale (1: no guidance)
     eta: float = 0.0                      # DDIM stochasticity (ddim only)
+    clip_x0: float = 1.0                  # clip each step's x0 prediction to [-v, v] (Imagen; 0: off)
     seed: int = 0                         # samples are a deterministic function of the seed
     out: str = "outputs/sample.gif"       # .gif or .mp4: one labelled grid of all samples
     device: str = "auto"                  # auto | cpu | cuda | cuda:N
@@ -43,7 +45,13 @@ class SampleConfig:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"--device {name!r} is not a device: {e}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    return device
 
 
 def load_frames(path: str | Path, frames: int, size: tuple[int, int]) -> Tensor:
@@ -81,12 +89,12 @@ def conditions_for(model: SpaceTimeUNet, text_emb, first_frame: str, edges_from:
 
 @torch.no_grad()
 def generate(model: SpaceTimeUNet, cond: Cond, *, sampler: str, steps: int, guidance: float, seed: int,
-             progress: bool = False, **sampler_kwargs) -> Tensor:
+             clip_x0: float = 1.0, progress: bool = False, **sampler_kwargs) -> Tensor:
     """Samples [B, C, F, H, W] in [-1, 1] from one model with classifier-free guidance."""
     device = next(model.parameters()).device
     cfg = model.cfg
     shape = (cond.batch_size, cfg.channels, cfg.frames, cfg.height, cfg.width)
-    eps_fn = cfg_guidance(model, guidance)
+    eps_fn = clip_denoised(cfg_guidance(model, guidance), clip_x0)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         x = sample(eps_fn, shape, cond.to(device), sampler=sampler, steps=steps, seed=seed, device=device,
                    progress=progress, **sampler_kwargs)
@@ -102,14 +110,19 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if Path(cfg.out).suffix.lower() not in (".gif", ".mp4"):
         raise ValueError(f"--out must end in .gif or .mp4, not {cfg.out!r}")
+    for name in ("num", "fps", "upscale"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
     device = resolve_device(cfg.device)
     model, config = load_model(cfg.prior or cfg.adapter, device=device)
+    if "text_encoder" not in config:
+        raise ValueError(f"{cfg.prior or cfg.adapter}/config.json names no text_encoder")
     encoder = load_text_encoder(config["text_encoder"], device=device)
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
     cond = conditions_for(model, encoder.encode(prompts), cfg.first_frame, cfg.edges_from, len(prompts))
     kwargs = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
     videos = generate(model, cond, sampler=cfg.sampler, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed,
-                      progress=True, **kwargs)
+                      clip_x0=cfg.clip_x0, progress=True, **kwargs)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     return write_grid(out, list(videos.cpu()), labels=prompts, fps=cfg.fps, upscale=cfg.upscale)

@@ -43,7 +43,7 @@ class TrainConfig:
     lr: float = 1e-4                      # paper: 1e-4
     warmup_steps: int = 1_000             # linear warmup (paper: 10k of 2M steps; scaled for short runs)
     weight_decay: float = 0.0             # AdamW decoupled weight decay
-    betas: tuple[float, float] = (0.9, 0.99)
+    betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
     grad_clip: float = 1.0                # max global grad norm
     ema_decay: float = 0.999              # EMA of the weights, warmed up as min(decay, (1+n)/(10+n))
     cond_drop: float = 0.1                # per-condition dropout for classifier-free guidance
@@ -52,11 +52,12 @@ class TrainConfig:
     skip_bad: bool = False                # skip unreadable videos instead of stopping with a list
     mixed_precision: str = "auto"         # "auto" (bf16 on GPU, fp32 on CPU) | "no" | "bf16"
     compile: bool = False                 # torch.compile the model (GPU)
-    num_workers: int = 0                  # DataLoader workers
+    num_workers: int = 4                  # DataLoader worker processes decoding videos (0: in the main process)
+    cache_videos: bool = False            # keep decoded, resized videos in RAM (small datasets, many epochs)
     log_every: int = 10                   # steps between loss.csv rows
     sample_every: int = 1_000             # steps between sample previews (0: never)
     save_every: int = 1_000               # steps between checkpoints (and at the end)
-    seed: int = 0
+    seed: int = 0                         # seeds the weights, data order, crops, noise and dropout
 
     def model_config(self) -> UNetConfig:
         return preset(self.preset, **self.model)
@@ -139,7 +140,8 @@ def batches(dataset, sampler: ResumableSampler, cfg: TrainConfig):
     Positions are counted from what training consumed, not what the loader drew, since workers draw ahead.
     """
     loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=cfg.batch_size, drop_last=True,
-                                         collate_fn=collate, num_workers=cfg.num_workers)
+                                         collate_fn=collate, num_workers=cfg.num_workers,
+                                         worker_init_fn=_one_thread, persistent_workers=cfg.num_workers > 0)
     while True:
         if sampler.position + cfg.batch_size > len(sampler):  # too few left for a batch: next epoch
             sampler.set_epoch(sampler.epoch + 1)
@@ -160,13 +162,13 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     model_cfg = cfg.model_config()
     dataset = VideoFolderDataset(cfg.data, frames=model_cfg.frames, size=(model_cfg.height, model_cfg.width),
                                  stride=cfg.stride, random_crop=True, keywords=cfg.keywords or None,
-                                 skip_bad=cfg.skip_bad, seed=cfg.seed)
+                                 skip_bad=cfg.skip_bad, seed=cfg.seed, cache=cfg.cache_videos)
     if len(dataset) < cfg.batch_size * acc.num_processes:
         raise ValueError(f"{len(dataset)} videos in {cfg.data} are fewer than one batch "
                          f"({cfg.batch_size} x {acc.num_processes} processes); lower --batch-size")
     sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes,
                                drop_last=True, with_epoch=True)
-    text_encoder = load_text_encoder(cfg.text_encoder, device=device)
+    text_encoder = load_text_encoder(cfg.text_encoder, device=device, cache=True)
     torch.manual_seed(cfg.seed)
     # NDHWC activations let cuDNN run the (1,3,3) and (3,1,1) convolutions several times faster (benchmarks.md).
     memory_format = torch.channels_last_3d if device.type == "cuda" else torch.contiguous_format
@@ -190,7 +192,8 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     for step in bar:
         batch, data_state = next(stream)
         video = batch["video"].to(device).contiguous(memory_format=memory_format)
-        cond = drop_conditions(make_cond(video, text_encoder.encode(batch["caption"]), model_cfg), cfg.cond_drop, gen)
+        text = text_encoder.encode(batch["caption"], device=device)
+        cond = drop_conditions(make_cond(video, text, model_cfg), cfg.cond_drop, gen)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         with acc.autocast():
@@ -211,6 +214,11 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             if acc.is_main_process:
                 save_run(run, model, ema, opt, gen, done, data_state, cfg, text_encoder.spec)
     return run / "checkpoint"
+
+
+def _one_thread(_worker_id: int) -> None:
+    """Each decoding worker is one process; torch's own thread pool in every worker only oversubscribes the CPU."""
+    torch.set_num_threads(1)
 
 
 def _precision(name: str) -> str:

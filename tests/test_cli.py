@@ -1,0 +1,349 @@
+import dataclasses
+import inspect
+import io
+import json
+import re
+import textwrap
+import tokenize
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from video_adapter.checkpoint import load_model, save_model
+from video_adapter.cli import main
+from video_adapter.demo import DemoConfig
+from video_adapter.pipeline import SampleConfig
+from video_adapter.sampling import SAMPLERS
+from video_adapter.train import TrainConfig
+from video_adapter.unet import PRESETS, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
+from video_adapter.video_io import write_gif
+
+from conftest import randomize
+
+
+def run(capsys, *argv) -> str:
+    capsys.readouterr()
+    main(list(argv))
+    return capsys.readouterr().out
+
+
+def run_json(capsys, *argv) -> dict:
+    return json.loads(run(capsys, *argv))
+
+
+def fails(capsys, *argv) -> str:
+    """The message of a clean exit (SystemExit carrying text, or argparse's usage error), never a traceback."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(list(argv))
+    code = e.value.code
+    assert code not in (0, None)
+    return code if isinstance(code, str) else capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------- info
+
+
+@pytest.mark.parametrize("name", ["S", "paper-5.6b"])
+def test_info_preset(capsys, name):
+    out = run_json(capsys, "info", name)
+    assert out["source"] == f"preset {name}"
+    assert UNetConfig.from_dict(out["unet"]) == PRESETS[name]
+    assert out["parameters"] == count_parameters(build_unet(PRESETS[name], "meta"))
+    assert isinstance(out["parameters"], int) and out["parameters"] > 0
+    if name == "paper-5.6b":
+        assert out["parameters"] > 5e9 and out["parameters_human"].endswith("B")
+    else:
+        assert out["parameters"] == count_parameters(SpaceTimeUNet(PRESETS[name]))  # meta counts like real
+        assert out["parameters_human"].endswith("M")
+
+
+def test_info_checkpoint(capsys, tiny_cfg, tmp_path):
+    directory = save_model(tmp_path / "ck", randomize(SpaceTimeUNet(tiny_cfg)), "minilm", step=42)
+    out = run_json(capsys, "info", str(directory))
+    model, config = load_model(directory)
+    assert out["source"] == str(directory)
+    assert out["parameters"] == count_parameters(model)
+    assert out["unet"] == config["unet"]
+    assert out["text_encoder"] == "minilm" and out["step"] == 42
+
+
+def test_info_unknown(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    msg = fails(capsys, "info", "nonsense")
+    assert "nonsense" in msg and "preset" in msg
+    for name in PRESETS:
+        assert name in msg
+
+
+def test_info_bad_checkpoint(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    msg = fails(capsys, "info", str(tmp_path / "empty"))
+    assert msg.startswith("error:") and "config.json" in msg
+
+
+# --------------------------------------------------------------------------------------------------------- train
+
+
+def test_train_dry_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = run_json(capsys, "train", "--dry-run", "--preset", "S", "--model", "base_channels=8", "channel_mults=[1,2]",
+                   "attention_resolutions=[12]", "--steps", "7", "--lr", "1e-3", "--betas", "0.5", "0.6",
+                   "--keywords", "cat", "1", "--compile")
+    expected = preset("S", base_channels=8, channel_mults=(1, 2), attention_resolutions=(12,))
+    assert out["model"] == json.loads(json.dumps(expected.to_dict()))
+    train = out["train"]
+    assert train["steps"] == 7 and train["lr"] == 1e-3 and train["preset"] == "S" and train["compile"] is True
+    assert train["model"] == {"base_channels": 8, "channel_mults": [1, 2], "attention_resolutions": [12]}
+    assert train["betas"] == [0.5, 0.6] and train["keywords"] == ["cat", "1"]  # a keyword stays text
+    # Everything else is TrainConfig's default.
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+    changed = {"steps", "lr", "model", "betas", "keywords", "compile"}
+    assert {k: v for k, v in train.items() if k not in changed} == {k: v for k, v in defaults.items()
+                                                                    if k not in changed}
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+
+
+def test_train_dry_run_inconsistent_override(capsys):
+    # Two levels make feature maps 24 and 12 high; the preset's attention at height 6 no longer exists.
+    msg = fails(capsys, "train", "--dry-run", "--preset", "S", "--model", "base_channels=8", "channel_mults=[1,2]",
+                "--steps", "7")
+    assert msg.startswith("error:") and "attention_resolutions [6]" in msg and "[12, 24]" in msg
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--model", "nope=1"], ["'nope'", "base_channels", "channel_mults"]),
+    (["--model", "base_channels=abc"], ["base_channels='abc'", "int"]),
+    (["--model", "channel_mults=3"], ["channel_mults=3", "tuple"]),
+    (["--model", "base_channels"], ["KEY=VALUE", "'base_channels'"]),
+    (["--preset", "XL"], ["'XL'", "bench-35m"]),
+    (["--steps", "many"], ["--steps", "invalid int value"]),
+])
+def test_train_bad_arguments(capsys, args, words):
+    msg = fails(capsys, "train", "--dry-run", *args)
+    for w in words:
+        assert w in msg
+    assert "Traceback" not in msg
+
+
+def test_train_config_file(capsys, tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"steps": 11, "lr": 0.5, "keywords": ["cat"], "data": "videos",
+                                "model": {"base_channels": 8, "emb_dim": 64}}))
+    train = run_json(capsys, "train", "--dry-run", "--config", str(path))["train"]
+    assert (train["steps"], train["lr"], train["keywords"], train["data"]) == (11, 0.5, ["cat"], "videos")
+    assert train["model"] == {"base_channels": 8, "emb_dim": 64}
+    out = run_json(capsys, "train", "--dry-run", "--config", str(path), "--steps", "3", "--model", "emb_dim=32",
+                   "head_dim=16")
+    train = out["train"]
+    assert (train["steps"], train["lr"], train["keywords"], train["data"]) == (3, 0.5, ["cat"], "videos")
+    # --model KEY=VALUE pairs override single keys of the file's model dict, the others stay.
+    assert train["model"] == {"base_channels": 8, "emb_dim": 32, "head_dim": 16}
+    assert out["model"] == preset("S", base_channels=8, emb_dim=32, head_dim=16).to_dict() | {
+        "channel_mults": [1, 2, 4], "attention_resolutions": [6, 12]}
+
+
+def test_train_bad_config_file(capsys, tmp_path):
+    msg = fails(capsys, "train", "--dry-run", "--config", str(tmp_path / "missing.json"))
+    assert msg.startswith("error:") and "missing.json" in msg
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"stepz": 3}))
+    msg = fails(capsys, "train", "--dry-run", "--config", str(path))
+    assert msg.startswith("error:") and "stepz" in msg
+    path.write_text("{steps: 3")
+    assert fails(capsys, "train", "--dry-run", "--config", str(path)).startswith("error:")
+    assert fails(capsys, "train", "--dry-run", "--config", str(tmp_path)).startswith("error:")  # a directory
+
+
+def test_train_needs_data(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "--data is required" in fails(capsys, "train", "--steps", "1")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------------- help
+
+
+def field_comments(cls) -> dict[str, str]:
+    """Each field's trailing comment, read with the tokenizer (independently of the CLI's own regex)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    source = textwrap.dedent(inspect.getsource(cls))
+    out = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT and (m := re.match(r"\s*(\w+)\s*:", tok.line)) and m.group(1) in names:
+            out[m.group(1)] = tok.string.lstrip("#").strip()
+    return out
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """`--flag` -> its whole help entry with whitespace collapsed."""
+    entries = {}
+    for chunk in re.split(r"\n(?=  -)", text.split("options:", 1)[1]):
+        flat = " ".join(chunk.split())
+        if flat:
+            entries[flat.split()[0].rstrip(",")] = flat
+    return entries
+
+
+@pytest.mark.parametrize("command, cls", [("train", TrainConfig), ("sample", SampleConfig), ("demo", DemoConfig)])
+def test_help_lists_every_field(capsys, monkeypatch, command, cls):
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapping, so comments appear verbatim
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    entries = help_entries(capsys.readouterr().out)
+    comments = field_comments(cls)
+    assert len(comments) >= len(dataclasses.fields(cls)) // 2  # the tokenizer did find the comments
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in entries, flag
+        entry = entries[flag]
+        if f.name in comments:
+            assert comments[f.name] in entry, (flag, comments[f.name], entry)
+        assert f"(default: {getattr(defaults, f.name)!r})" in entry, entry
+    assert "--dry-run" in entries
+    assert set(entries) - {"-h", "--dry-run", "--config"} == {"--" + f.name.replace("_", "-")
+                                                              for f in dataclasses.fields(cls)}
+
+
+def test_top_level_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("train", "sample", "info", "demo"):
+        assert command in out
+
+
+# -------------------------------------------------------------------------------------------------------- sample
+
+
+SAMPLE_CFG = UNetConfig(frames=5, height=8, width=8, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
+                        attention_resolutions=(4,), head_dim=8, emb_dim=32, text_dim=384)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sample")
+    plain = save_model(root / "plain", randomize(SpaceTimeUNet(SAMPLE_CFG), seed=0, scale=0.1), "minilm")
+    edges_cfg = dataclasses.replace(SAMPLE_CFG, edge_cond=True)
+    edges = save_model(root / "edges", randomize(SpaceTimeUNet(edges_cfg), seed=0, scale=0.1), "minilm")
+    narrow = save_model(root / "narrow", SpaceTimeUNet(dataclasses.replace(SAMPLE_CFG, text_dim=16)), "minilm")
+    notext = save_model(root / "notext", SpaceTimeUNet(SAMPLE_CFG), "minilm")
+    config = json.loads((notext / "config.json").read_text())
+    del config["text_encoder"]
+    (notext / "config.json").write_text(json.dumps(config))
+    rng = np.random.RandomState(0)
+    image = root / "first.png"
+    Image.fromarray(rng.randint(0, 256, (12, 10, 3), dtype=np.uint8)).save(image)
+    video = write_gif(root / "clip.gif", rng.randint(0, 256, (SAMPLE_CFG.frames, 8, 8, 3), dtype=np.uint8))
+    return {"plain": plain, "edges": edges, "narrow": narrow, "notext": notext, "image": image, "video": video}
+
+
+def gif_frames(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        frames = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            frames.append(np.asarray(im.convert("RGB")))
+    return np.stack(frames)
+
+
+def sample_args(files, out, seed=1, *extra):
+    return ["sample", "--prior", str(files["plain"]), "--prompt", "a red square moves left", "--steps", "3",
+            "--sampler", "ddim", "--out", str(out), "--first-frame", str(files["image"]), "--seed", str(seed),
+            *extra]
+
+
+def test_sample_writes_deterministic_gif(capsys, files, tmp_path):
+    a, b, c = tmp_path / "a" / "x.gif", tmp_path / "b.gif", tmp_path / "c.gif"
+    assert run(capsys, *sample_args(files, a, 1)).strip() == f"wrote {a}"
+    run(capsys, *sample_args(files, b, 1))
+    run(capsys, *sample_args(files, c, 2))
+    fa, fb, fc = gif_frames(a), gif_frames(b), gif_frames(c)
+    assert fa.shape[0] == SAMPLE_CFG.frames
+    upscale = SampleConfig().upscale
+    assert fa.shape[1] > SAMPLE_CFG.height * upscale and fa.shape[2] >= SAMPLE_CFG.width * upscale
+    assert a.read_bytes() == b.read_bytes() and np.array_equal(fa, fb)
+    assert fa.shape == fc.shape and not np.array_equal(fa, fc)
+    assert not np.array_equal(fa[0], fa[-1])  # the sample moves (so no frames were merged away)
+
+
+def test_sample_conditions_matter(capsys, files, tmp_path):
+    base = gif_frames(Path(run(capsys, *sample_args(files, tmp_path / "a.gif")).split()[-1]))
+    other = run(capsys, "sample", "--prior", str(files["plain"]), "--prompt", "a red square moves left", "--steps",
+                "3", "--sampler", "ddim", "--out", str(tmp_path / "b.gif"), "--seed", "1")
+    assert not np.array_equal(gif_frames(Path(other.split()[-1])), base)  # without the first frame
+    prompt = sample_args(files, tmp_path / "c.gif")
+    prompt[prompt.index("--prompt") + 1] = "a blue circle moves up"
+    assert not np.array_equal(gif_frames(Path(run(capsys, *prompt).split()[-1])), base)
+
+
+def test_sample_edges(capsys, files, tmp_path):
+    args = ["sample", "--prompt", "a red square", "--steps", "2", "--sampler", "ddim", "--edges-from",
+            str(files["video"]), "--out", str(tmp_path / "x.gif")]
+    msg = fails(capsys, *args, "--prior", str(files["plain"]))
+    assert msg.startswith("error:") and "no edge conditioning" in msg and "--edges-from" in msg
+    assert not (tmp_path / "x.gif").exists()
+    run(capsys, *args, "--prior", str(files["edges"]))  # the same flags on a model that takes edges
+    assert gif_frames(tmp_path / "x.gif").shape[0] == SAMPLE_CFG.frames
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"--prompt": None}, ["--prompt"]),
+    ({"--adapter": "PLAIN"}, ["exactly one", "--prior", "--adapter"]),
+    ({"--prior": None}, ["exactly one", "--prior", "--adapter"]),
+    ({"--sampler": "euler"}, ["unknown sampler 'euler'", *SAMPLERS]),
+    ({"--out": "OUT/x.png"}, ["--out", ".gif", ".mp4", "x.png"]),
+    ({"--out": "OUT/x"}, ["--out", ".gif", ".mp4"]),
+    ({"--first-frame": "OUT/missing.png"}, ["missing.png", "does not exist"]),
+    ({"--prior": "OUT"}, ["config.json"]),
+    ({"--prior": "NARROW"}, ["384", "text_dim=16"]),
+    ({"--steps": "3.5"}, ["--steps", "invalid int value"]),
+    ({"--steps": "0"}, ["steps", "0"]),
+    ({"--num": "0"}, ["--num", "0"]),
+    ({"--fps": "0"}, ["--fps", "0"]),
+    ({"--upscale": "0"}, ["--upscale", "0"]),
+    ({"--device": "foo"}, ["--device", "'foo'"]),
+    pytest.param({"--device": "cuda"}, ["--device", "CUDA is not available"],
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
+    ({"--prior": "NOTEXT"}, ["text_encoder"]),
+])
+def test_sample_errors(capsys, files, tmp_path, change, words):
+    args = sample_args(files, tmp_path / "x.gif")
+    subs = {"PLAIN": str(files["plain"]), "NARROW": str(files["narrow"]), "NOTEXT": str(files["notext"]),
+            "OUT": str(tmp_path)}
+    for flag, value in change.items():
+        i = args.index(flag) if flag in args else None
+        if value is None:
+            del args[i:i + 2]
+            continue
+        for k, v in subs.items():
+            value = value.replace(k, v)
+        if i is None:
+            args += [flag, value]
+        else:
+            args[i + 1] = value
+    msg = fails(capsys, *args)
+    for w in words:
+        assert w in msg, (w, msg)
+    assert "Traceback" not in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+def test_sample_dry_run_keeps_prompts_as_text(capsys):
+    out = run_json(capsys, "sample", "--dry-run", "--prompt", "42", "[1, 2]", "a cat", "--steps", "9")
+    assert out["prompt"] == ["42", "[1, 2]", "a cat"] and out["steps"] == 9
+    assert {k: v for k, v in out.items() if k not in ("prompt", "steps")} == {
+        k: v for k, v in dataclasses.asdict(SampleConfig()).items() if k not in ("prompt", "steps")}
+
+
+def test_demo_dry_run(capsys):
+    out = run_json(capsys, "demo", "--dry-run", "--steps", "5", "--out", "somewhere")
+    assert out == dataclasses.asdict(DemoConfig(steps=5, out="somewhere"))
+
