@@ -6,10 +6,9 @@ from safetensors.torch import load_file
 
 from video_adapter.checkpoint import load_model, load_tensors
 from video_adapter.conditioning import Cond
-from video_adapter.schedule import diffuse, logsnr_cosine
 from video_adapter.text import load_text_encoder
 from video_adapter.toy import make_toy_dataset
-from video_adapter.train import TrainConfig, lr_at, make_cond, train
+from video_adapter.train import TrainConfig, diffusion_loss, lr_at, make_cond, train
 
 TINY = dict(frames=4, height=8, width=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(4,),
             head_dim=16, emb_dim=32)
@@ -27,27 +26,24 @@ def config(data, out, **kw):
 
 
 def held_out_loss(model, data, seed=123) -> float:
-    """eps-MSE of `model` on the training clips at fixed noise levels and noise."""
+    """The training loss of `model` on all training clips, at noise levels and noise fixed by `seed`."""
     from video_adapter.data import VideoFolderDataset
 
     ds = VideoFolderDataset(data, frames=4, size=(8, 16), random_crop=False)
     video = torch.stack([ds[i]["video"] for i in range(len(ds))])
     text = load_text_encoder("minilm").encode([ds[i]["caption"] for i in range(len(ds))])
     cond = make_cond(video, text, model.cfg)
-    g = torch.Generator().manual_seed(seed)
-    logsnr = logsnr_cosine(torch.rand(len(ds), generator=g) * 0.8 + 0.1)
-    eps = torch.randn(video.shape, generator=g)
     with torch.no_grad():
-        return torch.nn.functional.mse_loss(model(diffuse(video, eps, logsnr), logsnr, cond), eps).item()
+        return diffusion_loss(model, video, cond, torch.Generator().manual_seed(seed), model.cfg.prediction).item()
 
 
 def test_training_drives_loss_far_below_start(toy, tmp_path):
     ckpt = train(config(toy, tmp_path / "run", steps=150, save_every=150, ema_decay=0.9))
     model, _ = load_model(ckpt)
-    # A fresh model predicts eps = 0 (zero-initialised output), so its loss is E[eps^2] ~ 1.
+    # A fresh network outputs v = 0 (zero-initialised output), so its loss is E[v^2], near 1 at these levels.
     start = held_out_loss(type(model)(model.cfg), toy)
     end = held_out_loss(model, toy)
-    assert start == pytest.approx(1.0, abs=0.1)
+    assert start > 0.3
     assert end < 0.5 * start, f"loss {start:.3f} -> {end:.3f}"
     rows = (tmp_path / "run" / "loss.csv").read_text().splitlines()
     assert rows[0] == "step,loss,lr,grad_norm,samples_per_s" and len(rows) == 151

@@ -27,10 +27,18 @@ def test_output_shape_and_finite(model, tiny_cfg):
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
-def test_fresh_model_predicts_zero(tiny_cfg):
-    # Zero-initialised output conv: an untrained model starts at eps = 0, the MSE-optimal constant.
+def test_fresh_model_predicts_zero_natively_and_eps_from_v(tiny_cfg):
+    # Zero-initialised output conv: an untrained network outputs 0, the MSE-optimal constant of its target.
     x, logsnr, cond = inputs(tiny_cfg)
-    assert SpaceTimeUNet(tiny_cfg)(x, logsnr, cond).abs().max() == 0
+    model = SpaceTimeUNet(tiny_cfg)
+    assert model(x, logsnr, cond, output="native").abs().max() == 0
+    # v = 0 means eps = sigma x_t (eps = sigma x + alpha v); an eps-model's eps is its output itself.
+    sigma = torch.sigmoid(-logsnr).sqrt().view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(model(x, logsnr, cond), sigma * x)
+    eps_model = SpaceTimeUNet(UNetConfig(**{**tiny_cfg.to_dict(), "prediction": "eps"}))
+    assert eps_model(x, logsnr, cond).abs().max() == 0
+    with pytest.raises(ValueError, match="prediction"):
+        UNetConfig(prediction="x0")
 
 
 @pytest.mark.parametrize("field", ["text", "first_frame", "edges"])

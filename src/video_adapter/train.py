@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from .conditioning import Cond, drop_conditions, sobel_x
 from .data import ResumableSampler, VideoFolderDataset, collate
-from .schedule import diffuse, logsnr_cosine
+from .schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
 from .text import load_text_encoder
 from .unet import SpaceTimeUNet, UNetConfig, count_parameters, preset
 
@@ -88,13 +88,20 @@ def make_cond(video: Tensor, text, model_cfg: UNetConfig) -> Cond:
                      edges=sobel_x(video) if model_cfg.edge_cond else None)
 
 
-def diffusion_loss(model, video: Tensor, cond: Cond, gen: torch.Generator) -> Tensor:
-    """eps-prediction MSE at t ~ U(0, 1) on the cosine log-SNR schedule (paper sec 2, L_MSE)."""
+def diffusion_loss(model, video: Tensor, cond: Cond, gen: torch.Generator, prediction: str) -> Tensor:
+    """MSE of the network's native prediction (eps or v) at t ~ U(0, 1) on the cosine log-SNR schedule (paper sec 2).
+
+    `prediction` is the model's `cfg.prediction`, passed in because `model` may be wrapped (DDP, compile).
+    """
     b = video.shape[0]
     t = torch.rand(b, generator=gen, device=gen.device).to(video.device)
     eps = torch.randn(video.shape, generator=gen, device=gen.device).to(video.device)
     logsnr = logsnr_cosine(t)
-    return F.mse_loss(model(diffuse(video, eps, logsnr), logsnr, cond).float(), eps)
+    x_t = diffuse(video, eps, logsnr)
+    alpha, sigma = alpha_sigma(broadcast(logsnr, video))
+    # v from x0 and eps directly: through x_t it would cancel catastrophically at logsnr -20 (1 - sigma^2 ~ 2e-9).
+    target = eps if prediction == "eps" else alpha * eps - sigma * video
+    return F.mse_loss(model(x_t, logsnr, cond, output="native").float(), target)
 
 
 def rng_state(gen: torch.Generator) -> dict[str, Tensor]:
@@ -197,7 +204,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         with acc.autocast():
-            loss = diffusion_loss(net, video, cond, gen)
+            loss = diffusion_loss(net, video, cond, gen, model_cfg.prediction)
         acc.backward(loss)
         grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()

@@ -20,6 +20,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from .conditioning import Cond
+from .schedule import eps_from_v
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class UNetConfig:
     temporal_attention: bool = True                   # temporal self-attention wherever spatial attention runs
     dropout: float = 0.0                              # residual-block dropout
     norm_groups: int = 32                             # GroupNorm groups (fewer where channels are few)
+    prediction: str = "v"                             # network output, "v" (Imagen Video) or "eps"; forward returns eps
 
     def __post_init__(self):
         levels = len(self.channel_mults)
@@ -52,6 +54,8 @@ class UNetConfig:
         if bad := sorted(set(self.attention_resolutions) - heights):
             raise ValueError(f"attention_resolutions {bad} are not feature-map heights of this U-Net; "
                              f"choose from {sorted(heights)}")
+        if self.prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', not {self.prediction!r}")
         if self.head_dim < 1 or self.base_channels < 1 or self.num_res_blocks < 1:
             raise ValueError("head_dim, base_channels and num_res_blocks must be positive")
 
@@ -276,8 +280,10 @@ class SpaceTimeUNet(nn.Module):
             raise ValueError("this model was not built with edge conditioning (edge_cond=False)")
         return torch.cat(parts, dim=1)
 
-    def forward(self, x: Tensor, logsnr: Tensor, cond: Cond | None = None) -> Tensor:
-        """eps prediction for x [B, C, F, H, W] at per-sample logsnr [B]."""
+    def forward(self, x: Tensor, logsnr: Tensor, cond: Cond | None = None, *, output: str = "eps") -> Tensor:
+        """eps prediction for x [B, C, F, H, W] at per-sample logsnr [B]; `output="native"` gives the network's own
+        `cfg.prediction` (what training regresses). v keeps x0 accurate at logsnr -20, where eps-prediction must
+        be exact to 1e-4 for x0 = (x - sigma eps) / alpha to mean anything (Salimans & Ho 2022)."""
         cfg, cond = self.cfg, cond or Cond()
         b, _, f, hh, ww = x.shape
         if x.shape[1] != cfg.channels or f > cfg.frames or (hh, ww) != (cfg.height, cfg.width):
@@ -297,7 +303,10 @@ class SpaceTimeUNet(nn.Module):
             h = self._run(level, h, emb, context, mask, skips, pop=True)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=(1, 2, 2), mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        if output == "native" or self.cfg.prediction == "eps":
+            return out
+        return eps_from_v(x, out, logsnr)
 
     @staticmethod
     def _run(level: Level, h, emb, context, mask, skips=None, pop=False):
