@@ -23,3 +23,15 @@ def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torc
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * scale)
     return model
+
+
+def model_inputs(cfg, b: int = 3, seed: int = 0, logsnr_range: float = 5.0):
+    """Noisy video, per-sample log-SNR and every condition, for a model built from `cfg`."""
+    from video_adapter.conditioning import Cond, sobel_x
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, cfg.channels, cfg.frames, cfg.height, cfg.width, generator=g)
+    video = torch.rand(b, cfg.channels, cfg.frames, cfg.height, cfg.width, generator=g) * 2 - 1
+    cond = Cond.make(text=torch.randn(b, 5, cfg.text_dim, generator=g), first_frame=video[:, :, 0],
+                     edges=sobel_x(video))
+    return x, torch.linspace(-logsnr_range, logsnr_range, b), cond

@@ -10,19 +10,13 @@ from safetensors.torch import load_file, save_file
 import video_adapter.checkpoint as ckpt
 from video_adapter.checkpoint import (CheckpointError, load_model, load_tensors, optimizer_from_tensors,
                                       optimizer_to_tensors, read_config, save_model)
-from video_adapter.conditioning import Cond, sobel_x
 from video_adapter.unet import SpaceTimeUNet, UNetConfig
 
-from conftest import randomize
+from conftest import model_inputs, randomize
 
 
 def inputs(cfg, b=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, cfg.channels, cfg.frames, cfg.height, cfg.width, generator=g)
-    video = torch.rand(b, cfg.channels, cfg.frames, cfg.height, cfg.width, generator=g) * 2 - 1
-    cond = Cond.make(text=torch.randn(b, 5, cfg.text_dim, generator=g), first_frame=video[:, :, 0],
-                     edges=sobel_x(video))
-    return x, torch.linspace(-3, 3, b), cond
+    return model_inputs(cfg, b, seed, logsnr_range=3.0)
 
 
 @pytest.fixture

@@ -123,7 +123,7 @@ def test_dpmpp_2m_extrapolates_x0_to_the_step_midpoint():
     SAMPLERS["dpmpp-2m"](fn, torch.randn(2, *ELEMENT, dtype=torch.float64), grid, Cond())
     lam = grid / 2
     for i in range(len(fn.calls) - 1):
-        (alpha, sigma), (alpha_next, sigma_next) = alpha_sigma(grid[i]), alpha_sigma(grid[i + 1])
+        (_, sigma), (alpha_next, sigma_next) = alpha_sigma(grid[i]), alpha_sigma(grid[i + 1])
         h = (lam[i + 1] - lam[i]).item()
         d = (fn.calls[i + 1][0] - sigma_next / sigma * fn.calls[i][0]) / (alpha_next * -math.expm1(-h))
         expected = a + b * lam[i].item() if i == 0 else a + b * (lam[i].item() + h / 2)

@@ -1,19 +1,14 @@
 import pytest
 import torch
 
-from video_adapter.conditioning import Cond, drop_conditions, sobel_x
+from video_adapter.conditioning import Cond, drop_conditions
 from video_adapter.unet import PRESETS, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
 
-from conftest import randomize
+from conftest import model_inputs, randomize
 
 
 def inputs(cfg, b=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, cfg.channels, cfg.frames, cfg.height, cfg.width, generator=g)
-    video = torch.rand(b, cfg.channels, cfg.frames, cfg.height, cfg.width, generator=g) * 2 - 1
-    cond = Cond.make(text=torch.randn(b, 5, cfg.text_dim, generator=g), first_frame=video[:, :, 0],
-                     edges=sobel_x(video))
-    return x, torch.linspace(-5, 5, b), cond
+    return model_inputs(cfg, b, seed, logsnr_range=5.0)
 
 
 @pytest.fixture
