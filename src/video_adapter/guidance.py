@@ -10,20 +10,27 @@ from .sampling import EpsFn
 from .schedule import eps_from_x0, x0_from_eps
 
 
-def cfg(eps_fn: EpsFn, scale: float) -> EpsFn:
-    """Classifier-free guidance (Ho & Salimans 2022): eps_u + scale * (eps_c - eps_u).
+def classifier_free(uncond: Tensor, cond: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022, eq. 6 with scale = 1 + w): eps(x) + scale (eps(x|c) - eps(x)).
 
-    This is Ho & Salimans' eq. 6 with scale = 1 + w, and the paper's sec. 3.3 low-temperature
-    eps(tau, t) + alpha (eps(tau, t | text) - eps(tau, t)) with alpha = scale. The conditional and unconditional
-    (`cond.null()`) halves share one batched forward; scale = 1 is the conditional model alone and costs one plain call.
-    """
+    Also the paper's sec 3.3 low-temperature eps(tau, t) + alpha (eps(tau, t | text) - eps(tau, t)), alpha = scale."""
+    return uncond + scale * (cond - uncond)
+
+
+def cond_uncond(eps_fn: EpsFn, x: Tensor, logsnr: Tensor, cond: Cond) -> tuple[Tensor, Tensor]:
+    """eps_fn(x | cond) and eps_fn(x | null) from one batched forward (works for energies [B] as well)."""
+    both = eps_fn(torch.cat([x, x]), torch.cat([logsnr, logsnr]), cond.cat(cond.null()))
+    return both.chunk(2)
+
+
+def cfg(eps_fn: EpsFn, scale: float) -> EpsFn:
+    """`eps_fn` with classifier-free guidance `scale`; scale = 1 is the conditional model alone and one plain call."""
     if scale == 1:
         return eps_fn
 
     def guided(x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
-        both = eps_fn(torch.cat([x, x]), torch.cat([logsnr, logsnr]), cond.cat(cond.null()))
-        eps_c, eps_u = both.chunk(2)
-        return eps_u + scale * (eps_c - eps_u)
+        c, u = cond_uncond(eps_fn, x, logsnr, cond)
+        return classifier_free(u, c, scale)
 
     return guided
 

@@ -1,7 +1,9 @@
-"""From a checkpoint and user inputs (prompts, a first-frame image, an edge video) to video files."""
+"""From checkpoints and user inputs (prompts, a first-frame image, an edge video) to video files: one model alone, or
+a small adapter composed with a frozen prior (Video Adapter) and the paper's baselines."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,37 +11,103 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import load_model
+from .composition import MODES, PAPER_CUTOFF_LOGSNR, Conds, PriorStrength, mode_fn
 from .conditioning import Cond, sobel_x
 from .data import center_crop_resize
 from .guidance import cfg as cfg_guidance
 from .guidance import clip_denoised
+from .mcmc import LangevinCorrector, MCMCConfig
 from .sampling import SAMPLERS, sample
-from .text import load_text_encoder
+from .score_model import ModelSpec, NativeScoreModel, ScoreModel, check_compatible, load_score_model
+from .text import TextEmbedding, load_text_encoder
 from .unet import SpaceTimeUNet
 from .video_io import from_uint8, read_video, write_grid
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+COMPARE_ROWS = ("prior", "adapter", "composed")  # the paper's Figures 7 and 8
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    prior: str = ""                       # checkpoint directory of the model to sample (e.g. checkpoints/prior)
-    adapter: str = ""                     # checkpoint directory of a small domain model, sampled alone
+    adapter: str = ""                     # checkpoint directory of the small domain model
+    prior: str = ""                       # checkpoint directory of the frozen pretrained prior
+    mode: str = "auto"                    # composed | adapter | prior | cfg-mix | inverse (auto: composed with both)
     prompt: tuple[str, ...] = ()          # one or more text prompts
     first_frame: str = ""                 # image or video whose first frame conditions every sample
     edges_from: str = ""                  # video whose per-frame Sobel x-gradient conditions every sample
+    partial_conditions: bool = False      # give a condition only to the models that take it, instead of an error
     num: int = 1                          # samples per prompt
+    prior_strength: float = 0.1           # gamma (paper: 0.1 Bridge, 0.2 Ego4D, 0.4 animation)
+    strength_decay: str = "constant"      # constant | linear: gamma decays to --strength-end at the cutoff
+    strength_end: float = 0.0             # prior strength reached at the cutoff with --strength-decay linear
+    cutoff_logsnr: float = PAPER_CUTOFF_LOGSNR  # compose only below this log-SNR (paper: all but the last 100 steps)
+    mix: float = 0.5                      # cfg-mix: weight w of the prior's guided prediction (0: adapter, 1: prior)
+    guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: sec 3.3, Algorithm 1)
     sampler: str = "ddpm"                 # ddpm | ddim | dpmpp-2m | heun
     steps: int = 1000                     # denoising steps (paper: 1000)
-    guidance: float = 5.0                 # classifier-free guidance scale (1: no guidance)
     eta: float = 0.0                      # DDIM stochasticity (ddim only)
+    mcmc: str = ""                        # MCMC between noise levels: ula | uhmc (mala | hmc need energy models)
+    mcmc_steps: int = 2                   # MCMC steps K at every noise level
+    mcmc_step_size: float = 0.1           # MCMC step delta = this * sigma^2 at each noise level
     clip_x0: float = 1.0                  # clip each step's x0 prediction to [-v, v] (Imagen; 0: off)
     seed: int = 0                         # samples are a deterministic function of the seed
+    compare: bool = False                 # one grid of prior / adapter / composed rows from the same seeds (gif + mp4)
     out: str = "outputs/sample.gif"       # .gif or .mp4: one labelled grid of all samples
-    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N, for the adapter and the sampler state
+    prior_device: str = ""                # device of the prior ("": same as --device)
+    dtype: str = "auto"                   # auto | float32 | bfloat16 | float16 (auto: bfloat16 on CUDA) for the adapter
+    prior_dtype: str = ""                 # precision of the prior ("": same as --dtype)
     fps: int = 8                          # frames per second of the written video
     upscale: int = 4                      # nearest-neighbour zoom, so 24x40 videos are watchable
+
+    @property
+    def resolved_mode(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        return "composed" if self.adapter and self.prior else "prior" if self.prior else "adapter"
+
+    def roles(self) -> tuple[str, ...]:
+        """The models this run samples with."""
+        if self.compare:
+            return ("small", "prior")
+        return {"adapter": ("small",), "prior": ("prior",)}.get(self.resolved_mode, ("small", "prior"))
+
+    def strength(self) -> PriorStrength:
+        return PriorStrength(self.prior_strength, self.cutoff_logsnr, self.strength_decay, self.strength_end)
+
+    def validate(self) -> None:
+        """Every problem that can be seen without loading anything."""
+        if not self.adapter and not self.prior:
+            raise ValueError("pass --adapter DIR (the small model), --prior DIR (the pretrained prior), or both")
+        if self.mode != "auto" and self.mode not in MODES:
+            raise ValueError(f"unknown --mode {self.mode!r}; choose one of auto, {', '.join(MODES)}")
+        need = {"small": ("--adapter", self.adapter), "prior": ("--prior", self.prior)}
+        what = "--compare" if self.compare else f"--mode {self.resolved_mode}"
+        for role in self.roles():
+            flag, value = need[role]
+            if not value:
+                raise ValueError(f"{what} needs {flag} DIR")
+        if not self.prompt:
+            raise ValueError("pass at least one --prompt")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if Path(self.out).suffix.lower() not in (".gif", ".mp4"):
+            raise ValueError(f"--out must end in .gif or .mp4, not {self.out!r}")
+        for name in ("num", "fps", "upscale"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not math.isfinite(self.guidance) or not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"--guidance must be finite and --mix in [0, 1], got {self.guidance} and {self.mix}")
+        for name in ("dtype", "prior_dtype"):
+            if getattr(self, name) not in ("", "auto", *DTYPES) or (name == "dtype" and not self.dtype):
+                raise ValueError(f"--{name.replace('_', '-')} must be auto, {', '.join(DTYPES)}")
+        self.strength()
+        if self.mcmc:
+            self.mcmc_config()
+
+    def mcmc_config(self) -> MCMCConfig:
+        return MCMCConfig(kind=self.mcmc, steps=self.mcmc_steps, step_size=self.mcmc_step_size)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,6 +120,12 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
     return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[name]
 
 
 def load_frames(path: str | Path, frames: int, size: tuple[int, int]) -> Tensor:
@@ -68,61 +142,135 @@ def load_frames(path: str | Path, frames: int, size: tuple[int, int]) -> Tensor:
     return center_crop_resize(from_uint8(array), size)
 
 
-def conditions_for(model: SpaceTimeUNet, text_emb, first_frame: str, edges_from: str, batch: int) -> Cond:
-    """The Cond for `batch` samples; a requested condition the model cannot take is an error, not ignored."""
-    cfg = model.cfg
-    ff = edges = None
+def pixel_conditions(spec: ModelSpec, first_frame: str, edges_from: str) -> dict[str, Tensor]:
+    """The requested pixel conditions at the model's size: first_frame [C, H, W], edges [C, F, H, W]."""
+    out = {}
     if first_frame:
-        if not cfg.first_frame_cond:
-            raise ValueError("this checkpoint has no first-frame conditioning; drop --first-frame")
-        ff = load_frames(first_frame, 1, (cfg.height, cfg.width))[:, 0].expand(batch, -1, -1, -1)
+        out["first_frame"] = load_frames(first_frame, 1, (spec.height, spec.width))[:, 0]
     if edges_from:
-        if not cfg.edge_cond:
-            raise ValueError("this checkpoint has no edge conditioning; drop --edges-from")
-        video = load_frames(edges_from, cfg.frames, (cfg.height, cfg.width))
-        if video.shape[1] < cfg.frames:
-            raise ValueError(f"--edges-from {edges_from} has {video.shape[1]} frames; the model needs {cfg.frames}")
-        edges = sobel_x(video[None]).expand(batch, -1, -1, -1, -1)
-    return Cond.make(text=text_emb.tokens, text_mask=text_emb.mask, pooled=text_emb.pooled,
-                     first_frame=ff, edges=edges)
+        video = load_frames(edges_from, spec.frames, (spec.height, spec.width))
+        if video.shape[1] < spec.frames:
+            raise ValueError(f"--edges-from {edges_from} has {video.shape[1]} frames; the model needs {spec.frames}")
+        out["edges"] = sobel_x(video[None])[0]
+    return out
+
+
+def route_conditions(models: dict[str, ScoreModel], requested: set[str], partial: bool) -> dict[str, set[str]]:
+    """Which requested conditions each model receives; an error when a model lacks one (unless `partial`, where
+    a condition goes to the models that take it) or when no model takes it."""
+    names = {"small": "the adapter", "prior": "the prior"}
+    flags = {"first_frame": "--first-frame", "edges": "--edges-from", "text": "--prompt"}
+    routes = {}
+    for role, model in models.items():
+        lacking = sorted(requested - set(model.spec.conditions))
+        if lacking and not partial:
+            takes = ", ".join(model.spec.conditions) or "nothing"
+            raise ValueError(f"{names[role]} does not take {' or '.join(lacking)} (it takes {takes}); drop "
+                             f"{' '.join(flags[c] for c in lacking)}, or pass --partial-conditions to give it only "
+                             "to the models that take it")
+        routes[role] = requested & set(model.spec.conditions)
+    for name in sorted(requested - set().union(*routes.values())):
+        raise ValueError(f"no model in this run takes {name}; drop {flags[name]}")
+    return routes
+
+
+def encode_prompts(models: dict[str, ScoreModel], prompts: list[str], device: torch.device) -> dict[str, TextEmbedding]:
+    """Each unique prompt once per distinct text encoder; both models share the embeddings when encoders agree."""
+    unique = list(dict.fromkeys(prompts))
+    index = torch.tensor([unique.index(p) for p in prompts])
+    by_spec, out = {}, {}
+    for role, model in models.items():
+        spec = model.spec.text_encoder
+        if not spec:
+            raise ValueError(f"the {'adapter' if role == 'small' else 'prior'} names no text_encoder in its "
+                             "config.json; it cannot be prompted")
+        if spec not in by_spec:
+            by_spec[spec] = load_text_encoder(spec, device=device).encode(unique)
+        out[role] = by_spec[spec][index]
+    return out
+
+
+def model_cond(text: TextEmbedding, pixels: dict[str, Tensor], takes: set[str], batch: int) -> Cond:
+    ff = pixels["first_frame"].expand(batch, -1, -1, -1) if "first_frame" in takes else None
+    edges = pixels["edges"].expand(batch, -1, -1, -1, -1) if "edges" in takes else None
+    return text.to_cond(first_frame=ff, edges=edges)
 
 
 @torch.no_grad()
 def generate(model: SpaceTimeUNet, cond: Cond, *, sampler: str, steps: int, guidance: float, seed: int,
              clip_x0: float = 1.0, progress: bool = False, **sampler_kwargs) -> Tensor:
-    """Samples [B, C, F, H, W] in [-1, 1] from one model with classifier-free guidance."""
+    """Samples [B, C, F, H, W] in [-1, 1] from one model with classifier-free guidance (bfloat16 on CUDA)."""
     device = next(model.parameters()).device
-    cfg = model.cfg
-    shape = (cond.batch_size, cfg.channels, cfg.frames, cfg.height, cfg.width)
-    eps_fn = clip_denoised(cfg_guidance(model, guidance), clip_x0)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        x = sample(eps_fn, shape, cond.to(device), sampler=sampler, steps=steps, seed=seed, device=device,
-                   progress=progress, **sampler_kwargs)
+    score = NativeScoreModel(model, autocast=torch.bfloat16 if device.type == "cuda" else None)
+    eps_fn = clip_denoised(cfg_guidance(score, guidance), clip_x0)
+    shape = (cond.batch_size, *score.spec.shape)
+    x = sample(eps_fn, shape, cond.to(device), sampler=sampler, steps=steps, seed=seed, device=device,
+               progress=progress, **sampler_kwargs)
+    return x.clamp(-1, 1)
+
+
+def _human(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def parameter_ratio(small: ScoreModel, prior: ScoreModel) -> str:
+    """The line that mirrors the paper's Table 1 parameter column."""
+    a, b = small.spec.parameters, prior.spec.parameters
+    return (f"adapter {_human(a)} parameters, prior {_human(b)}: adapter/prior = {100 * a / b:.2f}% "
+            "(paper: 70M of 5.6B = 1.25% on Bridge)")
+
+
+def sample_mode(cfg: SampleConfig, mode: str, models: dict[str, ScoreModel], conds: Conds,
+                shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """Samples of one mode from `cfg.seed`; every mode starts from the same noise."""
+    def composed(method: str):
+        fns = {role: getattr(model, method) for role, model in models.items()}
+        return mode_fn(mode, fns.get("small"), fns.get("prior"), alpha=cfg.guidance, strength=cfg.strength(),
+                       mix=cfg.mix)
+
+    corrector = None
+    if cfg.mcmc:
+        # MCMC targets the composed distribution itself: the unclipped score (and energy, where models have one).
+        energy_fn = composed("energy") if all(m.has_energy for m in models.values()) else None
+        corrector = LangevinCorrector(cfg.mcmc_config(), composed("eps"), energy_fn)
+    kwargs = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
+    x = sample(clip_denoised(composed("eps"), cfg.clip_x0), shape, conds, sampler=cfg.sampler, steps=cfg.steps,
+               seed=cfg.seed, device=device, progress=True, corrector=corrector, **kwargs)
+    if corrector is not None and corrector.mean_acceptance is not None:
+        print(f"{mode}: MCMC acceptance {corrector.mean_acceptance:.3f} (mean over noise levels)")
     return x.float().clamp(-1, 1)
 
 
 def sample_to_files(cfg: SampleConfig) -> list[Path]:
-    if bool(cfg.prior) == bool(cfg.adapter):
-        raise ValueError("pass exactly one checkpoint, --prior DIR or --adapter DIR")
-    if not cfg.prompt:
-        raise ValueError("pass at least one --prompt")
-    if cfg.sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {cfg.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if Path(cfg.out).suffix.lower() not in (".gif", ".mp4"):
-        raise ValueError(f"--out must end in .gif or .mp4, not {cfg.out!r}")
-    for name in ("num", "fps", "upscale"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
+    cfg.validate()
     device = resolve_device(cfg.device)
-    model, config = load_model(cfg.prior or cfg.adapter, device=device)
-    if "text_encoder" not in config:
-        raise ValueError(f"{cfg.prior or cfg.adapter}/config.json names no text_encoder")
-    encoder = load_text_encoder(config["text_encoder"], device=device)
+    prior_device = resolve_device(cfg.prior_device) if cfg.prior_device else device
+    paths = {"small": cfg.adapter, "prior": cfg.prior}
+    placement = {"small": (device, resolve_dtype(cfg.dtype, device)),
+                 "prior": (prior_device, resolve_dtype(cfg.prior_dtype or cfg.dtype, prior_device))}
+    models = {role: load_score_model(paths[role], *placement[role]) for role in cfg.roles()}
+    if len(models) == 2:
+        check_compatible(models["small"], models["prior"])
+        print(parameter_ratio(models["small"], models["prior"]))
+    spec = next(iter(models.values())).spec
+    requested = {"text"} | {"first_frame"} * bool(cfg.first_frame) | {"edges"} * bool(cfg.edges_from)
+    routes = route_conditions(models, requested, cfg.partial_conditions)
+    pixels = pixel_conditions(spec, cfg.first_frame, cfg.edges_from)
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
-    cond = conditions_for(model, encoder.encode(prompts), cfg.first_frame, cfg.edges_from, len(prompts))
-    kwargs = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
-    videos = generate(model, cond, sampler=cfg.sampler, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed,
-                      clip_x0=cfg.clip_x0, progress=True, **kwargs)
+    texts = encode_prompts(models, prompts, device)
+    per_model = {role: model_cond(texts[role], pixels, routes[role], len(prompts)) for role in models}
+    empty = Cond()
+    conds = Conds(small=per_model.get("small", empty), prior=per_model.get("prior", empty))
+    shape = (len(prompts), *spec.shape)
     out = Path(cfg.out)
+    if cfg.compare:
+        rows = [sample_mode(cfg, mode, models, conds, shape, device).cpu() for mode in COMPARE_ROWS]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return write_grid(out, [v for row in rows for v in row], labels=prompts * len(rows), nrow=len(prompts),
+                          row_labels=list(COMPARE_ROWS), fps=cfg.fps, upscale=cfg.upscale, formats=("gif", "mp4"))
+    videos = sample_mode(cfg, cfg.resolved_mode, models, conds, shape, device)
     out.parent.mkdir(parents=True, exist_ok=True)
     return write_grid(out, list(videos.cpu()), labels=prompts, fps=cfg.fps, upscale=cfg.upscale)

@@ -12,7 +12,6 @@ Every update then returns the denoised estimate x0 = (x - sigma eps) / alpha fro
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Iterable
 
@@ -24,6 +23,9 @@ from .conditioning import Cond
 from .schedule import LOGSNR_MAX, LOGSNR_MIN, alpha_sigma, logsnr_cosine
 
 EpsFn = Callable[[Tensor, Tensor, Cond], Tensor]
+# MCMC between noise levels (e.g. `mcmc.LangevinCorrector`): corrector(x, logsnr, cond, generator) -> x, run by every
+# sampler after each step at the level it reached, except the clean end where there is no noise left to move in.
+Corrector = Callable[[Tensor, float, Cond, "torch.Generator | None"], Tensor]
 
 
 def logsnr_grid(steps: int, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX) -> Tensor:
@@ -65,6 +67,11 @@ def _eps(eps_fn: EpsFn, x: Tensor, logsnr: float, cond: Cond) -> Tensor:
     return eps_fn(x, torch.full((x.shape[0],), logsnr, dtype=dtype, device=x.device), cond).to(x.dtype)
 
 
+def _correct(corrector: Corrector | None, x: Tensor, logsnr: float, cond: Cond,
+             generator: torch.Generator | None) -> Tensor:
+    return x if corrector is None or math.isinf(logsnr) else corrector(x, logsnr, cond, generator)
+
+
 def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Drawn on the generator's device, so one CPU generator gives the same noise whatever device x lives on."""
     device = x.device if generator is None else generator.device
@@ -73,7 +80,8 @@ def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 @torch.no_grad()
 def sample_ddpm(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
-                generator: torch.Generator | None = None, progress: bool = False) -> Tensor:
+                generator: torch.Generator | None = None, progress: bool = False,
+                corrector: Corrector | None = None) -> Tensor:
     """Ancestral sampling (DDPM, Ho et al. 2020; the paper's eq. 1, with 1000 steps as in its appendix B).
 
     Each step draws from the exact VP posterior q(x_s | x_t, x0 = x0_hat) in log-SNR form (VDM, Kingma et al. 2021):
@@ -89,12 +97,14 @@ def sample_ddpm(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
         x = alpha_next / alpha * (x - c * sigma * _eps(eps_fn, x, logsnr, cond))
         if sigma_next > 0:
             x = x + math.sqrt(c) * sigma_next * _randn_like(x, generator)
+        x = _correct(corrector, x, logsnr_next, cond, generator)
     return x
 
 
 @torch.no_grad()
 def sample_ddim(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, eta: float = 0.0,
-                generator: torch.Generator | None = None, progress: bool = False) -> Tensor:
+                generator: torch.Generator | None = None, progress: bool = False,
+                corrector: Corrector | None = None) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12 with the noise scale of eq. 16).
 
         x_s = alpha_s x0_hat + sqrt(sigma_s^2 - std^2) eps_hat + std xi,   std = eta sqrt(c) sigma_s,
@@ -112,11 +122,14 @@ def sample_ddim(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, eta: floa
         x = alpha_next * (x - sigma * eps) / alpha + math.sqrt(sigma_next**2 - std**2) * eps
         if std > 0:
             x = x + std * _randn_like(x, generator)
+        x = _correct(corrector, x, logsnr_next, cond, generator)
     return x
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, progress: bool = False) -> Tensor:
+def sample_dpmpp_2m(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
+                    generator: torch.Generator | None = None, progress: bool = False,
+                    corrector: Corrector | None = None) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", algorithm 2), after k-diffusion's `sample_dpmpp_2m`.
 
     Exponential integrator of the probability-flow ODE for the data prediction x0_hat in lambda = logsnr / 2:
@@ -136,12 +149,15 @@ def sample_dpmpp_2m(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, progr
         else:
             denoised = (1 + h / (2 * h_prev)) * x0 - h / (2 * h_prev) * x0_prev
         x = sigma_next / sigma * x - alpha_next * math.expm1(-h) * denoised
+        x = _correct(corrector, x, logsnr_next, cond, generator)
         x0_prev, h_prev = x0, h
     return x
 
 
 @torch.no_grad()
-def sample_heun(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, progress: bool = False) -> Tensor:
+def sample_heun(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
+                generator: torch.Generator | None = None, progress: bool = False,
+                corrector: Corrector | None = None) -> Tensor:
     """Heun's second-order method on the EDM probability-flow ODE (Karras et al. 2022, algorithm 1, deterministic).
 
     In EDM variables x_edm = x / alpha and sigma_edm = sigma / alpha = exp(-logsnr / 2) the ODE is
@@ -163,6 +179,8 @@ def sample_heun(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, progress:
         if sigma_next > 0:
             slope = 0.5 * (slope + _eps(eps_fn, alpha_next * (x + dsigma * slope), logsnr_next, cond))
         x = x + dsigma * slope
+        if corrector is not None and sigma_next > 0:  # the corrector works on VP x, not EDM's x / alpha
+            x = _correct(corrector, alpha_next * x, logsnr_next, cond, generator) / alpha_next
     return x
 
 
@@ -181,11 +199,12 @@ DEFAULT_LOGSNR_MIN = {"heun": -2 * math.log(80.0)}
 
 def sample(eps_fn: EpsFn, shape: tuple[int, ...], cond: Cond, *, sampler: str = "ddpm", steps: int = 1000,
            seed: int = 0, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
-           progress: bool = False, **kwargs) -> Tensor:
+           progress: bool = False, corrector: Corrector | None = None, **kwargs) -> Tensor:
     """Draw x ~ N(0, I) at logsnr_min and run `SAMPLERS[sampler]` over `logsnr_grid(steps)`.
 
     Deterministic given `seed`: the initial noise and every ancestral draw come from one CPU generator seeded with it,
-    so a seed also gives the same noise on every device. `kwargs` go to the sampler (e.g. `eta` for "ddim").
+    so a seed also gives the same noise on every device, MCMC noise of a `corrector` included. `kwargs` go to the
+    sampler (e.g. `eta` for "ddim").
     "heun" starts at EDM's sigma_max = 80 instead (`DEFAULT_LOGSNR_MIN`), where its first step is accurate.
     """
     if sampler not in SAMPLERS:
@@ -194,6 +213,4 @@ def sample(eps_fn: EpsFn, shape: tuple[int, ...], cond: Cond, *, sampler: str = 
     logsnrs = logsnr_grid(steps, logsnr_min=DEFAULT_LOGSNR_MIN.get(sampler, LOGSNR_MIN))
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
-    if "generator" in inspect.signature(fn).parameters:
-        kwargs["generator"] = generator
-    return fn(eps_fn, x, logsnrs, cond, progress=progress, **kwargs)
+    return fn(eps_fn, x, logsnrs, cond, generator=generator, progress=progress, corrector=corrector, **kwargs)

@@ -1,0 +1,168 @@
+"""Video Adapter's composition of a small domain model with a frozen prior (paper sec 3.2, 3.3), and its baselines.
+
+The equations are pure functions of model outputs; they are linear, so they compose eps predictions and energies
+alike (an energy function has the EpsFn signature with a [B] output). The builders below wrap two models into one
+`EpsFn` that any sampler in `sampling` runs unchanged; its
+`cond` is a `Conds` pair, each model receiving its own (text embeddings from its own encoder, and only the pixel
+conditions it accepts). Cost per step: one batched small-model forward (conditional and unconditional halves) and
+one conditional prior forward, and no prior forward at all where the prior strength is zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .conditioning import Cond
+from .guidance import cfg, classifier_free, cond_uncond
+from .sampling import EpsFn
+from .schedule import LOGSNR_MAX, LOGSNR_MIN, broadcast, logsnr_cosine, t_from_logsnr_cosine
+
+# Paper appendix B: scores are combined "for all timesteps except the last 100" of 1000. On the cosine grid of
+# `sampling.logsnr_grid`, the last 100 of 1000 steps start at t = 0.1; as a log-SNR the cutoff means the same for
+# any step count or sampler.
+PAPER_CUTOFF_LOGSNR = float(logsnr_cosine(torch.tensor(0.1, dtype=torch.float64)))
+
+
+class Conds(NamedTuple):
+    """The `cond` a composed eps_fn receives: one Cond per model."""
+    small: Cond
+    prior: Cond
+
+
+# -- the equations
+
+def product_of_experts(small: Tensor, prior: Tensor, gamma: Tensor | float) -> Tensor:
+    """Sec 3.2: eps(x|text) = eps_small(x|text) + gamma eps_prior(x|text), the score of p_small p_prior^gamma."""
+    return small + gamma * prior
+
+
+def low_temperature(small_uncond: Tensor, small_cond: Tensor, prior_cond: Tensor, alpha: float,
+                    gamma: Tensor | float) -> Tensor:
+    """Sec 3.3, Algorithm 1: eps_small(x) + alpha (eps_small(x|text) + gamma eps_prior(x|text) - eps_small(x)).
+
+    Guidance sharpens the product p_small(x|text) p_prior(x|text)^gamma against the small model's unconditional
+    p_small(x) alone: the prior needs no unconditional pass."""
+    return classifier_free(small_uncond, product_of_experts(small_cond, prior_cond, gamma), alpha)
+
+
+def cfg_mix(small_cfg: Tensor, prior_cfg: Tensor, w: float) -> Tensor:
+    """Baseline "CFG Mix" (Fig. 6, Table 9): interpolate the two models' guided predictions, (1 - w) small + w prior."""
+    return (1 - w) * small_cfg + w * prior_cfg
+
+
+# -- the prior strength over noise levels
+
+@dataclass(frozen=True)
+class PriorStrength:
+    gamma: float = 0.1                          # prior strength gamma (paper: 0.1 Bridge, 0.2 Ego4D, 0.4 animation)
+    cutoff_logsnr: float = PAPER_CUTOFF_LOGSNR  # compose only where logsnr < this (paper: all but the last 100 of 1000 steps)
+    decay: str = "constant"                     # constant | linear: from gamma at pure noise to gamma_end at the cutoff
+    gamma_end: float = 0.0                      # strength reached at the cutoff by the linear decay
+
+    def __post_init__(self):
+        if self.decay not in ("constant", "linear"):
+            raise ValueError(f"prior strength decay must be 'constant' or 'linear', not {self.decay!r}")
+        if not (math.isfinite(self.gamma) and math.isfinite(self.gamma_end)):
+            raise ValueError(f"prior strengths must be finite, got gamma={self.gamma}, gamma_end={self.gamma_end}")
+
+    def __call__(self, logsnr: Tensor) -> Tensor:
+        """gamma per sample [B] (float64; callers cast to their dtype), exactly 0 where logsnr >= cutoff_logsnr."""
+        logsnr = logsnr.double()
+        gamma = torch.full_like(logsnr, self.gamma)
+        if self.decay == "linear":
+            # Linear in the cosine schedule's time t, i.e. linear over the steps of a uniform-t grid of any length.
+            t = t_from_logsnr_cosine(logsnr.clamp(LOGSNR_MIN, LOGSNR_MAX))
+            t_cut = t_from_logsnr_cosine(torch.tensor(min(max(self.cutoff_logsnr, LOGSNR_MIN), LOGSNR_MAX),
+                                                      dtype=torch.float64))
+            frac = ((t - t_cut) / (1 - t_cut)).clamp(0, 1) if t_cut < 1 else torch.ones_like(logsnr)
+            gamma = self.gamma_end + (self.gamma - self.gamma_end) * frac
+        return torch.where(logsnr < self.cutoff_logsnr, gamma, torch.zeros_like(gamma))
+
+
+# -- model calls
+
+def where_active(fn: EpsFn, x: Tensor, logsnr: Tensor, cond: Cond, active: Tensor) -> Tensor | float:
+    """fn on the samples where `active` [B] is True, 0 elsewhere; no call at all when none is active.
+
+    The samplers pass one noise level for the whole batch, so this is all or nothing there; a per-sample mix (e.g.
+    a caller's own schedule) calls the model on the active rows only."""
+    if not bool(active.any()):
+        return 0.0
+    if bool(active.all()):
+        return fn(x, logsnr, cond)
+    idx = active.nonzero().squeeze(1)
+    part = fn(x[idx], logsnr[idx], cond.map(lambda v: v[idx]))
+    out = part.new_zeros((x.shape[0],) + part.shape[1:])
+    out[idx] = part
+    return out
+
+
+# -- eps_fns (EpsFn over Conds), one per sampling mode
+
+def adapter_only(small: EpsFn, alpha: float) -> EpsFn:
+    """Baseline: the small model alone, with its own guidance."""
+    small_cfg = cfg(small, alpha)
+    return lambda x, logsnr, cond: small_cfg(x, logsnr, cond.small)
+
+
+def prior_only(prior: EpsFn, alpha: float) -> EpsFn:
+    """Baseline: the prior alone, with its own guidance."""
+    prior_cfg = cfg(prior, alpha)
+    return lambda x, logsnr, cond: prior_cfg(x, logsnr, cond.prior)
+
+
+def _low_temperature_fn(base: EpsFn, expert: EpsFn, alpha: float, strength: PriorStrength,
+                        base_role: str) -> EpsFn:
+    expert_role = "prior" if base_role == "small" else "small"
+
+    def composed(x: Tensor, logsnr: Tensor, cond: Conds) -> Tensor:
+        gamma = strength(logsnr).to(x.device)
+        expert_eps = where_active(expert, x, logsnr, getattr(cond, expert_role), gamma != 0)
+        base_cond = getattr(cond, base_role)
+        if alpha == 1:  # sec 3.2 without guidance: no unconditional pass at all
+            base_eps = base(x, logsnr, base_cond)
+            return product_of_experts(base_eps, expert_eps, broadcast(gamma, base_eps).to(base_eps.dtype))
+        c, u = cond_uncond(base, x, logsnr, base_cond)
+        return low_temperature(u, c, expert_eps, alpha, broadcast(gamma, c).to(c.dtype))
+
+    return composed
+
+
+def video_adapter(small: EpsFn, prior: EpsFn, alpha: float, strength: PriorStrength) -> EpsFn:
+    """Video Adapter (sec 3.3, Algorithm 1): `low_temperature` with the prior weighted by `strength` per level."""
+    return _low_temperature_fn(small, prior, alpha, strength, base_role="small")
+
+
+def inverse_adapter(small: EpsFn, prior: EpsFn, alpha: float, strength: PriorStrength) -> EpsFn:
+    """Baseline with the roles swapped: the prior with its guidance is the base, the small model the added expert,
+    eps_prior(x) + alpha (eps_prior(x|text) + gamma eps_small(x|text) - eps_prior(x))."""
+    return _low_temperature_fn(prior, small, alpha, strength, base_role="prior")
+
+
+def cfg_mix_fn(small: EpsFn, prior: EpsFn, alpha: float, w: float) -> EpsFn:
+    """Baseline "CFG Mix" (Fig. 6, Table 9): both models guided with alpha, then interpolated with weight w."""
+    small_cfg, prior_cfg = cfg(small, alpha), cfg(prior, alpha)
+    return lambda x, logsnr, cond: cfg_mix(small_cfg(x, logsnr, cond.small), prior_cfg(x, logsnr, cond.prior), w)
+
+
+MODES = ("composed", "adapter", "prior", "cfg-mix", "inverse")
+
+
+def mode_fn(mode: str, small: EpsFn | None, prior: EpsFn | None, *, alpha: float,
+            strength: PriorStrength = PriorStrength(), mix: float = 0.5) -> EpsFn:
+    """The eps_fn (over `Conds`) of one sampling mode; `small` and `prior` are model eps (or energy) functions."""
+    builders = {
+        "composed": lambda: video_adapter(small, prior, alpha, strength),
+        "adapter": lambda: adapter_only(small, alpha),
+        "prior": lambda: prior_only(prior, alpha),
+        "cfg-mix": lambda: cfg_mix_fn(small, prior, alpha, mix),
+        "inverse": lambda: inverse_adapter(small, prior, alpha, strength),
+    }
+    if mode not in builders:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    return builders[mode]()
