@@ -121,8 +121,9 @@ def _low_temperature_fn(base: EpsFn, expert: EpsFn, alpha: float, strength: Prio
     expert_role = "prior" if base_role == "small" else "small"
 
     def composed(x: Tensor, logsnr: Tensor, cond: Conds) -> Tensor:
-        gamma = strength(logsnr).to(x.device)
-        expert_eps = where_active(expert, x, logsnr, getattr(cond, expert_role), gamma != 0)
+        gamma = strength(logsnr)
+        expert_eps = where_active(expert, x, logsnr, getattr(cond, expert_role), gamma.cpu() != 0)
+        gamma = gamma.to(x.device, non_blocking=True)
         base_cond = getattr(cond, base_role)
         if alpha == 1:  # sec 3.2 without guidance: no unconditional pass at all
             base_eps = base(x, logsnr, base_cond)

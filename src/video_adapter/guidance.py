@@ -46,7 +46,7 @@ def clip_denoised(eps_fn: EpsFn, limit: float) -> EpsFn:
 
     def clipped(x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
         eps = eps_fn(x, logsnr, cond)
-        x32, logsnr32 = x.float(), logsnr.float()  # 1/alpha reaches e^10: not a computation for bf16
+        x32, logsnr32 = x.float(), logsnr.to(x.device, torch.float32)  # 1/alpha reaches e^10: not for bf16
         x0 = x0_from_eps(x32, eps.float(), logsnr32).clamp(-limit, limit)
         return eps_from_x0(x32, x0, logsnr32).to(eps.dtype)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .sampling import noise_levels
 from .schedule import alpha_sigma
 
 EnergyFn = Callable[[Tensor, Tensor, object], Tensor]  # E(x_t, logsnr [B], cond) -> [B]
@@ -77,8 +78,7 @@ class LangevinCorrector:
     def __call__(self, x: Tensor, logsnr: float, cond, generator: torch.Generator | None) -> Tensor:
         sigma = alpha_sigma(torch.tensor(logsnr, dtype=torch.float64))[1].item()
         delta = self.step_size_fn(logsnr) if self.step_size_fn else self.cfg.step_size * sigma**2
-        logsnr_b = torch.full((x.shape[0],), logsnr, dtype=torch.promote_types(x.dtype, torch.float32),
-                              device=x.device)
+        logsnr_b = noise_levels(logsnr, x.shape[0])
         # float32 at least: delta * score is ~1e-3 of x at small steps, below bf16's resolution near 1
         state = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 

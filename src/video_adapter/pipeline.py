@@ -256,7 +256,8 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
         check_compatible(models["small"], models["prior"])
         print(parameter_ratio(models["small"], models["prior"]))
     spec = next(iter(models.values())).spec
-    requested = {"text"} | {"first_frame"} * bool(cfg.first_frame) | {"edges"} * bool(cfg.edges_from)
+    requested = {"text"} | {name for name, given in (("first_frame", cfg.first_frame), ("edges", cfg.edges_from))
+                            if given}
     routes = route_conditions(models, requested, cfg.partial_conditions)
     pixels = pixel_conditions(spec, cfg.first_frame, cfg.edges_from)
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]

@@ -1,7 +1,8 @@
 """Samplers for epsilon-prediction diffusion models in the variance-preserving log-SNR convention of `schedule`.
 
 Every sampler is `sample_x(eps_fn, x, logsnrs, cond, ...)`: it starts from `x` at noise level `logsnrs[0]` and walks
-the grid `logsnrs` (strictly increasing, noisy to clean) calling `eps_fn(x, logsnr [B], cond) -> eps`. Samplers know
+the grid `logsnrs` (strictly increasing, noisy to clean) calling `eps_fn(x, logsnr [B], cond) -> eps`, with logsnr
+float64 on the CPU whatever device x is on (`noise_levels`). Samplers know
 nothing about models, guidance or composition: those are eps_fns wrapping eps_fns.
 
 End of the trajectory: the grid's last entry (logsnr_max = 20, where sigma ~ 4.5e-5) marks the clean end, and the final
@@ -59,12 +60,16 @@ def _alpha_sigma(logsnr: float) -> tuple[float, float]:
     return alpha.item(), sigma.item()
 
 
+def noise_levels(logsnr: float, batch: int) -> Tensor:
+    """The logsnr argument of an eps_fn: float64 [B] on the CPU. Noise levels are schedule values the host knows, so
+    an eps_fn may branch on them (e.g. a composition's cutoff) without waiting for the GPU; models move them."""
+    return torch.full((batch,), logsnr, dtype=torch.float64)
+
+
 def _eps(eps_fn: EpsFn, x: Tensor, logsnr: float, cond: Cond) -> Tensor:
     """eps_fn at one noise level for the whole batch; eps comes back in x's dtype (e.g. from an autocast model) so the
     sampler's state keeps the dtype the caller chose."""
-    # At least float32: a bf16 logsnr would show the model a different noise level than the one the step assumes.
-    dtype = torch.promote_types(x.dtype, torch.float32)
-    return eps_fn(x, torch.full((x.shape[0],), logsnr, dtype=dtype, device=x.device), cond).to(x.dtype)
+    return eps_fn(x, noise_levels(logsnr, x.shape[0]), cond).to(x.dtype)
 
 
 def _correct(corrector: Corrector | None, x: Tensor, logsnr: float, cond: Cond,

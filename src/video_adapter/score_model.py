@@ -9,6 +9,7 @@ composition and MCMC never change. `ModelSpec` declares what the model is, so mi
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,37 +78,96 @@ class NativeScoreModel(ScoreModel):
     """A `SpaceTimeUNet`: already canonical (log-SNR input; forward returns eps, converted from its native v).
 
     The module is used as it is (a model still in training can be sampled); `autocast` (bfloat16 or float16) runs
-    its forward in that precision, with normalisations kept in float32.
+    its forward in that precision, with normalisations kept in float32. `cuda_graphs` replays each input signature
+    (shapes and the conditions present) from a captured CUDA graph: a small model's ~1000 kernel launches cost more
+    CPU time than its GPU work, which would otherwise make the adapter as slow as the prior (docs/benchmarks.md).
     """
 
-    def __init__(self, unet: SpaceTimeUNet, text_encoder: str = "", autocast: torch.dtype | None = None):
+    def __init__(self, unet: SpaceTimeUNet, text_encoder: str = "", autocast: torch.dtype | None = None,
+                 cuda_graphs: bool = False):
         if autocast not in (None, torch.bfloat16, torch.float16):
             raise ValueError(f"autocast must be torch.bfloat16, torch.float16 or None, not {autocast}")
         self.unet, self.autocast = unet, autocast
         param = next(unet.parameters())
         self.device, self.dtype = param.device, param.dtype
+        if cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs needs the model on a CUDA device, not {self.device}")
+        self.graphs = CudaGraphs(self._forward) if cuda_graphs else None
         cfg = unet.cfg
         conditions = ("text",) + ("first_frame",) * cfg.first_frame_cond + ("edges",) * cfg.edge_cond
         self.spec = ModelSpec(space="pixels", channels=cfg.channels, frames=cfg.frames, height=cfg.height,
                               width=cfg.width, conditions=conditions, prediction=cfg.prediction, time="logsnr",
                               parameters=count_parameters(unet), text_encoder=text_encoder)
 
+    def _forward(self, x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
+        # no autocast weight cache: a CUDA graph must not capture casts that a later call would skip
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None,
+                            cache_enabled=False):
+            return self.unet(x, logsnr, cond)
+
     @torch.no_grad()
     def eps(self, x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
-        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
-            eps = self.unet(x.to(self.device, self.dtype), logsnr.to(self.device, torch.float32),
-                            cond.to(self.device, self.dtype))
+        args = (x.to(self.device, self.dtype), logsnr.to(self.device, torch.float32, non_blocking=True),
+                cond.to(self.device, self.dtype))
+        eps = self.graphs(*args) if self.graphs is not None else self._forward(*args)
         return eps.to(x.device, x.dtype)
 
 
+class CudaGraphs:
+    """`fn(x, logsnr, cond)` replayed from CUDA graphs, one captured per input signature.
+
+    Inputs are copied into the graph's static tensors, and the output is cloned, so callers see plain function
+    semantics. `fn` must not synchronise with the host or branch on tensor values (the U-Net does neither).
+    """
+
+    def __init__(self, fn):
+        self.fn, self.graphs, self.pool = fn, {}, None
+
+    @staticmethod
+    def _signature(x: Tensor, logsnr: Tensor, cond: Cond) -> tuple:
+        fields = tuple((f.name, None if (v := getattr(cond, f.name)) is None else (tuple(v.shape), v.dtype))
+                       for f in dataclasses.fields(cond))
+        return tuple(x.shape), x.dtype, tuple(logsnr.shape), fields
+
+    def __call__(self, x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
+        key = self._signature(x, logsnr, cond)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(x, logsnr, cond)
+        graph, static_in, static_out = self.graphs[key]
+        for dst, src in zip(static_in, self._tensors(x, logsnr, cond)):
+            dst.copy_(src)
+        graph.replay()
+        return static_out.clone()
+
+    @staticmethod
+    def _tensors(x: Tensor, logsnr: Tensor, cond: Cond) -> list[Tensor]:
+        return [x, logsnr] + [v for f in dataclasses.fields(cond) if (v := getattr(cond, f.name)) is not None]
+
+    def _capture(self, x: Tensor, logsnr: Tensor, cond: Cond):
+        static_x, static_logsnr = x.clone(), logsnr.clone()
+        static_cond = cond.map(lambda v: v.clone())
+        stream = torch.cuda.Stream(x.device)
+        stream.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(stream):  # warm-up off the capture (cuDNN autotuning, lazy allocations)
+            for _ in range(2):
+                self.fn(static_x, static_logsnr, static_cond)
+        torch.cuda.current_stream(x.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        self.pool = self.pool or torch.cuda.graph_pool_handle()
+        with torch.cuda.graph(graph, pool=self.pool):
+            static_out = self.fn(static_x, static_logsnr, static_cond)
+        return graph, self._tensors(static_x, static_logsnr, static_cond), static_out
+
+
 def load_score_model(directory: str | Path, device: torch.device | str | None = None,
-                     dtype: torch.dtype = torch.float32) -> NativeScoreModel:
+                     dtype: torch.dtype = torch.float32, cuda_graphs: bool = False) -> NativeScoreModel:
     """A checkpoint directory (checkpoint.save_model) as a ScoreModel on `device`, computing in `dtype`.
 
     float32 keeps float32 weights; bfloat16 / float16 store the weights in it and run under autocast."""
     half = dtype in (torch.bfloat16, torch.float16)
     unet, config = load_model(directory, device=device, dtype=dtype)
-    return NativeScoreModel(unet, text_encoder=config.get("text_encoder", ""), autocast=dtype if half else None)
+    return NativeScoreModel(unet, text_encoder=config.get("text_encoder", ""), autocast=dtype if half else None,
+                            cuda_graphs=cuda_graphs)
 
 
 def check_compatible(small: ScoreModel, prior: ScoreModel) -> None:
