@@ -235,6 +235,8 @@ def files(tmp_path_factory):
     edges = save_model(root / "edges", randomize(SpaceTimeUNet(edges_cfg), seed=0, scale=0.1), "minilm")
     narrow = save_model(root / "narrow", SpaceTimeUNet(dataclasses.replace(SAMPLE_CFG, text_dim=16)), "minilm")
     notext = save_model(root / "notext", SpaceTimeUNet(SAMPLE_CFG), "minilm")
+    prior2 = save_model(root / "prior2", randomize(SpaceTimeUNet(SAMPLE_CFG), seed=1, scale=0.1), "minilm")
+    short = save_model(root / "short", SpaceTimeUNet(dataclasses.replace(SAMPLE_CFG, frames=4)), "minilm")
     config = json.loads((notext / "config.json").read_text())
     del config["text_encoder"]
     (notext / "config.json").write_text(json.dumps(config))
@@ -242,7 +244,8 @@ def files(tmp_path_factory):
     image = root / "first.png"
     Image.fromarray(rng.randint(0, 256, (12, 10, 3), dtype=np.uint8)).save(image)
     video = write_gif(root / "clip.gif", rng.randint(0, 256, (SAMPLE_CFG.frames, 8, 8, 3), dtype=np.uint8))
-    return {"plain": plain, "edges": edges, "narrow": narrow, "notext": notext, "image": image, "video": video}
+    return {"plain": plain, "edges": edges, "narrow": narrow, "notext": notext, "prior2": prior2, "short": short,
+            "image": image, "video": video}
 
 
 def gif_frames(path: Path) -> np.ndarray:
@@ -288,7 +291,7 @@ def test_sample_edges(capsys, files, tmp_path):
     args = ["sample", "--prompt", "a red square", "--steps", "2", "--sampler", "ddim", "--edges-from",
             str(files["video"]), "--out", str(tmp_path / "x.gif")]
     msg = fails(capsys, *args, "--prior", str(files["plain"]))
-    assert msg.startswith("error:") and "no edge conditioning" in msg and "--edges-from" in msg
+    assert msg.startswith("error:") and "does not take edges" in msg and "drop --edges-from" in msg
     assert not (tmp_path / "x.gif").exists()
     run(capsys, *args, "--prior", str(files["edges"]))  # the same flags on a model that takes edges
     assert gif_frames(tmp_path / "x.gif").shape[0] == SAMPLE_CFG.frames
@@ -296,8 +299,16 @@ def test_sample_edges(capsys, files, tmp_path):
 
 @pytest.mark.parametrize("change, words", [
     ({"--prompt": None}, ["--prompt"]),
-    ({"--adapter": "PLAIN"}, ["exactly one", "--prior", "--adapter"]),
-    ({"--prior": None}, ["exactly one", "--prior", "--adapter"]),
+    ({"--prior": None}, ["--adapter DIR", "--prior DIR", "or both"]),
+    ({"--mode": "composed"}, ["--mode composed needs --adapter DIR"]),
+    ({"--adapter": "PLAIN", "--mode": "blend"}, ["unknown --mode 'blend'", "cfg-mix", "inverse"]),
+    ({"--adapter": "SHORT"}, ["cannot be composed", "frame counts differ: adapter 4, prior 5", "frames=5"]),
+    ({"--adapter": "PLAIN", "--mcmc": "mala"}, ["needs an energy", "ula or uhmc"]),
+    ({"--mcmc": "gibbs"}, ["unknown MCMC kind 'gibbs'", "uhmc"]),
+    ({"--mcmc": "ula", "--mcmc-steps": "0"}, ["MCMC steps", "0"]),
+    ({"--mix": "1.5"}, ["--mix in [0, 1]"]),
+    ({"--strength-decay": "cosine"}, ["decay", "'linear'"]),
+    ({"--dtype": "int8"}, ["--dtype must be auto"]),
     ({"--sampler": "euler"}, ["unknown sampler 'euler'", *SAMPLERS]),
     ({"--out": "OUT/x.png"}, ["--out", ".gif", ".mp4", "x.png"]),
     ({"--out": "OUT/x"}, ["--out", ".gif", ".mp4"]),
@@ -317,11 +328,12 @@ def test_sample_edges(capsys, files, tmp_path):
 def test_sample_errors(capsys, files, tmp_path, change, words):
     args = sample_args(files, tmp_path / "x.gif")
     subs = {"PLAIN": str(files["plain"]), "NARROW": str(files["narrow"]), "NOTEXT": str(files["notext"]),
-            "OUT": str(tmp_path)}
+            "SHORT": str(files["short"]), "OUT": str(tmp_path)}
     for flag, value in change.items():
         i = args.index(flag) if flag in args else None
         if value is None:
-            del args[i:i + 2]
+            if i is not None:
+                del args[i:i + 2]
             continue
         for k, v in subs.items():
             value = value.replace(k, v)
@@ -347,3 +359,54 @@ def test_demo_dry_run(capsys):
     out = run_json(capsys, "demo", "--dry-run", "--steps", "5", "--out", "somewhere")
     assert out == dataclasses.asdict(DemoConfig(steps=5, out="somewhere"))
 
+
+
+# -------------------------------------------------------------------------------------------------- composition
+
+
+def compose_args(files, out, *extra):
+    return ["sample", "--adapter", str(files["plain"]), "--prior", str(files["prior2"]), "--prompt", "a red square",
+            "another prompt", "--steps", "4", "--sampler", "ddpm", "--out", str(out), "--first-frame",
+            str(files["image"]), "--seed", "3", *extra]
+
+
+def test_sample_composed_modes(capsys, files, tmp_path):
+    out = run(capsys, *compose_args(files, tmp_path / "composed.gif", "--prior-strength", "0.5"))
+    assert "adapter/prior = 100.00%" in out and out.strip().endswith(f"wrote {tmp_path / 'composed.gif'}")
+    frames = {}
+    for mode in ("composed", "adapter", "prior", "cfg-mix", "inverse"):
+        path = tmp_path / f"{mode}.gif"
+        run(capsys, *compose_args(files, path, "--mode", mode, "--prior-strength", "0.5"))
+        frames[mode] = gif_frames(path)
+    assert len({f.tobytes() for f in frames.values()}) == 5  # every mode samples something different
+    # gamma = 0 is the adapter alone through the whole CLI; so is CFG Mix at w = 0
+    run(capsys, *compose_args(files, tmp_path / "zero.gif", "--prior-strength", "0"))
+    run(capsys, *compose_args(files, tmp_path / "w0.gif", "--mode", "cfg-mix", "--mix", "0"))
+    assert np.array_equal(gif_frames(tmp_path / "zero.gif"), frames["adapter"])
+    assert np.array_equal(gif_frames(tmp_path / "w0.gif"), frames["adapter"])
+    # MCMC between levels changes the sample, deterministically
+    run(capsys, *compose_args(files, tmp_path / "ula.gif", "--mcmc", "ula", "--mcmc-steps", "1"))
+    run(capsys, *compose_args(files, tmp_path / "ula2.gif", "--mcmc", "ula", "--mcmc-steps", "1"))
+    assert np.array_equal(gif_frames(tmp_path / "ula.gif"), gif_frames(tmp_path / "ula2.gif"))
+    assert not np.array_equal(gif_frames(tmp_path / "ula.gif"), gif_frames(tmp_path / "composed.gif"))
+
+
+def test_sample_compare_grid(capsys, files, tmp_path):
+    out = run(capsys, *compose_args(files, tmp_path / "cmp.gif", "--compare"))
+    assert f"wrote {tmp_path / 'cmp.gif'}" in out and f"wrote {tmp_path / 'cmp.mp4'}" in out
+    grid = gif_frames(tmp_path / "cmp.gif")
+    single = gif_frames(Path(run(capsys, *compose_args(files, tmp_path / "one.gif")).split()[-1]))
+    assert grid.shape[0] == single.shape[0] == SAMPLE_CFG.frames
+    assert grid.shape[1] > 2.5 * single.shape[1]  # three rows: prior, adapter, composed
+    assert (tmp_path / "cmp.mp4").stat().st_size > 0
+
+
+def test_sample_condition_routing(capsys, files, tmp_path):
+    """Edges requested from an edge adapter and a prior without edges: an error, unless --partial-conditions."""
+    args = ["sample", "--adapter", str(files["edges"]), "--prior", str(files["plain"]), "--prompt", "a red square",
+            "--steps", "2", "--edges-from", str(files["video"]), "--out", str(tmp_path / "x.gif")]
+    msg = fails(capsys, *args)
+    assert "the prior does not take edges" in msg and "--partial-conditions" in msg
+    assert not (tmp_path / "x.gif").exists()
+    run(capsys, *args, "--partial-conditions")
+    assert (tmp_path / "x.gif").exists()

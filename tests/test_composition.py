@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from conftest import model_inputs, randomize
+from gaussians import GaussianExpert, product, random_cov, text_cond
 
 from video_adapter.composition import (
     MODES,
@@ -20,9 +22,6 @@ from video_adapter.sampling import logsnr_grid, sample
 from video_adapter.schedule import alpha_sigma
 from video_adapter.score_model import NativeScoreModel
 from video_adapter.unet import SpaceTimeUNet
-
-from conftest import model_inputs, randomize
-from gaussians import GaussianExpert, product, random_cov, text_cond
 
 D = 2
 NO_CUTOFF = math.inf
@@ -144,7 +143,7 @@ def test_gamma_zero_and_cfg_mix_endpoints_are_the_single_models(experts):
     small, prior = map(counted, experts)
     x = torch.randn(6, D, 1, 1, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     logsnr = torch.full((6,), -1.5, dtype=torch.float64)
-    fn = lambda mode, **kw: mode_fn(mode, small.eps, prior.eps, alpha=4.0, **kw)(x, logsnr, conds(6))  # noqa: E731
+    fn = lambda mode, **kw: mode_fn(mode, small.eps, prior.eps, alpha=4.0, **kw)(x, logsnr, conds(6))
     adapter, prior_alone = fn("adapter"), fn("prior")
     assert torch.equal(fn("cfg-mix", mix=0.0), adapter) and torch.equal(fn("cfg-mix", mix=1.0), prior_alone)
     assert not torch.equal(fn("cfg-mix", mix=0.5), adapter)
@@ -180,11 +179,11 @@ def tiny_cfg_module():
 def test_gamma_zero_reproduces_the_adapter_sample_bit_for_bit(native_pair, tiny_cfg_module, alpha):
     small, prior = native_pair
     calls = []
-    prior_eps = lambda *a: calls.append(1) or prior.eps(*a)  # noqa: E731
+    prior_eps = lambda *a: calls.append(1) or prior.eps(*a)
     _, _, cond = model_inputs(tiny_cfg_module, b=2)
     pair = Conds(small=cond, prior=cond)
     shape = (2, *small.spec.shape)
-    run = lambda mode, gamma: sample(mode_fn(mode, small.eps, prior_eps, alpha=alpha, strength=PriorStrength(gamma)),  # noqa: E731
+    run = lambda mode, gamma: sample(mode_fn(mode, small.eps, prior_eps, alpha=alpha, strength=PriorStrength(gamma)),
                                      shape, pair, sampler="ddpm", steps=6, seed=3)
     adapter = run("adapter", 0.1)
     assert torch.equal(run("composed", 0.0), adapter) and calls == []
@@ -229,7 +228,7 @@ def test_models_in_different_precisions_compose(native_pair, tiny_cfg_module):
     half.unet.load_state_dict({k: v.to(torch.bfloat16) for k, v in prior.unet.state_dict().items()})
     x, logsnr, cond = model_inputs(tiny_cfg_module, b=2)
     pair = Conds(small=cond, prior=cond)
-    fn = lambda p: mode_fn("composed", small.eps, p.eps, alpha=2.0, strength=PriorStrength(0.5, NO_CUTOFF))  # noqa: E731
+    fn = lambda p: mode_fn("composed", small.eps, p.eps, alpha=2.0, strength=PriorStrength(0.5, NO_CUTOFF))
     full, mixed = fn(prior)(x, logsnr, pair), fn(half)(x, logsnr, pair)
     assert mixed.dtype == torch.float32
     assert (mixed - full).abs().max() < 0.05 * full.abs().max()

@@ -29,13 +29,13 @@ class Cond:
     has_edges: Tensor | None = None
 
     @staticmethod
-    def make(text=None, text_mask=None, pooled=None, first_frame=None, edges=None) -> "Cond":
+    def make(text=None, text_mask=None, pooled=None, first_frame=None, edges=None) -> Cond:
         """A batch where every given condition is present for every sample."""
         given = [v for v in (text, pooled, first_frame, edges) if v is not None]
         if not given:
             return Cond()
         batch, device = given[0].shape[0], given[0].device
-        flag = lambda v: None if v is None else torch.ones(batch, dtype=torch.bool, device=device)  # noqa: E731
+        flag = lambda v: None if v is None else torch.ones(batch, dtype=torch.bool, device=device)
         if text is not None and text_mask is None:
             text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=device)
         if text is not None and pooled is None:
@@ -53,7 +53,7 @@ class Cond:
     def present(self, name: str) -> Tensor | None:
         return getattr(self, f"has_{name}")
 
-    def with_flags(self, **flags: Tensor | bool) -> "Cond":
+    def with_flags(self, **flags: Tensor | bool) -> Cond:
         """Override present flags, e.g. `cond.with_flags(text=False)` for the unconditional branch of CFG."""
         out = {}
         for name, value in flags.items():
@@ -65,18 +65,18 @@ class Cond:
             out[f"has_{name}"] = (value.to(current) if isinstance(value, Tensor) else torch.full_like(current, value)) & current
         return replace(self, **out)
 
-    def null(self) -> "Cond":
+    def null(self) -> Cond:
         """Every condition absent: the null condition of classifier-free guidance."""
         return self.with_flags(**{n: False for n in CONDITIONS})
 
-    def map(self, fn) -> "Cond":
+    def map(self, fn) -> Cond:
         return Cond(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)})
 
-    def to(self, device=None, dtype=None) -> "Cond":
+    def to(self, device=None, dtype=None) -> Cond:
         """Moves to `device`; casts only floating tensors to `dtype` (flags and masks stay bool)."""
         return self.map(lambda v: v.to(device=device, dtype=dtype if v.is_floating_point() else None))
 
-    def cat(self, other: "Cond") -> "Cond":
+    def cat(self, other: Cond) -> Cond:
         """Concatenate along the batch, e.g. conditional and unconditional halves in one forward."""
         def pair(name):
             a, b = getattr(self, name), getattr(other, name)
@@ -85,7 +85,7 @@ class Cond:
             return None if a is None else torch.cat([a, b])
         return Cond(**{f.name: pair(f.name) for f in fields(self)})
 
-    def repeat(self, n: int) -> "Cond":
+    def repeat(self, n: int) -> Cond:
         return self.map(lambda v: v.repeat_interleave(n, dim=0))
 
 

@@ -58,6 +58,7 @@ class SampleConfig:
     prior_device: str = ""                # device of the prior ("": same as --device)
     dtype: str = "auto"                   # auto | float32 | bfloat16 | float16 (auto: bfloat16 on CUDA) for the adapter
     prior_dtype: str = ""                 # precision of the prior ("": same as --dtype)
+    cuda_graphs: bool = True              # replay each model's forward from a CUDA graph (CUDA only; no CPU effect)
     fps: int = 8                          # frames per second of the written video
     upscale: int = 4                      # nearest-neighbour zoom, so 24x40 videos are watchable
 
@@ -251,7 +252,8 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     paths = {"small": cfg.adapter, "prior": cfg.prior}
     placement = {"small": (device, resolve_dtype(cfg.dtype, device)),
                  "prior": (prior_device, resolve_dtype(cfg.prior_dtype or cfg.dtype, prior_device))}
-    models = {role: load_score_model(paths[role], *placement[role]) for role in cfg.roles()}
+    models = {role: load_score_model(paths[role], dev, dtype, cuda_graphs=cfg.cuda_graphs and dev.type == "cuda")
+              for role, (dev, dtype) in placement.items() if role in cfg.roles()}
     if len(models) == 2:
         check_compatible(models["small"], models["prior"])
         print(parameter_ratio(models["small"], models["prior"]))

@@ -32,9 +32,9 @@ import tempfile
 import warnings
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,13 +45,13 @@ from .conditioning import Cond, masked_mean
 __all__ = [
     "DEFAULT_TEXT_ENCODER",
     "SPEC_FORMS",
-    "TextEmbedding",
-    "TextEncoder",
+    "CLIPTextEncoder",
+    "CachedTextEncoder",
     "HFTextEncoder",
     "MiniLMEncoder",
     "T5Encoder",
-    "CLIPTextEncoder",
-    "CachedTextEncoder",
+    "TextEmbedding",
+    "TextEncoder",
     "TextEncoderNotFoundError",
     "load_text_encoder",
     "parse_spec",
@@ -116,13 +116,13 @@ class TextEmbedding:
     def __len__(self) -> int:
         return self.batch_size
 
-    def __getitem__(self, index) -> "TextEmbedding":
+    def __getitem__(self, index) -> TextEmbedding:
         """Select samples; an int keeps the batch dimension (``emb[0]`` is a batch of one)."""
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
         return TextEmbedding(self.tokens[index], self.mask[index], self.pooled[index])
 
-    def to(self, device=None, dtype=None) -> "TextEmbedding":
+    def to(self, device=None, dtype=None) -> TextEmbedding:
         """Moves to ``device``; ``dtype`` applies to tokens and pooled only (the mask stays bool)."""
         return TextEmbedding(
             self.tokens.to(device=device, dtype=dtype),
@@ -131,7 +131,7 @@ class TextEmbedding:
         )
 
     @staticmethod
-    def cat(embeddings: Sequence["TextEmbedding"]) -> "TextEmbedding":
+    def cat(embeddings: Sequence[TextEmbedding]) -> TextEmbedding:
         return TextEmbedding(*(torch.cat([getattr(e, n) for e in embeddings]) for n in ("tokens", "mask", "pooled")))
 
     def to_cond(self, **other_conditions) -> Cond:
@@ -363,7 +363,7 @@ class HFTextEncoder(TextEncoder):
     def loaded(self) -> bool:
         return self._model is not None
 
-    def load(self) -> "HFTextEncoder":
+    def load(self) -> HFTextEncoder:
         """Loads tokenizer and weights now (otherwise done on the first encode)."""
         if self._model is not None:
             return self
@@ -372,7 +372,7 @@ class HFTextEncoder(TextEncoder):
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.tokenizer_dir), local_files_only=True)
-        except Exception as e:  # noqa: BLE001 - re-raised with what to provide
+        except Exception as e:
             raise ValueError(
                 f"could not load the tokenizer of {self.kind} text encoder from {str(self.tokenizer_dir)!r} "
                 f"({type(e).__name__}: {e}). Provide {_SAVED_DIR_HELP}; a T5 directory with only spiece.model "
@@ -676,7 +676,7 @@ class CachedTextEncoder(TextEncoder):
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:  # noqa: BLE001 - any read failure means "corrupt"
+        except Exception as e:
             raise ValueError(f"unreadable ({type(e).__name__}: {e})") from e
         if meta.get("format") != _CACHE_FORMAT:
             raise ValueError(f"unknown format {meta.get('format')!r}")
@@ -688,7 +688,7 @@ class CachedTextEncoder(TextEncoder):
             raise ValueError(f"unexpected tensors {sorted(tensors)}")
         try:
             captions = json.loads(bytes(tensors["captions"].tolist()).decode("utf-8"))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise ValueError(f"caption list unreadable ({type(e).__name__})") from e
         n, length, d = len(captions), self.max_length, self.dim
         tokens, mask, pooled = tensors["tokens"], tensors["mask"], tensors["pooled"]

@@ -63,7 +63,7 @@ class TrainConfig:
         return preset(self.preset, **self.model)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         if unknown := sorted(set(d) - known):
             raise ValueError(f"unknown TrainConfig fields {unknown}")

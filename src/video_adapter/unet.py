@@ -67,7 +67,7 @@ class UNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
+    def from_dict(cls, d: dict) -> UNetConfig:
         known = {f.name for f in fields(cls)}
         if unknown := sorted(set(d) - known):
             raise ValueError(f"unknown UNetConfig fields {unknown}; known fields: {sorted(known)}")
@@ -336,4 +336,4 @@ def build_unet(cfg: UNetConfig, device: torch.device | str | None = None) -> Spa
         return SpaceTimeUNet(cfg)
 
 
-__all__ = ["UNetConfig", "PRESETS", "preset", "SpaceTimeUNet", "build_unet", "count_parameters"]
+__all__ = ["PRESETS", "SpaceTimeUNet", "UNetConfig", "build_unet", "count_parameters", "preset"]

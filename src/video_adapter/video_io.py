@@ -224,14 +224,13 @@ def write_mp4(path: str | os.PathLike, frames, fps: float = 8, upscale: int = 1,
     x = upscale_frames(as_frames(frames), upscale)
     x = np.pad(x, ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2), (0, 0)), mode="edge")
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = x.shape[2], x.shape[1], "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "medium"}
-            for frame in x:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            container.mux(stream.encode())
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = x.shape[2], x.shape[1], "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for frame in x:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
     return path
 
 
