@@ -410,3 +410,21 @@ def test_sample_condition_routing(capsys, files, tmp_path):
     assert not (tmp_path / "x.gif").exists()
     run(capsys, *args, "--partial-conditions")
     assert (tmp_path / "x.gif").exists()
+
+
+def test_sample_encodes_each_prompt_once(capsys, files, tmp_path, monkeypatch):
+    """Two models sharing an encoder, two prompts, --num 3: one encode call with the two unique prompts."""
+    import video_adapter.pipeline as pipeline
+
+    seen = []
+    real = pipeline.load_text_encoder
+
+    def counting(spec, **kw):
+        encoder = real(spec, **kw)
+        encode = encoder.encode
+        encoder.encode = lambda captions, **k: seen.append(list(captions)) or encode(captions, **k)
+        return encoder
+
+    monkeypatch.setattr(pipeline, "load_text_encoder", counting)
+    run(capsys, *compose_args(files, tmp_path / "x.gif", "--num", "3", "--steps", "2"))
+    assert seen == [["a red square", "another prompt"]]
