@@ -1,4 +1,4 @@
-"""The `video-adapter` command: train, sample, info, demo.
+"""The `video-adapter` command: train, sample, info, make-data, demo.
 
 Config dataclasses are the single source of options: every field becomes a `--flag` whose help is the
 field's aligned comment, and `--dry-run` prints the resolved config without running anything.
@@ -170,6 +170,16 @@ def cmd_demo(args) -> None:
     run_demo(cfg)
 
 
+def cmd_make_data(args) -> None:
+    from .datagen.make import MakeDataConfig, make_dataset
+
+    cfg = dataclass_from_args(MakeDataConfig, args)
+    if args.dry_run:
+        print(json.dumps({"kind": args.kind, **dataclasses.asdict(cfg)}, indent=2))
+        return
+    print(f"wrote {make_dataset(args.kind, cfg)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .demo import DemoConfig
     from .pipeline import SampleConfig
@@ -198,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="checkpoint directory or preset name")
     p.set_defaults(func=cmd_info)
 
+    from .datagen import KINDS
+    from .datagen.make import MakeDataConfig
+
+    p = sub.add_parser("make-data", help="generate a captioned video dataset (broad corpus or a domain)",
+                       description="Render clips of one generator in parallel into a dataset folder: train/ and "
+                                   "test/ (mp4 + captions.jsonl), data_card.json and preview.png.")
+    p.add_argument("kind", help=f"one of: {', '.join(KINDS)}")
+    add_dataclass_args(p, MakeDataConfig)
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_make_data)
+
     p = sub.add_parser("demo", help="the whole job on CPU in minutes: toy data, training, samples",
                        description="Generate toy videos, train a tiny model on the CPU, and write samples "
                                    "as a labelled grid (gif and mp4).")
@@ -211,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, OSError) as e:  # FileNotFoundError and the checkpoint/video/text errors are among these
+    except (ValueError, OSError, ImportError) as e:  # FileNotFoundError, checkpoint/video/text errors among these
         sys.exit(f"error: {e}")
 
 

@@ -172,7 +172,7 @@ def to_uint8(video: Tensor) -> np.ndarray:
 
 def from_uint8(frames: np.ndarray | Tensor) -> Tensor:
     """uint8 `[F, H, W, C]` -> float `[C, F, H, W]` in [-1, 1]."""
-    x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, Tensor) else frames)
+    x = torch.tensor(np.asarray(frames)) if not isinstance(frames, Tensor) else frames  # a copy: inputs may be read-only
     if x.dim() != 4:
         raise ValueError(f"expected uint8 [F, H, W, C], got shape {tuple(x.shape)}")
     return x.permute(3, 0, 1, 2).float() / 127.5 - 1.0

@@ -52,7 +52,7 @@ COLORS = {  # name -> RGB in [0, 1]; names are what captions say
 
 @lru_cache(maxsize=None)
 def photos() -> dict[str, np.ndarray]:
-    """The real photographs bundled with scikit-image and scikit-learn (no download), uint8 [H, W, 3]."""
+    """The real photographs bundled with scikit-image and scikit-learn (no download), uint8 [H, W, 3], read-only."""
     import skimage.data
     from sklearn.datasets import load_sample_images
 
@@ -66,6 +66,8 @@ def photos() -> dict[str, np.ndarray]:
     sample = load_sample_images()
     for name, image in zip(("china", "flower"), sample.images):
         out[name] = np.ascontiguousarray(image)
+    for image in out.values():  # shared by every clip of the process: writing into one would change later clips
+        image.setflags(write=False)
     return out
 
 
