@@ -217,6 +217,22 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] RGB -> the yuv420p planes as PyAV takes them, [H * 3 / 2, W] (BT.601, limited range).
+
+    Converted here rather than by swscale so that what x264 receives is a fixed function of the frame (with one
+    encoder thread); x264's lossy modes at sizes that are not multiples of 16 still vary from run to run, so
+    datasets are stored with crf 0 (datagen.make)."""
+    r, g, b = (frame[..., i].astype(np.float32) for i in range(3))
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+    half = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
+    planes = [y.ravel(), half(cb).ravel(), half(cr).ravel()]
+    return np.clip(np.concatenate(planes) + 0.5, 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
 def write_mp4(path: str | os.PathLike, frames, fps: float = 8, upscale: int = 1, crf: int = 17) -> Path:
     """Write frames (see `as_frames`) as H.264 mp4 (yuv420p), atomically. Odd sizes are edge-padded to even."""
     import av
@@ -227,9 +243,10 @@ def write_mp4(path: str | os.PathLike, frames, fps: float = 8, upscale: int = 1,
     with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = x.shape[2], x.shape[1], "yuv420p"
+        stream.codec_context.thread_count = 1  # frame threads made a clip's bytes depend on the run
         stream.options = {"crf": str(crf), "preset": "medium"}
         for frame in x:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")))
         container.mux(stream.encode())
     return path
 

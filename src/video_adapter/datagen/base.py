@@ -8,7 +8,7 @@ function of the clip's scene metadata only: `gen.caption(clip.meta) == clip.capt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -50,7 +50,7 @@ COLORS = {  # name -> RGB in [0, 1]; names are what captions say
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def photos() -> dict[str, np.ndarray]:
     """The real photographs bundled with scikit-image and scikit-learn (no download), uint8 [H, W, 3], read-only."""
     import skimage.data
