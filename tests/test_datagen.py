@@ -101,10 +101,16 @@ def test_stream_deals_clips_once_and_resumes():
     assert torch.equal(items[3]["video"], torch.from_numpy(clip.video).permute(3, 0, 1, 2).float() / 127.5 - 1)
     loader = DataLoader(ClipStream(FAST, seed=5, size=(24, 40), frames=4, rank=1, world_size=2), batch_size=None,
                         num_workers=2)
-    seen = [item["index"] for item, _ in zip(loader, range(8))]
-    assert sorted(seen) == [2, 3, 6, 7, 10, 11, 14, 15]  # rank 1 of 2, two workers each: every 4th from 2 and 3
+    assert [item["index"] for item, _ in zip(loader, range(5))] == [1, 3, 5, 7, 9]  # rank 1 of 2, in order
     resumed = ClipStream(FAST, seed=5, size=(24, 40), frames=4, start=3)
     assert next(iter(resumed))["caption"] == items[3]["caption"]
+    # batches: rank 0 of 2 with batch 3 takes clips 0-2, 6-8, ...; two workers still deliver them in order
+    batched = DataLoader(ClipStream(FAST, seed=5, size=(24, 40), frames=4, world_size=2, batch_size=3),
+                         batch_size=None, num_workers=2)
+    got = [b["index"].tolist() for b, _ in zip(batched, range(3))]
+    assert got == [[0, 1, 2], [6, 7, 8], [12, 13, 14]]
+    first = next(iter(batched))
+    assert first["video"].shape == (3, 3, 4, 24, 40) and first["caption"][1] == items[1]["caption"]
 
 
 def test_downsample_is_area_average():

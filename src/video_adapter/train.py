@@ -11,6 +11,7 @@ checkpoint, so a run killed and resumed ends bit-identical to an uninterrupted o
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import time
@@ -33,7 +34,7 @@ from .unet import SpaceTimeUNet, UNetConfig, count_parameters, preset
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = ""                        # folder of videos with captions (see README "Data")
+    data: str = ""                        # folder of captioned videos, or stream:KIND (a make-data kind, made on the fly)
     out: str = "runs/train"               # run directory: checkpoints, loss.csv, sample previews
     preset: str = "S"                     # model preset (video_adapter.unet.PRESETS)
     model: dict = field(default_factory=dict)  # UNetConfig field overrides on top of the preset
@@ -158,6 +159,23 @@ def batches(dataset, sampler: ResumableSampler, cfg: TrainConfig):
             yield batch, {"epoch": epoch, "position": consumed}
 
 
+STREAM = "stream:"  # --data stream:KIND trains on clips of a datagen kind made on the fly
+
+
+def stream_batches(kind: str, cfg: TrainConfig, size: tuple[int, int], frames: int, rank: int, world: int,
+                   data_state: dict | None):
+    """Endless (batch, data_state) pairs from `ClipStream`; data_state is where the batch after this one starts."""
+    from .datagen.stream import ClipStream
+
+    start = (data_state or {}).get("start", 0)
+    stream = ClipStream(kind, cfg.seed, size, frames, start=start, rank=rank, world_size=world,
+                        batch_size=cfg.batch_size)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.num_workers,
+                                         worker_init_fn=_one_thread, persistent_workers=cfg.num_workers > 0)
+    for n, batch in enumerate(loader, 1):
+        yield batch, {"stream": kind, "start": start + n * world * cfg.batch_size}
+
+
 def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     """Trains (or resumes) the run in cfg.out; `stop_after` ends after that step without saving, as a kill would."""
     from accelerate import Accelerator
@@ -167,14 +185,24 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     acc = Accelerator(mixed_precision=_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
     run, device = Path(cfg.out), acc.device
     model_cfg = cfg.model_config()
-    dataset = VideoFolderDataset(cfg.data, frames=model_cfg.frames, size=(model_cfg.height, model_cfg.width),
-                                 stride=cfg.stride, random_crop=True, keywords=cfg.keywords or None,
-                                 skip_bad=cfg.skip_bad, seed=cfg.seed, cache=cfg.cache_videos)
-    if len(dataset) < cfg.batch_size * acc.num_processes:
-        raise ValueError(f"{len(dataset)} videos in {cfg.data} are fewer than one batch "
-                         f"({cfg.batch_size} x {acc.num_processes} processes); lower --batch-size")
-    sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes,
-                               drop_last=True, with_epoch=True)
+    size, frames = (model_cfg.height, model_cfg.width), model_cfg.frames
+    kind = cfg.data[len(STREAM):] if cfg.data.startswith(STREAM) else None
+    if kind is not None:
+        from .datagen.stream import ClipStream
+
+        # previews show clips far beyond any index training reaches
+        dataset = list(itertools.islice(ClipStream(kind, cfg.seed, size, frames, start=2**40), 4))
+        source = f"clips of {kind} made on the fly"
+    else:
+        dataset = VideoFolderDataset(cfg.data, frames=frames, size=size, stride=cfg.stride, random_crop=True,
+                                     keywords=cfg.keywords or None, skip_bad=cfg.skip_bad, seed=cfg.seed,
+                                     cache=cfg.cache_videos)
+        if len(dataset) < cfg.batch_size * acc.num_processes:
+            raise ValueError(f"{len(dataset)} videos in {cfg.data} are fewer than one batch "
+                             f"({cfg.batch_size} x {acc.num_processes} processes); lower --batch-size")
+        sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=acc.process_index,
+                                   world_size=acc.num_processes, drop_last=True, with_epoch=True)
+        source = f"{len(dataset)} videos"
     text_encoder = load_text_encoder(cfg.text_encoder, device=device, cache=True)
     torch.manual_seed(cfg.seed)
     # NDHWC activations let cuDNN run the (1,3,3) and (3,1,1) convolutions several times faster (benchmarks.md).
@@ -184,16 +212,18 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
-    step = 0
+    step, data_state = 0, None
     if (run / "checkpoint" / "train_state" / "state.json").exists():
         step, data_state = load_run(run, model, ema, opt, gen)
-        sampler.load_state_dict(data_state)
+        if kind is None:
+            sampler.load_state_dict(data_state)
         acc.print(f"resumed {run} at step {step}")
     run.mkdir(parents=True, exist_ok=True)
     net, opt = acc.prepare(torch.compile(model) if cfg.compile else model, opt)
-    acc.print(f"model: {count_parameters(model) / 1e6:.2f}M parameters, {len(dataset)} videos, device {device}")
+    acc.print(f"model: {count_parameters(model) / 1e6:.2f}M parameters, {source}, device {device}")
     log = _LossLog(run / "loss.csv", acc.is_main_process, resumed_at=step)
-    stream = batches(dataset, sampler, cfg)
+    stream = (batches(dataset, sampler, cfg) if kind is None else
+              stream_batches(kind, cfg, size, frames, acc.process_index, acc.num_processes, data_state))
     end = min(cfg.steps, stop_after or cfg.steps)
     bar = tqdm(range(step, end), initial=step, total=cfg.steps, disable=not acc.is_main_process, desc="train")
     for step in bar:
