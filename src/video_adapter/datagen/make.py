@@ -44,7 +44,7 @@ class MakeDataConfig:
     fps: int = 8                          # frame rate written into the mp4 files
     test_fraction: float = 0.1            # held-out test share (paper: 90/10 split)
     workers: int = 0                      # processes (0: one per CPU core)
-    crf: int = 0                          # mp4 quality: 0 is lossless (see below), 17 visually lossless, 23 smaller
+    crf: int = 0                          # mp4 quality: 0 lossless (lossy x264 output varies by run at 24x40)
     overwrite: bool = False               # replace an existing dataset folder
 
 
