@@ -3,7 +3,7 @@
     DIR/train/000123.mp4 ...  DIR/train/captions.jsonl   (90% of the clips)
     DIR/test/000007.mp4 ...   DIR/test/captions.jsonl    (10%, the paper's split)
     DIR/data_card.json        generator, version, seed, counts, look, what is held out, measured speed
-    DIR/preview.png           first / middle / last frames of a few clips
+    DIR/preview.png           captions and first / middle / last frames of the first clips
 
 Clips are stored losslessly by default (--crf 0, ~6 KB per 16x24x40 clip): x264's lossy modes decided differently
 from run to run at sizes that are not multiples of 16, such as 24x40, so a lossy dataset's pixels would not be a
@@ -122,7 +122,9 @@ def make_dataset(kind: str, cfg: MakeDataConfig, progress: bool = True) -> Path:
             (tmp / name / "captions.jsonl").write_text("".join(line + "\n" for line in lines))
         card = data_card(gen, kind, cfg, size, {n: len(i) for n, i in splits.items()}, busy, wall, workers)
         (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
-        write_preview(tmp / "preview.png", [tmp / split_of[i] / f"{i:06d}.mp4" for i in range(min(8, cfg.num))])
+        shown = range(min(8, cfg.num))
+        write_preview(tmp / "preview.png", [tmp / split_of[i] / f"{i:06d}.mp4" for i in shown],
+                      [records[i][0] for i in shown])
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -154,19 +156,24 @@ def data_card(gen, kind: str, cfg: MakeDataConfig, size: tuple[int, int], counts
     }
 
 
-def write_preview(path: Path, videos: list[Path], upscale: int = 4) -> Path:
-    """A PNG contact sheet: one row per clip with its first, middle and last frame."""
-    from PIL import Image
+def write_preview(path: Path, videos: list[Path], captions: list[str], upscale: int = 4) -> Path:
+    """A PNG contact sheet: per clip, its caption above its first, middle and last frame."""
+    from PIL import Image, ImageDraw
 
     from ..video_io import read_video
 
     rows = []
     for video in videos:
         frames = read_video(video)
-        picks = [frames[0], frames[len(frames) // 2], frames[-1]]
         gap = np.full((frames.shape[1], 2, 3), 255, np.uint8)
-        rows.append(np.concatenate([picks[0], gap, picks[1], gap, picks[2]], axis=1))
-        rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))
-    sheet = np.concatenate(rows[:-1], axis=0).repeat(upscale, 0).repeat(upscale, 1)
-    Image.fromarray(sheet).save(path)
+        row = np.concatenate([frames[0], gap, frames[len(frames) // 2], gap, frames[-1]], axis=1)
+        rows.append(row.repeat(upscale, 0).repeat(upscale, 1))
+    width, line = max(r.shape[1] for r in rows), 14
+    sheet = Image.new("RGB", (width, sum(r.shape[0] + line + 4 for r in rows)), "white")
+    draw, y = ImageDraw.Draw(sheet), 0
+    for row, caption in zip(rows, captions):
+        draw.text((2, y + 1), caption, fill=(0, 0, 0))
+        sheet.paste(Image.fromarray(row), (0, y + line))
+        y += row.shape[0] + line + 4
+    sheet.save(path)
     return path
