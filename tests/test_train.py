@@ -126,3 +126,21 @@ def test_streamed_training_resumes_bit_identically(tmp_path):
     state["data"]["start"] = 0
     state_path.write_text(json.dumps(state))
     assert any(not torch.equal(straight[k], v) for k, v in weights(train(cfg("c"))).items())
+
+
+def test_folder_and_stream_mixed_per_batch_resume_bit_identically(toy, tmp_path):
+    """--data FOLDER --stream KIND: each batch has both, and a killed run resumes both exactly."""
+    cfg = lambda out, **kw: config(toy, tmp_path / out, steps=8, stream="broad-procedural", **kw)
+    weights = lambda run: load_file(str(run / "train_state/online.safetensors"))
+    straight = weights(train(cfg("a")))
+    train(cfg("b"), stop_after=6)
+    resumed = train(cfg("b"))
+    assert all(torch.equal(straight[k], v) for k, v in weights(resumed).items())
+    state = json.loads((resumed / "train_state/state.json").read_text())["data"]
+    assert state["stream"] == {"stream": "broad-procedural", "start": 8 * 2}  # half of each batch of 4
+    assert state["folder"]["epoch"] == 1  # 8 batches x 2 folder clips = 16: the 8-clip folder's second epoch
+    folder_only = weights(train(config(toy, tmp_path / "c", steps=8)))
+    assert any(not torch.equal(straight[k], v) for k, v in folder_only.items())
+    for data, share in ((toy, 0.1), (toy, 1.0), ("stream:broad-procedural", 0.5)):
+        with pytest.raises(ValueError, match="--stream"):
+            train(config(data, tmp_path / "d", stream="broad-procedural", stream_share=share))

@@ -11,7 +11,6 @@ checkpoint, so a run killed and resumed ends bit-identical to an uninterrupted o
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import math
 import time
@@ -26,8 +25,8 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from .conditioning import Cond, drop_conditions, sobel_x
-from .data import ResumableSampler, VideoFolderDataset, collate
 from .schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
+from .sources import data_source
 from .text import load_text_encoder
 from .unet import SpaceTimeUNet, UNetConfig, count_parameters, preset
 
@@ -35,6 +34,8 @@ from .unet import SpaceTimeUNet, UNetConfig, count_parameters, preset
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = ""                        # folder of captioned videos, or stream:KIND (a make-data kind, made on the fly)
+    stream: str = ""                      # also stream this make-data kind into every batch of a --data folder
+    stream_share: float = 0.5             # share of each batch from --stream
     out: str = "runs/train"               # run directory: checkpoints, loss.csv, sample previews
     preset: str = "S"                     # model preset (video_adapter.unet.PRESETS)
     model: dict = field(default_factory=dict)  # UNetConfig field overrides on top of the preset
@@ -142,40 +143,6 @@ def load_run(run: Path, model, ema, opt, gen) -> tuple[int, dict]:
     return state["step"], state["data"]
 
 
-def batches(dataset, sampler: ResumableSampler, cfg: TrainConfig):
-    """Endless (batch, data_state) pairs; data_state is where the batch after this one starts.
-
-    Positions are counted from what training consumed, not what the loader drew, since workers draw ahead.
-    """
-    loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=cfg.batch_size, drop_last=True,
-                                         collate_fn=collate, num_workers=cfg.num_workers,
-                                         worker_init_fn=_one_thread, persistent_workers=cfg.num_workers > 0)
-    while True:
-        if sampler.position + cfg.batch_size > len(sampler):  # too few left for a batch: next epoch
-            sampler.set_epoch(sampler.epoch + 1)
-        epoch, consumed = sampler.epoch, sampler.position
-        for batch in loader:
-            consumed += cfg.batch_size
-            yield batch, {"epoch": epoch, "position": consumed}
-
-
-STREAM = "stream:"  # --data stream:KIND trains on clips of a datagen kind made on the fly
-
-
-def stream_batches(kind: str, cfg: TrainConfig, size: tuple[int, int], frames: int, rank: int, world: int,
-                   data_state: dict | None):
-    """Endless (batch, data_state) pairs from `ClipStream`; data_state is where the batch after this one starts."""
-    from .datagen.stream import ClipStream
-
-    start = (data_state or {}).get("start", 0)
-    stream = ClipStream(kind, cfg.seed, size, frames, start=start, rank=rank, world_size=world,
-                        batch_size=cfg.batch_size)
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.num_workers,
-                                         worker_init_fn=_one_thread, persistent_workers=cfg.num_workers > 0)
-    for n, batch in enumerate(loader, 1):
-        yield batch, {"stream": kind, "start": start + n * world * cfg.batch_size}
-
-
 def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     """Trains (or resumes) the run in cfg.out; `stop_after` ends after that step without saving, as a kill would."""
     from accelerate import Accelerator
@@ -186,23 +153,6 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     run, device = Path(cfg.out), acc.device
     model_cfg = cfg.model_config()
     size, frames = (model_cfg.height, model_cfg.width), model_cfg.frames
-    kind = cfg.data[len(STREAM):] if cfg.data.startswith(STREAM) else None
-    if kind is not None:
-        from .datagen.stream import ClipStream
-
-        # previews show clips far beyond any index training reaches
-        dataset = list(itertools.islice(ClipStream(kind, cfg.seed, size, frames, start=2**40), 4))
-        source = f"clips of {kind} made on the fly"
-    else:
-        dataset = VideoFolderDataset(cfg.data, frames=frames, size=size, stride=cfg.stride, random_crop=True,
-                                     keywords=cfg.keywords or None, skip_bad=cfg.skip_bad, seed=cfg.seed,
-                                     cache=cfg.cache_videos)
-        if len(dataset) < cfg.batch_size * acc.num_processes:
-            raise ValueError(f"{len(dataset)} videos in {cfg.data} are fewer than one batch "
-                             f"({cfg.batch_size} x {acc.num_processes} processes); lower --batch-size")
-        sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=acc.process_index,
-                                   world_size=acc.num_processes, drop_last=True, with_epoch=True)
-        source = f"{len(dataset)} videos"
     text_encoder = load_text_encoder(cfg.text_encoder, device=device, cache=True)
     torch.manual_seed(cfg.seed)
     # NDHWC activations let cuDNN run the (1,3,3) and (3,1,1) convolutions several times faster (benchmarks.md).
@@ -215,15 +165,12 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     step, data_state = 0, None
     if (run / "checkpoint" / "train_state" / "state.json").exists():
         step, data_state = load_run(run, model, ema, opt, gen)
-        if kind is None:
-            sampler.load_state_dict(data_state)
         acc.print(f"resumed {run} at step {step}")
+    previews, source, stream = data_source(cfg, size, frames, acc.process_index, acc.num_processes, data_state)
     run.mkdir(parents=True, exist_ok=True)
     net, opt = acc.prepare(torch.compile(model) if cfg.compile else model, opt)
     acc.print(f"model: {count_parameters(model) / 1e6:.2f}M parameters, {source}, device {device}")
     log = _LossLog(run / "loss.csv", acc.is_main_process, resumed_at=step)
-    stream = (batches(dataset, sampler, cfg) if kind is None else
-              stream_batches(kind, cfg, size, frames, acc.process_index, acc.num_processes, data_state))
     end = min(cfg.steps, stop_after or cfg.steps)
     bar = tqdm(range(step, end), initial=step, total=cfg.steps, disable=not acc.is_main_process, desc="train")
     for step in bar:
@@ -245,17 +192,12 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             log.write(done, loss.item(), lr_at(step, cfg), float(grad_norm), video.shape[0] * acc.num_processes)
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if acc.is_main_process and cfg.sample_every and done % cfg.sample_every == 0:
-            write_preview(ema, text_encoder, dataset, run / "samples" / f"step_{done:07d}.gif", seed=cfg.seed)
+            write_preview(ema, text_encoder, previews, run / "samples" / f"step_{done:07d}.gif", seed=cfg.seed)
         if done % cfg.save_every == 0 or done == cfg.steps:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 save_run(run, model, ema, opt, gen, done, data_state, cfg, text_encoder.spec)
     return run / "checkpoint"
-
-
-def _one_thread(_worker_id: int) -> None:
-    """Each decoding worker is one process; torch's own thread pool in every worker only oversubscribes the CPU."""
-    torch.set_num_threads(1)
 
 
 def _precision(name: str) -> str:

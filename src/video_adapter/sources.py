@@ -1,0 +1,95 @@
+"""What training reads: a folder of captioned videos, clips of a make-data kind made on the fly, or both per batch.
+
+Each source is an endless iterator of (batch, data_state) pairs, data_state being where the batch after this one
+starts, counted from what training consumed (loader workers draw ahead). A run saves the state of its last batch and
+resumes exactly there.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import torch
+
+from .data import ResumableSampler, VideoFolderDataset, collate
+
+STREAM = "stream:"  # --data stream:KIND trains on clips of a make-data kind made on the fly
+
+
+def _one_thread(_worker_id: int) -> None:
+    """Each loader worker is one process; torch's own thread pool in every worker only oversubscribes the CPU."""
+    torch.set_num_threads(1)
+
+
+def folder_batches(dataset: VideoFolderDataset, sampler: ResumableSampler, batch_size: int,
+                   num_workers: int) -> Iterator[tuple[dict, dict]]:
+    loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=True,
+                                         collate_fn=collate, num_workers=num_workers, worker_init_fn=_one_thread,
+                                         persistent_workers=num_workers > 0)
+    while True:
+        if sampler.position + batch_size > len(sampler):  # too few left for a batch: next epoch
+            sampler.set_epoch(sampler.epoch + 1)
+        epoch, consumed = sampler.epoch, sampler.position
+        for batch in loader:
+            consumed += batch_size
+            yield batch, {"epoch": epoch, "position": consumed}
+
+
+def stream_batches(kind: str, seed: int, size: tuple[int, int], frames: int, batch_size: int, num_workers: int,
+                   rank: int, world: int, state: dict | None) -> Iterator[tuple[dict, dict]]:
+    from .datagen.stream import ClipStream
+
+    start = (state or {}).get("start", 0)
+    stream = ClipStream(kind, seed, size, frames, start=start, rank=rank, world_size=world, batch_size=batch_size)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
+                                         worker_init_fn=_one_thread, persistent_workers=num_workers > 0)
+    for n, batch in enumerate(loader, 1):
+        if batch_size == 1:  # ClipStream yields single items then
+            batch = {"video": batch["video"][None], "caption": [batch["caption"]], "index": batch["index"]}
+        yield batch, {"stream": kind, "start": start + n * world * batch_size}
+
+
+def _mixed(folder: Iterator, stream: Iterator) -> Iterator[tuple[dict, dict]]:
+    for (a, a_state), (b, b_state) in zip(folder, stream):
+        yield ({"video": torch.cat([a["video"], b["video"]]), "caption": a["caption"] + b["caption"]},
+               {"folder": a_state, "stream": b_state})
+
+
+def data_source(cfg, size: tuple[int, int], frames: int, rank: int, world: int,
+                state: dict | None) -> tuple[list | VideoFolderDataset, str, Iterator[tuple[dict, dict]]]:
+    """(clips for previews, a description, the batch iterator) for a TrainConfig's --data / --stream."""
+    from .datagen.stream import ClipStream
+
+    only_stream = cfg.data.startswith(STREAM)
+    kind = cfg.data[len(STREAM):] if only_stream else cfg.stream
+    if only_stream and cfg.stream:
+        raise ValueError("--data stream:KIND already streams; --stream mixes a stream into a --data folder")
+    n_stream = cfg.batch_size if only_stream else round(cfg.batch_size * cfg.stream_share) if kind else 0
+    if kind and not only_stream and not 0 < n_stream < cfg.batch_size:
+        raise ValueError(f"--stream-share {cfg.stream_share} of --batch-size {cfg.batch_size} leaves "
+                         f"{n_stream} streamed clips per batch; it must leave at least one from each source")
+    n_folder = cfg.batch_size - n_stream
+    sources, described, previews = [], [], None
+    if n_folder:
+        dataset = VideoFolderDataset(cfg.data, frames=frames, size=size, stride=cfg.stride, random_crop=True,
+                                     keywords=cfg.keywords or None, skip_bad=cfg.skip_bad, seed=cfg.seed,
+                                     cache=cfg.cache_videos)
+        if len(dataset) < n_folder * world:
+            raise ValueError(f"{len(dataset)} videos in {cfg.data} are fewer than one batch "
+                             f"({n_folder} x {world} processes); lower --batch-size")
+        sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=rank, world_size=world, drop_last=True,
+                                   with_epoch=True)
+        if state:
+            sampler.load_state_dict(state["folder"] if n_stream else state)
+        sources.append(folder_batches(dataset, sampler, n_folder, cfg.num_workers))
+        described.append(f"{len(dataset)} videos ({n_folder} per batch)")
+        previews = dataset
+    if n_stream:
+        stream_state = (state["stream"] if n_folder else state) if state else None
+        sources.append(stream_batches(kind, cfg.seed, size, frames, n_stream, cfg.num_workers, rank, world,
+                                      stream_state))
+        described.append(f"clips of {kind} made on the fly ({n_stream} per batch)")
+        # previews show clips far beyond any index training reaches
+        previews = previews or list(itertools.islice(ClipStream(kind, cfg.seed, size, frames, start=2**40), 4))
+    return previews, " + ".join(described), sources[0] if len(sources) == 1 else _mixed(*sources)
