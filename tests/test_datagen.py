@@ -151,3 +151,24 @@ def test_cli_make_data_and_kinds(capsys, tmp_path):
     assert len(list((tmp_path / "d").rglob("*.mp4"))) == 4
     assert parse_size("48x80") == (48, 80)
     assert set(DOMAINS) < set(KINDS) and "broad" in KINDS
+
+
+def test_a_failure_leaves_nothing_and_overwrite_replaces(tmp_path, monkeypatch):
+    import video_adapter.datagen.make as make_module
+
+    real = make_module._render
+
+    def failing(job):
+        if job[1] == 5:
+            raise RuntimeError("renderer crashed")
+        return real(job)
+
+    monkeypatch.setattr(make_module, "_render", failing)
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        make(tmp_path, "broken")
+    assert list(tmp_path.iterdir()) == []  # neither the dataset nor its temporary folder
+    monkeypatch.setattr(make_module, "_render", real)
+    first = make(tmp_path, "ds", num=4)
+    make(tmp_path, "ds", num=6, overwrite=True)
+    assert len(records(first, "train")) + len(records(first, "test")) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

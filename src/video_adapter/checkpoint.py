@@ -105,15 +105,15 @@ def save_model(directory: str | Path, model: SpaceTimeUNet, text_encoder: str, *
         state = {k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in model.state_dict().items()}
         save_tensors(state, tmp, "model", max_shard_bytes)
         atomic_write_text(tmp / CONFIG_NAME, json.dumps(model_config(model, text_encoder, **extra), indent=2))
-        _replace_dir(tmp, directory)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Puts `src` at `dst`; an existing `dst` is moved aside first, so a crash leaves one complete copy."""
+def replace_dir(src: Path, dst: Path) -> None:
+    """Puts directory `src` at `dst`; an existing `dst` is moved aside first, so a crash leaves one complete copy."""
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old")
         shutil.rmtree(old, ignore_errors=True)

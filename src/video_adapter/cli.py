@@ -119,16 +119,23 @@ def cmd_train(args) -> None:
         print(json.dumps({"train": dataclasses.asdict(cfg), "model": model_cfg.to_dict()}, indent=2))
         return
     if not cfg.data:
-        raise SystemExit("--data is required: a folder of videos with captions.jsonl or .txt sidecars")
+        raise SystemExit("--data is required: a folder of videos with captions.jsonl or .txt sidecars, "
+                         "or stream:KIND for clips of a make-data kind made on the fly")
     print(f"checkpoint: {train(cfg)}")
+
+
+def _dry_run(args, cfg, **extra) -> bool:
+    """With --dry-run, print the resolved config (and `extra`) and say so."""
+    if args.dry_run:
+        print(json.dumps({**extra, **dataclasses.asdict(cfg)}, indent=2))
+    return args.dry_run
 
 
 def cmd_sample(args) -> None:
     from .pipeline import SampleConfig, sample_to_files
 
     cfg = dataclass_from_args(SampleConfig, args)
-    if args.dry_run:
-        print(json.dumps(dataclasses.asdict(cfg), indent=2))
+    if _dry_run(args, cfg):
         return
     for path in sample_to_files(cfg):
         print(f"wrote {path}")
@@ -164,23 +171,32 @@ def cmd_demo(args) -> None:
     from .demo import DemoConfig, run_demo
 
     cfg = dataclass_from_args(DemoConfig, args)
-    if args.dry_run:
-        print(json.dumps(dataclasses.asdict(cfg), indent=2))
-        return
-    run_demo(cfg)
+    if not _dry_run(args, cfg):
+        run_demo(cfg)
 
 
 def cmd_make_data(args) -> None:
     from .datagen.make import MakeDataConfig, make_dataset
 
     cfg = dataclass_from_args(MakeDataConfig, args)
-    if args.dry_run:
-        print(json.dumps({"kind": args.kind, **dataclasses.asdict(cfg)}, indent=2))
-        return
-    print(f"wrote {make_dataset(args.kind, cfg)}")
+    if not _dry_run(args, cfg, kind=args.kind):
+        print(f"wrote {make_dataset(args.kind, cfg)}")
+
+
+def _config_command(sub, name: str, cls, func, help: str, description: str, *positional: tuple[str, str]):
+    """A subcommand whose options are the fields of config dataclass `cls`, plus --dry-run."""
+    p = sub.add_parser(name, help=help, description=description)
+    for arg, arg_help in positional:
+        p.add_argument(arg, help=arg_help)
+    add_dataclass_args(p, cls)
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=func)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .datagen import KINDS
+    from .datagen.make import MakeDataConfig
     from .demo import DemoConfig
     from .pipeline import SampleConfig
     from .train import TrainConfig
@@ -188,19 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="video-adapter", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a video denoiser on a folder of captioned videos",
-                       description="Train (or resume, if --out holds a checkpoint) a space-time U-Net. "
-                                   "Under `accelerate launch` it runs on every process with no change.")
+    p = _config_command(sub, "train", TrainConfig, cmd_train, "train a video denoiser on captioned videos",
+                        "Train (or resume, if --out holds a checkpoint) a space-time U-Net. Under `accelerate "
+                        "launch` it runs on every process with no change.")
     p.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
-    add_dataclass_args(p, TrainConfig)
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("sample", help="sample videos from a checkpoint",
-                       description="Sample videos for a prompt (optionally a first frame or edges) and write gif/mp4.")
-    add_dataclass_args(p, SampleConfig)
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.set_defaults(func=cmd_sample)
+    _config_command(sub, "sample", SampleConfig, cmd_sample, "sample one model, or an adapter composed with a prior",
+                    "Sample videos for prompts (optionally a first frame or edges) from one checkpoint or from "
+                    "an adapter composed with a prior (Video Adapter), and write gif/mp4.")
 
     p = sub.add_parser("info", help="config and parameter count of a checkpoint or preset",
                        description="Print the config and parameter count of a checkpoint directory or a preset "
@@ -208,23 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="checkpoint directory or preset name")
     p.set_defaults(func=cmd_info)
 
-    from .datagen import KINDS
-    from .datagen.make import MakeDataConfig
-
-    p = sub.add_parser("make-data", help="generate a captioned video dataset (broad corpus or a domain)",
-                       description="Render clips of one generator in parallel into a dataset folder: train/ and "
-                                   "test/ (mp4 + captions.jsonl), data_card.json and preview.png.")
-    p.add_argument("kind", help=f"one of: {', '.join(KINDS)}")
-    add_dataclass_args(p, MakeDataConfig)
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.set_defaults(func=cmd_make_data)
-
-    p = sub.add_parser("demo", help="the whole job on CPU in minutes: toy data, training, samples",
-                       description="Generate toy videos, train a tiny model on the CPU, and write samples "
-                                   "as a labelled grid (gif and mp4).")
-    add_dataclass_args(p, DemoConfig)
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.set_defaults(func=cmd_demo)
+    _config_command(sub, "make-data", MakeDataConfig, cmd_make_data,
+                    "generate a captioned video dataset (broad corpus or a domain)",
+                    "Render clips of one generator in parallel into a dataset folder: train/ and test/ "
+                    "(mp4 + captions.jsonl), data_card.json and preview.png.",
+                    ("kind", f"one of: {', '.join(KINDS)}"))
+    _config_command(sub, "demo", DemoConfig, cmd_demo, "the whole job on CPU in minutes: toy data, training, samples",
+                    "Generate toy videos, train a tiny model on the CPU, and write samples as a labelled grid "
+                    "(gif and mp4).")
     return parser
 
 

@@ -45,8 +45,6 @@ def stream_batches(kind: str, seed: int, size: tuple[int, int], frames: int, bat
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
                                          worker_init_fn=_one_thread, persistent_workers=num_workers > 0)
     for n, batch in enumerate(loader, 1):
-        if batch_size == 1:  # ClipStream yields single items then
-            batch = {"video": batch["video"][None], "caption": [batch["caption"]], "index": batch["index"]}
         yield batch, {"stream": kind, "start": start + n * world * batch_size}
 
 

@@ -14,7 +14,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ from .conditioning import Cond, drop_conditions, sobel_x
 from .schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
 from .sources import data_source
 from .text import load_text_encoder
-from .unet import SpaceTimeUNet, UNetConfig, count_parameters, preset
+from .unet import SpaceTimeUNet, UNetConfig, config_from_dict, count_parameters, preset
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"unknown TrainConfig fields {unknown}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return config_from_dict(cls, d)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

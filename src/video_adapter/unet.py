@@ -68,10 +68,15 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"unknown UNetConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return config_from_dict(cls, d)
+
+
+def config_from_dict(cls, d: dict):
+    """A frozen config dataclass from JSON: unknown keys are an error naming the known ones; lists become tuples."""
+    known = {f.name for f in fields(cls)}
+    if unknown := sorted(set(d) - known):
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 PRESETS: dict[str, UNetConfig] = {

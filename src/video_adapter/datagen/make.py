@@ -22,12 +22,14 @@ import sys
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from ..checkpoint import replace_dir
 from .base import Clip, parse_size
 
 CARD_NAME = "data_card.json"
@@ -95,26 +97,25 @@ def make_dataset(kind: str, cfg: MakeDataConfig, progress: bool = True) -> Path:
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     splits = split_indices(cfg.num, cfg.test_fraction, cfg.seed)
     split_of = {i: name for name, idx in splits.items() for i in idx}
-    for name in splits:
-        (tmp / name).mkdir(parents=True)
     jobs = [(kind, i, cfg.seed, size, cfg.frames, cfg.fps, cfg.crf, str(tmp / split_of[i] / f"{i:06d}.mp4"))
             for i in range(cfg.num)]
     workers = min(cfg.workers or os.cpu_count() or 1, cfg.num)
     records, busy = {}, 0.0
     start = time.perf_counter()
     try:
-        with tqdm(total=cfg.num, desc=f"make-data {kind}", unit="clip", disable=not progress) as bar:
-            # spawn: a forked pybullet client or torch thread pool would be shared state in every child; an executor,
-            # not a Pool, so a worker that dies raises BrokenProcessPool instead of being replaced forever
-            pool = None if workers == 1 else ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        for name in splits:
+            (tmp / name).mkdir(parents=True)
+        # spawn: a forked pybullet client or torch thread pool would be shared state in every child; an executor,
+        # not a Pool, so a worker that dies raises BrokenProcessPool instead of being replaced forever
+        spawn = multiprocessing.get_context("spawn")
+        with (ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else nullcontext()) as pool, \
+                tqdm(total=cfg.num, desc=f"make-data {kind}", unit="clip", disable=not progress) as bar:
             chunk = max(1, min(16, cfg.num // (8 * workers)))
             results = map(_render, jobs) if pool is None else pool.map(_render, jobs, chunksize=chunk)
             for index, caption, meta, seconds in results:
                 records[index] = (caption, meta)
                 busy += seconds
                 bar.update()
-            if pool is not None:
-                pool.shutdown()
         wall = time.perf_counter() - start
         for name, idx in splits.items():
             lines = [json.dumps({"video": f"{i:06d}.mp4", "caption": records[i][0], "meta": records[i][1]})
@@ -125,9 +126,7 @@ def make_dataset(kind: str, cfg: MakeDataConfig, progress: bool = True) -> Path:
         shown = range(min(8, cfg.num))
         write_preview(tmp / "preview.png", [tmp / split_of[i] / f"{i:06d}.mp4" for i in shown],
                       [records[i][0] for i in shown])
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
