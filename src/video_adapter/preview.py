@@ -1,4 +1,4 @@
-"""Sample previews during training: real clips beside samples for the same captions and first frames."""
+"""Sample previews during training: real clips above samples for the same captions, one row per condition set."""
 
 from __future__ import annotations
 
@@ -11,19 +11,31 @@ from .train import make_cond
 from .video_io import write_grid
 
 
+def condition_sets(cfg) -> dict[str, dict[str, bool]]:
+    """The conditions a model can be sampled with: text alone, plus each pixel condition it takes."""
+    sets = {"text": {"first_frame": False, "edges": False}}
+    if cfg.first_frame_cond:
+        sets["text + first frame"] = {"first_frame": True, "edges": False}
+    if cfg.edge_cond:
+        sets["text + edges"] = {"first_frame": False, "edges": True}
+    return sets
+
+
 @torch.no_grad()
 def write_preview(model, text_encoder, dataset, path: Path, *, seed: int, num: int = 4, steps: int = 50,
-                  guidance: float = 3.0) -> list[Path]:
-    """Top row: the first `num` training clips; bottom row: samples from their captions (and first frames)."""
+                  guidance: float = 3.0, formats: tuple[str, ...] = ("gif",)) -> list[Path]:
+    """Top row: the first `num` training clips; below: samples from their captions under each condition set."""
     items = [dataset[i] for i in range(min(num, len(dataset)))]
     device = next(model.parameters()).device
     real = torch.stack([it["video"] for it in items]).to(device)
     captions = [it["caption"] for it in items]
-    cond = make_cond(real, text_encoder.encode(captions), model.cfg)
+    cond = make_cond(real, text_encoder.encode(captions, device=device), model.cfg)
     was_training = model.training
     model.eval()
-    fake = generate(model, cond, sampler="ddim", steps=steps, guidance=guidance, seed=seed)
+    rows = {name: generate(model, cond.with_flags(**flags), sampler="ddim", steps=steps, guidance=guidance,
+                           seed=seed).cpu() for name, flags in condition_sets(model.cfg).items()}
     model.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_grid(path, list(real.cpu()) + list(fake.cpu()), labels=captions + ["sample"] * len(items),
-                      nrow=len(items), row_labels=["data", "sample"], upscale=4)
+    return write_grid(path, list(real.cpu()) + [v for row in rows.values() for v in row],
+                      labels=captions * (1 + len(rows)), nrow=len(items), row_labels=["data", *rows],
+                      upscale=4, formats=formats)

@@ -14,7 +14,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -48,7 +48,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
     grad_clip: float = 1.0                # max global grad norm
     ema_decay: float = 0.999              # EMA of the weights, warmed up as min(decay, (1+n)/(10+n))
-    cond_drop: float = 0.1                # per-condition dropout for classifier-free guidance
+    cond_drop: float = 0.1                # text dropout, for classifier-free guidance
+    first_frame_drop: float = 0.1         # first-frame dropout (high for a prior that must also sample without one)
+    edges_drop: float = 0.1               # edge dropout (high: with edges the video is nearly given)
     stride: int = 1                       # temporal stride when reading videos
     keywords: tuple[str, ...] = ()        # keep only captions containing one of these (paper's curation)
     skip_bad: bool = False                # skip unreadable videos instead of stopping with a list
@@ -59,10 +61,19 @@ class TrainConfig:
     log_every: int = 10                   # steps between loss.csv rows
     sample_every: int = 1_000             # steps between sample previews (0: never)
     save_every: int = 1_000               # steps between checkpoints (and at the end)
+    max_minutes: float = 0.0              # stop with a checkpoint after this long (0: never); the same command resumes
+    init: str = ""                        # start from this model directory's weights with a fresh optimizer
     seed: int = 0                         # seeds the weights, data order, crops, noise and dropout
 
     def model_config(self) -> UNetConfig:
+        """The preset with --model overrides or, with --init, the initial model's own config (overrides apply)."""
+        if self.init:
+            return replace(UNetConfig.from_dict(ckpt.read_config(self.init)["unet"]), **self.model)
         return preset(self.preset, **self.model)
+
+    @property
+    def drop(self) -> dict[str, float]:
+        return {"text": self.cond_drop, "first_frame": self.first_frame_drop, "edges": self.edges_drop}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -76,8 +87,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 @torch.no_grad()
 def ema_update(ema: SpaceTimeUNet, model: SpaceTimeUNet, step: int, decay: float) -> None:
     d = min(decay, (1 + step) / (10 + step))
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach().to(e.dtype), 1 - d)
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - d)
 
 
 def make_cond(video: Tensor, text, model_cfg: UNetConfig) -> Cond:
@@ -140,8 +150,24 @@ def load_run(run: Path, model, ema, opt, gen) -> tuple[int, dict]:
     return state["step"], state["data"]
 
 
+def init_weights(cfg: TrainConfig, model: SpaceTimeUNet, ema: SpaceTimeUNet, text_spec: str) -> None:
+    """--init: online and EMA weights from a model directory (continuing elsewhere, or finetuning a prior)."""
+    config = ckpt.read_config(cfg.init)
+    if config.get("text_encoder") != text_spec:
+        raise ValueError(f"--init {cfg.init} was trained with text encoder {config.get('text_encoder')!r}, this run "
+                         f"uses {text_spec!r}; pass --text-encoder {config.get('text_encoder')}")
+    state = ckpt.load_tensors(Path(cfg.init))
+    ckpt.check_state(model, state, cfg.init)
+    model.load_state_dict(state)
+    ema.load_state_dict(state)
+
+
 def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
-    """Trains (or resumes) the run in cfg.out; `stop_after` ends after that step without saving, as a kill would."""
+    """Trains (or resumes) the run in cfg.out; `stop_after` ends after that step without saving, as a kill would.
+
+    With `max_minutes` the run saves and returns once that much time has passed; running it again continues.
+    """
+    started = time.monotonic()
     from accelerate import Accelerator
 
     from .preview import write_preview
@@ -163,6 +189,9 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     if (run / "checkpoint" / "train_state" / "state.json").exists():
         step, data_state = load_run(run, model, ema, opt, gen)
         acc.print(f"resumed {run} at step {step}")
+    elif cfg.init:
+        init_weights(cfg, model, ema, text_encoder.spec)
+        acc.print(f"initialised from {cfg.init}")
     previews, source, stream = data_source(cfg, size, frames, acc.process_index, acc.num_processes, data_state)
     run.mkdir(parents=True, exist_ok=True)
     net, opt = acc.prepare(torch.compile(model) if cfg.compile else model, opt)
@@ -174,7 +203,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         batch, data_state = next(stream)
         video = batch["video"].to(device).contiguous(memory_format=memory_format)
         text = text_encoder.encode(batch["caption"], device=device)
-        cond = drop_conditions(make_cond(video, text, model_cfg), cfg.cond_drop, gen)
+        cond = drop_conditions(make_cond(video, text, model_cfg), cfg.drop, gen)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         with acc.autocast():
@@ -190,11 +219,23 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if acc.is_main_process and cfg.sample_every and done % cfg.sample_every == 0:
             write_preview(ema, text_encoder, previews, run / "samples" / f"step_{done:07d}.gif", seed=cfg.seed)
-        if done % cfg.save_every == 0 or done == cfg.steps:
+        out_of_time = (bool(cfg.max_minutes) and done % cfg.log_every == 0
+                       and _all_agree(acc, time.monotonic() - started > 60 * cfg.max_minutes))
+        if done % cfg.save_every == 0 or done == cfg.steps or out_of_time:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 save_run(run, model, ema, opt, gen, done, data_state, cfg, text_encoder.spec)
+        if out_of_time:
+            acc.print(f"stopped at step {done} after --max-minutes {cfg.max_minutes}; run the command again to go on")
+            break
     return run / "checkpoint"
+
+
+def _all_agree(acc, flag: bool) -> bool:
+    """One process's clock must not stop it alone: any process out of time stops them all at the same step."""
+    if acc.num_processes == 1:
+        return flag
+    return bool(acc.reduce(torch.tensor([float(flag)], device=acc.device), reduction="max").item())
 
 
 def _precision(name: str) -> str:

@@ -88,6 +88,13 @@ PRESETS: dict[str, UNetConfig] = {
     # double at every level, so each level costs about the same FLOPs while the parameters sit at low resolution.
     "bench-35m": UNetConfig(base_channels=40, channel_mults=(1, 2, 4, 8), num_res_blocks=2,
                             attention_resolutions=(6, 3), emb_dim=256),
+    # our pretrained prior (checkpoints/prior): bench-35m taking text, the first frame and edges, each optional
+    "prior": UNetConfig(base_channels=40, channel_mults=(1, 2, 4, 8), num_res_blocks=2, attention_resolutions=(6, 3),
+                        emb_dim=256, edge_cond=True),
+    # Small (S) and (L) at our prior's scale: 1.23% and 2.48% of "prior", as the paper's Bridge models are
+    # 1.25% and 2.5% of its 5.6B prior (Table 1)
+    "small-s": UNetConfig(base_channels=8, head_dim=16, emb_dim=64),
+    "small-l": UNetConfig(base_channels=12, head_dim=16, emb_dim=128),
     # paper appendix B, the 5.6B pretrained prior's shape (T5-XXL text); build it on the meta device
     "paper-5.6b": UNetConfig(base_channels=1024, channel_mults=(1, 2, 4), num_res_blocks=3,
                              attention_resolutions=(6, 12, 24), head_dim=64, emb_dim=1024, text_dim=4096,

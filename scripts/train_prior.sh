@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Trains our prior (checkpoints/prior, model card there): preset "prior" on the broad corpus, half of every batch
+# from pre-rendered pybullet clips (`video-adapter make-data broad-bullet --out DIR`) and half from procedural clips
+# made on the fly. Each run trains for --max-minutes and saves; running it again continues exactly where it stopped.
+#
+#   DATA=data/broad-bullet/train RUN=runs/prior scripts/train_prior.sh --max-minutes 9
+set -euo pipefail
+python3 -m video_adapter.cli train --data "${DATA:?set DATA to a folder of broad-bullet clips}" \
+    --stream broad-procedural --stream-share 0.5 --out "${RUN:-runs/prior}" --preset prior --text-encoder minilm \
+    --batch-size 128 --lr 2e-4 --warmup-steps 500 --ema-decay 0.9995 --steps 100000 \
+    --cond-drop 0.1 --first-frame-drop 0.5 --edges-drop 0.7 \
+    --compile --num-workers 7 --cache-videos --log-every 20 --save-every 1000 --sample-every 1000 --seed 0 "$@"
