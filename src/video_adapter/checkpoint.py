@@ -112,6 +112,20 @@ def save_model(directory: str | Path, model: SpaceTimeUNet, text_encoder: str, *
     return directory
 
 
+SHIP_SHARD_BYTES = 16 * 2**20  # a file that git hosts comfortably, and the device tool's largest return
+
+
+def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.bfloat16,
+                 max_file_bytes: int = SHIP_SHARD_BYTES) -> Path:
+    """A model directory re-written in `dtype` as shards whose files (header included) stay under `max_file_bytes`."""
+    model, config = load_model(src)
+    extra = {k: v for k, v in config.items() if k not in ("format_version", "model_type", "unet", "text_encoder")}
+    # each safetensors header is a few KiB of JSON: 64 KiB of room per 100 tensors is plenty
+    headroom = 64 * 1024 * (1 + len(model.state_dict()) // 100)
+    return save_model(dst, model, config["text_encoder"], dtype=dtype, max_shard_bytes=max_file_bytes - headroom,
+                      dtype_name=str(dtype).removeprefix("torch."), **extra)
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Puts directory `src` at `dst`; an existing `dst` is moved aside first, so a crash leaves one complete copy."""
     if dst.exists():

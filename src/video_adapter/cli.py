@@ -160,6 +160,18 @@ def cmd_info(args) -> None:
                       **extra, "unet": cfg.to_dict()}, indent=2))
 
 
+def cmd_export(args) -> None:
+    import torch
+
+    from .checkpoint import SHIP_SHARD_BYTES, export_model
+
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    out = export_model(args.src, args.out, dtypes[args.dtype], int(args.max_shard_mib * 2**20))
+    sizes = sorted(f.stat().st_size for f in Path(out).glob("*.safetensors"))
+    print(f"wrote {out}: {len(sizes)} weight file(s), largest {sizes[-1] / 2**20:.2f} MiB "
+          f"(limit {args.max_shard_mib:g} MiB; default {SHIP_SHARD_BYTES / 2**20:g})")
+
+
 def _human(n: int) -> str:
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
@@ -217,6 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "name (presets are built on the meta device, so even the 5.6B one is instant).")
     p.add_argument("target", help="checkpoint directory or preset name")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="re-write a checkpoint in bf16 shards small enough for git",
+                       description="Write a model directory's weights in another dtype, in safetensors shards of at "
+                                   "most --max-shard-mib each (with model.safetensors.index.json), plus config.json.")
+    p.add_argument("src", help="model directory (e.g. runs/prior/checkpoint)")
+    p.add_argument("--out", required=True, help="directory to write (replaced atomically)")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="weight dtype (default: bf16)")
+    p.add_argument("--max-shard-mib", type=float, default=16.0, help="largest file in MiB (default: 16)")
+    p.set_defaults(func=cmd_export)
 
     _config_command(sub, "make-data", MakeDataConfig, cmd_make_data,
                     "generate a captioned video dataset (broad corpus or a domain)",
