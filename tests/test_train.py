@@ -49,23 +49,28 @@ def test_training_drives_loss_far_below_start(toy, tmp_path):
     assert rows[0] == "step,loss,lr,grad_norm,samples_per_s" and len(rows) == 151
 
 
+def assert_same_training_state(a_dir, b_dir, step: int) -> None:
+    """Two run checkpoints hold bit-identical online, optimizer, RNG and EMA state, data position, and `step`."""
+    for name in ("online", "optimizer", "rng"):
+        a = load_file(str(a_dir / "train_state" / f"{name}.safetensors"))
+        b = load_file(str(b_dir / "train_state" / f"{name}.safetensors"))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{name}.{k} differs after resume"
+    ema_a, ema_b = load_tensors(a_dir), load_tensors(b_dir)
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+    state_a = json.loads((a_dir / "train_state/state.json").read_text())
+    state_b = json.loads((b_dir / "train_state/state.json").read_text())
+    assert state_a["data"] == state_b["data"] and state_a["step"] == state_b["step"] == step
+
+
 def test_killed_and_resumed_run_is_bit_identical(toy, tmp_path):
     straight = train(config(toy, tmp_path / "a"))
     # Killed after step 6 with its last checkpoint at step 4; resuming replays steps 5 and 6.
     train(config(toy, tmp_path / "b"), stop_after=6)
     assert json.loads((tmp_path / "b/checkpoint/train_state/state.json").read_text())["step"] == 4
     resumed = train(config(toy, tmp_path / "b"))
-    for name in ("online", "optimizer", "rng"):
-        a = load_file(str(straight / "train_state" / f"{name}.safetensors"))
-        b = load_file(str(resumed / "train_state" / f"{name}.safetensors"))
-        assert a.keys() == b.keys()
-        for k in a:
-            assert torch.equal(a[k], b[k]), f"{name}.{k} differs after resume"
-    ema_a, ema_b = load_tensors(straight), load_tensors(resumed)
-    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
-    state_a = json.loads((straight / "train_state/state.json").read_text())
-    state_b = json.loads((resumed / "train_state/state.json").read_text())
-    assert state_a["data"] == state_b["data"] and state_a["step"] == state_b["step"] == 12
+    assert_same_training_state(straight, resumed, step=12)
     # The loss log has each step once, as if never interrupted.
     steps = [int(r.split(",")[0]) for r in (tmp_path / "b/loss.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, 13))
@@ -144,3 +149,82 @@ def test_folder_and_stream_mixed_per_batch_resume_bit_identically(toy, tmp_path)
     for data, share in ((toy, 0.1), (toy, 1.0), ("stream:broad-procedural", 0.5)):
         with pytest.raises(ValueError, match="--stream"):
             train(config(data, tmp_path / "d", stream="broad-procedural", stream_share=share))
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_reruns_continue_bit_identically(toy, tmp_path, capsys):
+    """--max-minutes: out of time at a log step, the run saves there and returns; the same command continues.
+
+    It stops mid-epoch (2 batches per epoch) and the model has dropout, which draws from the global RNG: a data loader
+    that drew its seed from that RNG when a resumed run starts it mid-epoch would make the weights differ.
+    """
+    model = {**TINY, "dropout": 0.1}
+    straight = train(config(toy, tmp_path / "a", log_every=3, model=model))
+    timed = config(toy, tmp_path / "b", log_every=3, model=model, max_minutes=1e-9)  # out of time at every log step
+    stops = []
+    for _ in range(4):
+        checkpoint = train(timed)
+        stops.append(json.loads((checkpoint / "train_state/state.json").read_text())["step"])
+    assert stops == [3, 6, 9, 12]  # not at the save_every checkpoints (4, 8) in between: only out of time
+    assert "stopped at step 3 after --max-minutes 1e-09; run the command again to go on" in capsys.readouterr().out
+    assert_same_training_state(straight, checkpoint, step=12)
+    # loss.csv: each log step once, with the uninterrupted run's loss, lr and gradient norm
+    rows = lambda run: [r.split(",")[:4] for r in (run / "loss.csv").read_text().splitlines()]
+    assert rows(tmp_path / "b") == rows(tmp_path / "a") and len(rows(tmp_path / "a")) == 5
+
+
+def test_init_loads_weights_into_online_and_ema_with_a_fresh_optimizer(toy, tmp_path):
+    from dataclasses import replace
+
+    from video_adapter.checkpoint import save_model
+    from video_adapter.train import init_weights
+    from video_adapter.unet import SpaceTimeUNet, preset
+
+    from conftest import randomize
+
+    init_cfg = preset("S", **TINY, edge_cond=True)  # not config()'s model: the run takes the init's config
+    spec = load_text_encoder("minilm").spec
+    init = save_model(tmp_path / "init", randomize(SpaceTimeUNet(init_cfg), seed=5, scale=0.02), spec, step=500)
+    saved = load_tensors(init)
+    cfg = config(toy, tmp_path / "run", model={}, init=str(init), steps=2, lr=0.0)
+    assert cfg.model_config() == init_cfg
+    assert replace(cfg, model={"dropout": 0.1}).model_config() == replace(init_cfg, dropout=0.1)  # overrides apply
+    # before any step: both copies hold the init's weights (all of them: randomize leaves no zero-initialised layer)
+    model, ema = SpaceTimeUNet(init_cfg), SpaceTimeUNet(init_cfg)
+    assert not torch.equal(model.state_dict()["conv_in.weight"], saved["conv_in.weight"])
+    init_weights(cfg, model, ema, spec)
+    for m in (model, ema):
+        assert m.state_dict().keys() == saved.keys() and all(torch.equal(v, saved[k]) for k, v in m.state_dict().items())
+    # through train(): at lr 0 neither copy moves, so after two steps both are still exactly the init's weights
+    checkpoint = train(cfg)
+    online = load_file(str(checkpoint / "train_state/online.safetensors"))
+    for weights in (online, load_tensors(checkpoint)):
+        assert all(torch.equal(v, saved[k]) for k, v in weights.items())
+    config_json = json.loads((checkpoint / "config.json").read_text())
+    assert config_json["unet"] == json.loads(json.dumps(init_cfg.to_dict())) and config_json["step"] == 2
+    optimizer = load_file(str(checkpoint / "train_state/optimizer.safetensors"))
+    assert optimizer["0.step"].item() == 2  # a fresh optimizer (and step count), not the init's 500 steps
+
+
+def test_init_with_another_text_encoder_is_an_error(toy, tmp_path):
+    from video_adapter.checkpoint import save_model
+    from video_adapter.unet import SpaceTimeUNet, preset
+
+    init = save_model(tmp_path / "init", SpaceTimeUNet(preset("S", **TINY)), "clip:/models/clip?max_length=77")
+    with pytest.raises(ValueError, match=r"pass --text-encoder clip:/models/clip\?max_length=77$") as e:
+        train(config(toy, tmp_path / "run", init=str(init)))
+    assert "this run uses 'minilm?max_length=32'" in str(e.value)
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("dropped", ["text", "first_frame", "edges"])
+def test_each_dropout_probability_reaches_its_own_condition(dropped):
+    from video_adapter.conditioning import drop_conditions
+
+    fields = {"text": "cond_drop", "first_frame": "first_frame_drop", "edges": "edges_drop"}
+    cfg = TrainConfig(**{field: float(name == dropped) for name, field in fields.items()})
+    assert cfg.drop == {name: float(name == dropped) for name in fields}
+    b = 64
+    cond = Cond.make(text=torch.randn(b, 3, 16), first_frame=torch.randn(b, 3, 8, 8), edges=torch.randn(b, 3, 4, 8, 8))
+    out = drop_conditions(cond, cfg.drop, torch.Generator().manual_seed(0))
+    for name in fields:  # probability 1 drops that condition in every sample, 0 in none
+        assert out.present(name).tolist() == [name != dropped] * b, name

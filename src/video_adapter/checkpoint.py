@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -73,10 +73,7 @@ def load_tensors(directory: Path, prefix: str = "model") -> dict[str, Tensor]:
     if single.exists():
         files = [single]
     elif index.exists():
-        try:
-            files = [directory / n for n in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"{index} is not a valid shard index (JSON with a weight_map): {e!r}") from e
+        files = [directory / n for n in sorted(set(read_weight_map(index).values()))]
     else:
         raise CheckpointError(f"no weights in {directory}: expected {single.name} or {index.name}")
     out = {}
@@ -88,6 +85,17 @@ def load_tensors(directory: Path, prefix: str = "model") -> dict[str, Tensor]:
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"cannot read {f}: {e}; the file is corrupt or not safetensors") from e
     return out
+
+
+def read_weight_map(index: Path) -> dict[str, str]:
+    """A shard index's weight_map: tensor name -> file name."""
+    try:
+        weight_map = json.loads(Path(index).read_text())["weight_map"]
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+            raise TypeError("weight_map must map tensor names to file names")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{index} is not a valid shard index (JSON with a weight_map): {e!r}") from e
+    return weight_map
 
 
 def model_config(model: SpaceTimeUNet, text_encoder: str, **extra) -> dict:
@@ -119,11 +127,84 @@ def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.bf
                  max_file_bytes: int = SHIP_SHARD_BYTES) -> Path:
     """A model directory re-written in `dtype` as shards whose files (header included) stay under `max_file_bytes`."""
     model, config = load_model(src)
-    extra = {k: v for k, v in config.items() if k not in ("format_version", "model_type", "unet", "text_encoder")}
+    # dtype_name is written anew: a directory that was itself exported must not pass it twice
+    extra = {k: v for k, v in config.items()
+             if k not in ("format_version", "model_type", "unet", "text_encoder", "dtype_name")}
     # each safetensors header is a few KiB of JSON: 64 KiB of room per 100 tensors is plenty
     headroom = 64 * 1024 * (1 + len(model.state_dict()) // 100)
     return save_model(dst, model, config["text_encoder"], dtype=dtype, max_shard_bytes=max_file_bytes - headroom,
                       dtype_name=str(dtype).removeprefix("torch."), **extra)
+
+
+# config.json's dtype_name -> (the safetensors header's dtype, `video-adapter export --dtype`)
+_EXPORT_DTYPES = {"bfloat16": ("BF16", "bf16"), "float16": ("F16", "fp16"), "float32": ("F32", "fp32")}
+
+
+def verify_model_dir(directory: str | Path, max_file_bytes: int | None = None) -> tuple[SpaceTimeUNet, dict]:
+    """Checks a model directory as it would be shipped (e.g. in git) and returns `load_model`'s (model, config).
+
+    Raises CheckpointError naming each problem with its fix: a file (in any subfolder) larger than `max_file_bytes`;
+    the shard index and the weight files disagreeing (a file the index names is missing, a weight file it does not
+    name, a tensor in another file than it says); floating weights not in config.json's `dtype_name` (written by
+    `export`); config.json's model not matching the weights (`load_model`). Only file headers are read before that.
+    """
+    directory = Path(directory)
+    config = read_config(directory)
+    export = lambda *flags: " ".join([f"`video-adapter export SRC --out {directory}", *flags]) + "`"
+    problems = []
+    if max_file_bytes is not None:
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            if (size := path.stat().st_size) > max_file_bytes:
+                fix = (f"re-export with {export(f'--max-shard-mib {max_file_bytes / 2**20:g}')}"
+                       if path.suffix == ".safetensors" else "make it smaller or move it out of the directory")
+                problems.append(f"{path.relative_to(directory)} is {size} bytes, over the limit of {max_file_bytes}; "
+                                f"fix: {fix}")
+    single, index = directory / "model.safetensors", directory / INDEX_NAME
+    present = {p.name for p in directory.glob("model*.safetensors")}
+    weight_map = read_weight_map(index) if index.exists() else None
+    if weight_map is not None:
+        named = set(weight_map.values())
+        if single.exists():
+            problems.append(f"both {single.name} and {INDEX_NAME} are present, and only {single.name} would be "
+                            f"loaded; fix: delete the stale one, or re-export with {export()}")
+        problems += [f"{INDEX_NAME} names {name}, which is missing; fix: copy the directory again or re-export "
+                     f"with {export()}" for name in sorted(named - present)]
+        problems += [f"{name} is not in {INDEX_NAME}; fix: delete it (a leftover of an earlier export)"
+                     for name in sorted(present - named - {single.name})]
+        files = [directory / n for n in sorted(named & present)]
+    elif single.exists():
+        problems += [f"{name} is never loaded (there is no {INDEX_NAME}, so {single.name} is the weights); "
+                     f"fix: delete it" for name in sorted(present - {single.name})]
+        files = [single]
+    else:
+        raise CheckpointError(f"no weights in {directory}: expected {single.name} or {INDEX_NAME}")
+    want, flag = _EXPORT_DTYPES.get(config.get("dtype_name"), (None, None))
+    for path in files:
+        try:
+            with safe_open(str(path), "pt") as f:
+                dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 (not iterable)
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"cannot read {path}: {e}; the file is corrupt or not safetensors") from e
+        if weight_map is not None:
+            expected = {k for k, v in weight_map.items() if v == path.name}
+            if stray := sorted(dtypes.keys() - expected):
+                problems.append(f"{path.name} holds {len(stray)} tensor(s) that {INDEX_NAME} puts elsewhere or "
+                                f"nowhere ({stray[:3]}); fix: re-export with {export()}")
+            if lacking := sorted(expected - dtypes.keys()):
+                problems.append(f"{INDEX_NAME} puts {len(lacking)} tensor(s) in {path.name}, which lacks them "
+                                f"({lacking[:3]}); fix: re-export with {export()}")
+        if want and (wrong := sorted(k for k, d in dtypes.items() if d.startswith(("F", "BF")) and d != want)):
+            problems.append(f"{path.name} has {len(wrong)} floating tensor(s) not in {want}, the dtype_name of "
+                            f"config.json ({wrong[0]} is {dtypes[wrong[0]]}); fix: re-export with "
+                            f"{export(f'--dtype {flag}')}")
+    if problems:
+        raise CheckpointError(f"{directory} is not a consistent model directory (SRC below: the training "
+                              f"checkpoint it came from):\n  " + "\n  ".join(problems))
+    try:
+        return load_model(directory)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}\n  fix: config.json must be the one written with these weights; re-export with "
+                              f"{export()} (SRC: the training checkpoint it came from)") from e
 
 
 def replace_dir(src: Path, dst: Path) -> None:

@@ -22,15 +22,23 @@ def _one_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+def _loader_generator(seed: int = 0) -> torch.Generator:
+    """A DataLoader's own generator. Each iterator a loader starts (every epoch, and a resumed run's first) draws its
+    workers' base seed from it; drawn from the global RNG instead, a run resumed mid-epoch would draw once more than an
+    uninterrupted one and shift everything else on that RNG (dropout), so it would no longer resume exactly."""
+    return torch.Generator().manual_seed(seed)
+
+
 def folder_batches(dataset: VideoFolderDataset, sampler: ResumableSampler, batch_size: int,
                    num_workers: int) -> Iterator[tuple[dict, dict]]:
     loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=True,
                                          collate_fn=collate, num_workers=num_workers, worker_init_fn=_one_thread,
-                                         persistent_workers=num_workers > 0)
+                                         persistent_workers=num_workers > 0, generator=_loader_generator())
     while True:
         if sampler.position + batch_size > len(sampler):  # too few left for a batch: next epoch
             sampler.set_epoch(sampler.epoch + 1)
         epoch, consumed = sampler.epoch, sampler.position
+        loader.generator.manual_seed(sampler.seed + epoch)
         for batch in loader:
             consumed += batch_size
             yield batch, {"epoch": epoch, "position": consumed}
@@ -43,7 +51,8 @@ def stream_batches(kind: str, seed: int, size: tuple[int, int], frames: int, bat
     start = (state or {}).get("start", 0)
     stream = ClipStream(kind, seed, size, frames, start=start, rank=rank, world_size=world, batch_size=batch_size)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
-                                         worker_init_fn=_one_thread, persistent_workers=num_workers > 0)
+                                         worker_init_fn=_one_thread, persistent_workers=num_workers > 0,
+                                         generator=_loader_generator(seed + start))
     for n, batch in enumerate(loader, 1):
         yield batch, {"stream": kind, "start": start + n * world * batch_size}
 
