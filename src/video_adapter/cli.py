@@ -143,6 +143,7 @@ def cmd_sample(args) -> None:
 
 def cmd_info(args) -> None:
     from .checkpoint import read_config
+    from .pipeline import human_count
     from .unet import PRESETS, UNetConfig, build_unet, count_parameters, preset
 
     target = args.target
@@ -156,7 +157,7 @@ def cmd_info(args) -> None:
     else:
         raise SystemExit(f"{target!r} is neither a checkpoint directory nor a preset ({', '.join(sorted(PRESETS))})")
     params = count_parameters(build_unet(cfg, "meta"))
-    print(json.dumps({"source": where, "parameters": params, "parameters_human": _human(params),
+    print(json.dumps({"source": where, "parameters": params, "parameters_human": human_count(params),
                       **extra, "unet": cfg.to_dict()}, indent=2))
 
 
@@ -170,13 +171,6 @@ def cmd_export(args) -> None:
     sizes = sorted(f.stat().st_size for f in Path(out).glob("*.safetensors"))
     print(f"wrote {out}: {len(sizes)} weight file(s), largest {sizes[-1] / 2**20:.2f} MiB "
           f"(limit {args.max_shard_mib:g} MiB; default {SHIP_SHARD_BYTES / 2**20:g})")
-
-
-def _human(n: int) -> str:
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(n)
 
 
 def cmd_demo(args) -> None:
@@ -244,9 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "Render clips of one generator in parallel into a dataset folder: train/ and test/ "
                     "(mp4 + captions.jsonl), data_card.json and preview.png.",
                     ("kind", f"one of: {', '.join(KINDS)}"))
-    _config_command(sub, "demo", DemoConfig, cmd_demo, "the whole job on CPU in minutes: toy data, training, samples",
-                    "Generate toy videos, train a tiny model on the CPU, and write samples as a labelled grid "
-                    "(gif and mp4).")
+    _config_command(sub, "demo", DemoConfig, cmd_demo,
+                    "Video Adapter end to end on the CPU in minutes: domain data, an adapter, composed samples",
+                    "Render a small robot domain, train a Small adapter on it on the CPU, and sample test captions "
+                    "with the prior alone, the adapter alone and the two composed (Algorithm 1): a comparison grid "
+                    "(gif and mp4) and a table of parameters, sampling time and a crude error.")
     return parser
 
 

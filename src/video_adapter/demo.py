@@ -1,77 +1,258 @@
-"""The demo: generate toy videos, train a tiny model on the CPU for a few minutes, and write samples.
+"""The demo: Video Adapter end to end on a CPU in minutes, with the shipped prior.
 
     video-adapter demo --out outputs/demo
 
-Writes `data/` (the toy dataset), `run/` (checkpoint, loss.csv, previews) and `samples.gif` / `samples.mp4`:
-one row of training clips and one row of samples for the same captions and first frames.
+1. renders a small robot domain (`make-data robot`, the Bridge analogue the prior never saw) into `data/`, or reuses
+   it when a dataset of the same settings is already there;
+2. trains a Small (S) adapter, 1.23% of the prior's parameters, on its train split into `run/` (a finished run of the
+   same settings is reused);
+3. samples test-split captions with their first frames from the same seeds three ways, the prior alone, the adapter
+   alone and the two composed (paper sec 3.3, Algorithm 1), and writes `compare.gif` / `compare.mp4` (rows: the real
+   test clip, prior, adapter, composed; columns: captions) and `table.md` / `table.json`.
 """
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
-from .checkpoint import load_model
-from .conditioning import Cond
+from .checkpoint import atomic_write_text, read_config
 from .data import VideoFolderDataset
-from .pipeline import generate
-from .text import load_text_encoder
-from .toy import make_toy_dataset
-from .train import TrainConfig, make_cond, train
+from .datagen.make import CARD_NAME, MakeDataConfig, make_dataset
+from .pipeline import (COMPARE_ROWS, SampleConfig, human_count, load_models, model_conds, resolve_device,
+                       route_conditions, sample_mode)
+from .score_model import ScoreModel
+from .train import TrainConfig, train
+from .unet import UNetConfig
 from .video_io import write_grid
+
+REPO = Path(__file__).resolve().parents[2]  # the source checkout (editable install), where checkpoints/ ships
+DATA_KIND = "robot"
+ROWS = ("real", *COMPARE_ROWS)
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     out: str = "outputs/demo"             # everything the demo writes goes here
-    num_videos: int = 128                 # toy clips to generate
-    frames: int = 8                       # frames per clip (the paper's 16 trains too slowly on a CPU)
-    height: int = 16                      # clip size for the demo model
-    width: int = 24                       # (divisible by 2: the model has two levels)
-    steps: int = 800                      # training steps (about 4 minutes on 2 cores)
+    prior: str = "checkpoints/prior"      # the frozen prior (a relative path is looked up here, then in the repository)
+    clips: int = 320                      # robot clips to render (nine in ten train, the rest test)
+    workers: int = 2                      # processes rendering clips
+    preset: str = "small-s"               # adapter preset (video_adapter.unet.PRESETS): Small (S) at our prior's scale
+    model: dict = field(default_factory=dict)  # UNetConfig overrides on the preset (the prior fixes frames and size)
+    steps: int = 400                      # adapter training steps (about 4 minutes on 2 cores)
     batch_size: int = 8                   # clips per training step
-    lr: float = 1e-3                      # a tiny model on toy data tolerates a high rate
-    sample_steps: int = 50                # DDIM steps for the final samples
-    guidance: float = 3.0                 # classifier-free guidance scale for the final samples
+    lr: float = 1e-3                      # a small model trained briefly tolerates a high rate
+    prompts: int = 4                      # test clips (distinct captions) whose caption and first frame are sampled
+    sampler: str = "dpmpp-2m"             # ddpm | ddim | dpmpp-2m | heun
+    sample_steps: int = 25                # denoising steps of each method
+    guidance: float = 5.0                 # alpha: each model's classifier-free guidance, Algorithm 1's when composed
+    prior_strength: float = 0.1           # gamma, the prior's weight in the composition (paper: 0.1 on Bridge)
     seed: int = 0                         # data, weights and samples are a deterministic function of it
 
 
-def train_config(cfg: DemoConfig, data: Path) -> TrainConfig:
+@dataclass(frozen=True)
+class DemoResult:
+    paths: list[Path]                     # the files written
+    rows: dict[str, Tensor]               # each grid row (ROWS), [prompts, C, F, H, W] in [-1, 1]
+    table: list[dict]                     # one entry per method (COMPARE_ROWS), as in table.json
+
+
+def resolve_prior(path: str) -> Path:
+    """The prior's model directory: `path` as given, else (relative) inside the repository."""
+    given = Path(path)
+    candidates = list(dict.fromkeys([given.resolve(), (REPO / given).resolve()]))
+    for candidate in candidates:
+        if (candidate / "config.json").is_file():
+            return candidate
+    looked = " or ".join(map(str, candidates))
+    raise FileNotFoundError(f"no prior checkpoint at {looked} (a model directory with config.json); it ships with "
+                            "the repository as checkpoints/prior, so run the demo from the repository root, or pass "
+                            "--prior DIR")
+
+
+def data_config(cfg: DemoConfig, prior: UNetConfig) -> MakeDataConfig:
+    return MakeDataConfig(out=str(Path(cfg.out) / "data"), num=cfg.clips, seed=cfg.seed,
+                          size=f"{prior.height}x{prior.width}", frames=prior.frames, workers=cfg.workers,
+                          overwrite=True)
+
+
+def dataset_is_current(mcfg: MakeDataConfig) -> bool:
+    """Whether `mcfg.out` holds a complete dataset made with these settings (make-data writes its card last and
+    renames the folder into place, so a card means complete)."""
+    card = Path(mcfg.out) / CARD_NAME
+    if not card.is_file():
+        return False
+    made = json.loads(card.read_text())
+    wanted = {k: v for k, v in asdict(mcfg).items() if k not in ("out", "workers", "overwrite")}  # what, not how
+    return made.get("kind") == DATA_KIND and {k: made.get("config", {}).get(k) for k in wanted} == wanted
+
+
+def train_config(cfg: DemoConfig, data: Path, prior: UNetConfig, text_encoder: str) -> TrainConfig:
+    # The prior fixes the adapter's frames and size (the two must denoise the same x) and its text encoder, so
+    # both read one embedding of each caption.
+    shape = {"frames": prior.frames, "height": prior.height, "width": prior.width}
     return TrainConfig(
-        data=str(data), out=str(Path(cfg.out) / "run"), preset="S", steps=cfg.steps, batch_size=cfg.batch_size,
-        lr=cfg.lr, warmup_steps=cfg.steps // 20, ema_decay=0.995, sample_every=0, save_every=cfg.steps,
-        log_every=25, seed=cfg.seed, num_workers=0, cache_videos=True,
-        model=dict(frames=cfg.frames, height=cfg.height, width=cfg.width, base_channels=16, channel_mults=(1, 2),
-                   attention_resolutions=(cfg.height // 2,), head_dim=16, emb_dim=64))
+        data=str(data / "train"), out=str(Path(cfg.out) / "run"), preset=cfg.preset, model={**cfg.model, **shape},
+        text_encoder=text_encoder, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        warmup_steps=cfg.steps // 20, ema_decay=0.995, sample_every=0, save_every=cfg.steps, log_every=10,
+        seed=cfg.seed, num_workers=0, cache_videos=True)
 
 
-def run_demo(cfg: DemoConfig) -> list[Path]:
-    out = Path(cfg.out)
-    data = out / "data"
-    if not (data / "captions.jsonl").exists():
-        print(f"[1/3] generating {cfg.num_videos} toy clips in {data}")
-        make_toy_dataset(data, num=cfg.num_videos, frames=cfg.frames, seed=cfg.seed)
-    tcfg = train_config(cfg, data)
-    print(f"[2/3] training a tiny model for {cfg.steps} steps on the CPU ({tcfg.out})")
-    checkpoint = train(tcfg)
-    print("[3/3] sampling held-out captions with their first frames")
-    model, config = load_model(checkpoint)
-    encoder = load_text_encoder(config["text_encoder"])
-    dataset = VideoFolderDataset(data, frames=cfg.frames, size=(cfg.height, cfg.width), random_crop=False)
-    picks = range(0, len(dataset), max(1, len(dataset) // 4))
-    real = torch.stack([dataset[i]["video"] for i in picks])
-    captions = [dataset[i]["caption"] for i in picks]
-    cond: Cond = make_cond(real, encoder.encode(captions), model.cfg)
-    fake = generate(model, cond, sampler="ddim", steps=cfg.sample_steps, guidance=cfg.guidance, seed=cfg.seed,
-                    progress=True)
-    paths = write_grid(out / "samples.gif", list(real) + list(fake), labels=captions + ["sample"] * len(captions),
-                       nrow=len(captions), row_labels=["data", "sample"], upscale=6, formats=("gif", "mp4"))
-    rows = list(csv.DictReader((Path(tcfg.out) / "loss.csv").open()))
-    print(f"loss {float(rows[0]['loss']):.3f} at step {rows[0]['step']} -> {float(rows[-1]['loss']):.3f} "
-          f"at step {rows[-1]['step']}")
-    for p in paths:
-        print(f"wrote {p}")
-    return paths
+def run_is_stale(tcfg: TrainConfig, same_data: bool) -> bool:
+    """Whether `tcfg.out` holds a run that must not be reused: made on data since replaced, or with other settings
+    (a finished run of the same settings is reused as it is)."""
+    saved = Path(tcfg.out) / "checkpoint" / "config.json"
+    if not saved.is_file():
+        return False
+    as_json = json.loads(json.dumps(asdict(tcfg)))  # tuples as lists, as config.json holds them
+    return not same_data or json.loads(saved.read_text()).get("train_config") != as_json
+
+
+def sample_config(cfg: DemoConfig, adapter: Path, prior: Path, captions: list[str]) -> SampleConfig:
+    """The composition's settings in the CLI's own config: the paper's cutoff and x0 clipping; the device where
+    training ran (a GPU if there is one, as accelerate picks)."""
+    return SampleConfig(adapter=str(adapter), prior=str(prior), prompt=tuple(captions), compare=True,
+                        sampler=cfg.sampler, steps=cfg.sample_steps, guidance=cfg.guidance,
+                        prior_strength=cfg.prior_strength, seed=cfg.seed, device="auto",
+                        out=str(Path(cfg.out) / "compare.gif"))
+
+
+def held_out_clips(test_dir: Path, count: int, prior: UNetConfig) -> tuple[Tensor, list[str]]:
+    """The first `count` test clips of distinct captions: videos [count, C, F, H, W] in [-1, 1] and captions."""
+    dataset = VideoFolderDataset(test_dir, frames=prior.frames, size=(prior.height, prior.width), random_crop=False)
+    first: dict[str, int] = {}
+    for index, caption in enumerate(dataset.captions):
+        first.setdefault(caption, index)
+    picks = list(first.values())[:count]
+    if len(picks) < count:
+        raise ValueError(f"{test_dir} has {len(picks)} distinct test captions and the demo asks for {count}; raise "
+                         "--clips or lower --prompts")
+    return torch.stack([dataset[i]["video"] for i in picks]), [dataset.captions[i] for i in picks]
+
+
+def error_vs_real(videos: Tensor, real: Tensor) -> float:
+    """Mean squared error against the real test clip of the same caption and first frame, over the frames after the
+    given first one, in [-1, 1] units. A crude proxy, not a quality metric: the real clip is one of many plausible
+    futures, so a blurred average can score better than a sharp, plausible sample."""
+    return float(((videos[:, :, 1:] - real[:, :, 1:]) ** 2).mean())
+
+
+def method_table(rows: dict[str, Tensor], models: dict[str, ScoreModel], seconds: dict[str, float]) -> list[dict]:
+    small, prior = models["small"].spec.parameters, models["prior"].spec.parameters
+    parameters = {"prior": prior, "adapter": small, "composed": small + prior}
+    return [{"method": method, "parameters": parameters[method],
+             "adapter_over_prior": None if method == "prior" else small / prior,
+             "sampling_s": round(seconds[method], 2),
+             "mse_vs_real": round(error_vs_real(rows[method], rows["real"]), 5)}
+            for method in COMPARE_ROWS]
+
+
+def sampled_on(device: torch.device) -> str:
+    """Where sampling ran, for the table: the precision `pipeline.resolve_dtype` picks and the device."""
+    if device.type == "cpu":
+        return f"float32 on {torch.get_num_threads()} CPU threads"
+    return f"bfloat16 on {torch.cuda.get_device_name(device)}"
+
+
+def table_markdown(table: list[dict], scfg: SampleConfig, frames: int) -> str:
+    lines = ["| method | parameters | adapter / prior | sampling s (this machine) | MSE vs real clip (crude) |",
+             "|---|---:|---:|---:|---:|"]
+    for row in table:
+        ratio = "-" if row["adapter_over_prior"] is None else f"{100 * row['adapter_over_prior']:.2f}%"
+        lines.append(f"| {row['method']} | {human_count(row['parameters'])} | {ratio} | {row['sampling_s']:.1f} | "
+                     f"{row['mse_vs_real']:.4f} |")
+    return "\n".join(lines) + (
+        f"\n\n{len(scfg.prompt)} test captions with their first frames, the same seed ({scfg.seed}) for every method; "
+        f"{scfg.sampler}, {scfg.steps} steps, guidance alpha {scfg.guidance:g}, prior strength gamma "
+        f"{scfg.prior_strength:g} below log-SNR {scfg.cutoff_logsnr:.3f} (the paper's cutoff); "
+        f"{sampled_on(resolve_device(scfg.device))}. The composed model's parameters are both models', of which only "
+        f"the adapter's were trained on the domain. MSE: mean squared error over frames 2-{frames} against the real "
+        "test clip of the same caption and first frame, in [-1, 1] units; a crude proxy (one real clip is one of "
+        "many plausible futures, and blur scores well), not FVD.\n")
+
+
+def make_data(cfg: DemoConfig, prior: UNetConfig) -> tuple[Path, bool]:
+    """Stage 1: the domain dataset, and whether an existing one was reused."""
+    mcfg = data_config(cfg, prior)
+    print(f"[1/3] {DATA_KIND} data: {cfg.clips} clips of {prior.frames}x{mcfg.size} in {mcfg.out}", flush=True)
+    if dataset_is_current(mcfg):
+        print(f"reusing {mcfg.out}: a complete dataset of these settings")
+        return Path(mcfg.out), True
+    return make_dataset(DATA_KIND, mcfg), False
+
+
+def train_adapter(tcfg: TrainConfig, same_data: bool) -> Path:
+    """Stage 2: the adapter's model directory."""
+    print(f"[2/3] training a {tcfg.preset} adapter for {tcfg.steps} steps of {tcfg.batch_size} clips ({tcfg.out})",
+          flush=True)
+    if run_is_stale(tcfg, same_data):
+        print(f"{tcfg.out} holds a run on other data or settings: training afresh")
+        shutil.rmtree(tcfg.out)
+    return train(tcfg)
+
+
+def sample_methods(scfg: SampleConfig, real: Tensor
+                   ) -> tuple[dict[str, Tensor], dict[str, float], dict[str, ScoreModel]]:
+    """Stage 3: every method's samples for `scfg.prompt` with the first frames of `real`, all from `scfg.seed`;
+    returns the grid rows, each method's sampling seconds and the models."""
+    print(f"[3/3] sampling {len(scfg.prompt)} test captions with their first frames: {', '.join(COMPARE_ROWS)} "
+          f"({scfg.sampler}, {scfg.steps} steps)", flush=True)
+    models = load_models(scfg)
+    device = resolve_device(scfg.device)
+    # partial: a prior without first-frame conditioning still composes, on the text alone
+    routes = route_conditions(models, {"text", "first_frame"}, partial=True)
+    conds = model_conds(models, list(scfg.prompt), {"first_frame": real[:, :, 0]}, routes, device)
+    shape = (len(scfg.prompt), *models["prior"].spec.shape)
+    rows, seconds = {"real": real}, {}
+    for mode in COMPARE_ROWS:
+        start = time.perf_counter()
+        rows[mode] = sample_mode(scfg, mode, models, conds, shape, device).cpu()
+        seconds[mode] = time.perf_counter() - start
+    return rows, seconds, models
+
+
+def write_outputs(out: Path, rows: dict[str, Tensor], table: list[dict], markdown: str, record: dict) -> list[Path]:
+    captions = record["captions"]
+    paths = write_grid(out / "compare.gif", [v for row in ROWS for v in rows[row]], labels=captions * len(ROWS),
+                       nrow=len(captions), row_labels=list(ROWS), upscale=4, formats=("gif", "mp4"))
+    atomic_write_text(out / "table.md", markdown)
+    atomic_write_text(out / "table.json", json.dumps({"methods": table, **record}, indent=1))
+    return paths + [out / "table.md", out / "table.json"]
+
+
+def run_demo(cfg: DemoConfig) -> DemoResult:
+    prior_dir = resolve_prior(cfg.prior)
+    prior_config = read_config(prior_dir)
+    prior = UNetConfig.from_dict(prior_config["unet"])
+    clock, stages = time.perf_counter(), {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        stages[name] = round(time.perf_counter() - clock, 1)
+        clock = time.perf_counter()
+
+    data, same_data = make_data(cfg, prior)
+    lap("data_s")
+    adapter = train_adapter(train_config(cfg, data, prior, prior_config["text_encoder"]), same_data)
+    lap("train_s")
+    real, captions = held_out_clips(data / "test", cfg.prompts, prior)
+    scfg = sample_config(cfg, adapter, prior_dir, captions)
+    scfg.validate()
+    rows, seconds, models = sample_methods(scfg, real)
+    lap("sample_s")
+
+    table = method_table(rows, models, seconds)
+    markdown = table_markdown(table, scfg, prior.frames)
+    record = {"stages": stages, "captions": captions, "sample": asdict(replace(scfg, prompt=()))}
+    paths = write_outputs(Path(cfg.out), rows, table, markdown, record)
+    print("\n" + markdown)
+    print("stage seconds: " + ", ".join(f"{name[:-2]} {s:.1f}" for name, s in stages.items()))
+    for path in paths:
+        print(f"wrote {path}")
+    return DemoResult(paths, rows, table)

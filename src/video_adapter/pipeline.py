@@ -192,9 +192,20 @@ def encode_prompts(models: dict[str, ScoreModel], prompts: list[str], device: to
 
 
 def model_cond(text: TextEmbedding, pixels: dict[str, Tensor], takes: set[str], batch: int) -> Cond:
+    """One model's Cond: the pixel conditions it takes, each one tensor for every sample (first_frame [C, H, W],
+    edges [C, F, H, W]) or one per sample (with a leading batch dimension)."""
     ff = pixels["first_frame"].expand(batch, -1, -1, -1) if "first_frame" in takes else None
     edges = pixels["edges"].expand(batch, -1, -1, -1, -1) if "edges" in takes else None
     return text.to_cond(first_frame=ff, edges=edges)
+
+
+def model_conds(models: dict[str, ScoreModel], prompts: list[str], pixels: dict[str, Tensor],
+                routes: dict[str, set[str]], device: torch.device) -> Conds:
+    """The `Conds` pair for `prompts` (one per sample): each model gets its own text embeddings and the pixel
+    conditions `routes` gives it; a model not in `models` gets an empty Cond."""
+    texts = encode_prompts(models, prompts, device)
+    per_model = {role: model_cond(texts[role], pixels, routes[role], len(prompts)) for role in models}
+    return Conds(small=per_model.get("small", Cond()), prior=per_model.get("prior", Cond()))
 
 
 @torch.no_grad()
@@ -210,7 +221,8 @@ def generate(model: SpaceTimeUNet, cond: Cond, *, sampler: str, steps: int, guid
     return x.clamp(-1, 1)
 
 
-def _human(n: int) -> str:
+def human_count(n: int) -> str:
+    """12345678 -> '12.35M'."""
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
             return f"{n / size:.2f}{unit}"
@@ -220,7 +232,7 @@ def _human(n: int) -> str:
 def parameter_ratio(small: ScoreModel, prior: ScoreModel) -> str:
     """The line that mirrors the paper's Table 1 parameter column."""
     a, b = small.spec.parameters, prior.spec.parameters
-    return (f"adapter {_human(a)} parameters, prior {_human(b)}: adapter/prior = {100 * a / b:.2f}% "
+    return (f"adapter {human_count(a)} parameters, prior {human_count(b)}: adapter/prior = {100 * a / b:.2f}% "
             "(paper: 70M of 5.6B = 1.25% on Bridge)")
 
 
@@ -245,8 +257,9 @@ def sample_mode(cfg: SampleConfig, mode: str, models: dict[str, ScoreModel], con
     return x.float().clamp(-1, 1)
 
 
-def sample_to_files(cfg: SampleConfig) -> list[Path]:
-    cfg.validate()
+def load_models(cfg: SampleConfig) -> dict[str, ScoreModel]:
+    """The models `cfg` samples with ("small", "prior"), placed as its device and dtype options say; a pair is
+    checked for compatibility before anything is sampled, and its parameter ratio printed."""
     device = resolve_device(cfg.device)
     prior_device = resolve_device(cfg.prior_device) if cfg.prior_device else device
     paths = {"small": cfg.adapter, "prior": cfg.prior}
@@ -257,16 +270,20 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     if len(models) == 2:
         check_compatible(models["small"], models["prior"])
         print(parameter_ratio(models["small"], models["prior"]))
+    return models
+
+
+def sample_to_files(cfg: SampleConfig) -> list[Path]:
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    models = load_models(cfg)
     spec = next(iter(models.values())).spec
     requested = {"text"} | {name for name, given in (("first_frame", cfg.first_frame), ("edges", cfg.edges_from))
                             if given}
     routes = route_conditions(models, requested, cfg.partial_conditions)
     pixels = pixel_conditions(spec, cfg.first_frame, cfg.edges_from)
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
-    texts = encode_prompts(models, prompts, device)
-    per_model = {role: model_cond(texts[role], pixels, routes[role], len(prompts)) for role in models}
-    empty = Cond()
-    conds = Conds(small=per_model.get("small", empty), prior=per_model.get("prior", empty))
+    conds = model_conds(models, prompts, pixels, routes, device)
     shape = (len(prompts), *spec.shape)
     out = Path(cfg.out)
     if cfg.compare:
