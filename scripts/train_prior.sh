@@ -4,6 +4,11 @@
 # made on the fly. Each run trains for --max-minutes and saves; running it again continues exactly where it stopped.
 #
 #   DATA=data/broad-bullet/train RUN=runs/prior scripts/train_prior.sh --max-minutes 9
+#
+# Continuing the shipped prior in a new session (weights only: its optimizer state is not shipped), annealed:
+#
+#   DATA=... RUN=runs/prior3 scripts/train_prior.sh --init checkpoints/prior --seed 2 --steps 2000 \
+#       --warmup-steps 200 --lr-decay cosine --lr-end 2e-6 --ema-decay 0.999 --max-minutes 9
 set -euo pipefail
 python3 -m video_adapter.cli train --data "${DATA:?set DATA to a folder of broad-bullet clips}" \
     --stream broad-procedural --stream-share 0.5 --out "${RUN:-runs/prior}" --preset prior --text-encoder minilm \

@@ -8,7 +8,8 @@ from video_adapter.checkpoint import load_model, load_tensors
 from video_adapter.conditioning import Cond
 from video_adapter.text import load_text_encoder
 from video_adapter.toy import make_toy_dataset
-from video_adapter.train import TrainConfig, diffusion_loss, lr_at, make_cond, train
+from video_adapter.schedule import diffuse
+from video_adapter.train import TrainConfig, diffusion_loss, heldout_loss, lr_at, make_cond, train
 
 TINY = dict(frames=4, height=8, width=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(4,),
             head_dim=16, emb_dim=32)
@@ -94,6 +95,41 @@ def test_warmup_schedule():
     cfg = TrainConfig(lr=1e-4, warmup_steps=10)
     assert lr_at(0, cfg) == pytest.approx(1e-5) and lr_at(9, cfg) == pytest.approx(1e-4)
     assert lr_at(1000, cfg) == pytest.approx(1e-4)
+
+
+def test_cosine_decay_after_warmup():
+    cfg = TrainConfig(lr=1e-4, lr_end=1e-6, warmup_steps=10, steps=110, lr_decay="cosine")
+    assert lr_at(4, cfg) == pytest.approx(5e-5)  # warmup is unchanged
+    assert lr_at(10, cfg) == pytest.approx(1e-4)
+    assert lr_at(60, cfg) == pytest.approx((1e-4 + 1e-6) / 2)  # halfway: the cosine's midpoint
+    assert lr_at(110, cfg) == pytest.approx(1e-6) and lr_at(500, cfg) == pytest.approx(1e-6)
+    rates = [lr_at(s, cfg) for s in range(10, 111)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+
+
+def test_unknown_lr_decay_is_an_error(toy, tmp_path):
+    with pytest.raises(ValueError, match="--lr-decay must be constant or cosine"):
+        train(config(toy, tmp_path / "run", lr_decay="linear"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_heldout_loss_is_the_mse_at_each_level_with_seeded_noise():
+    class Affine(torch.nn.Module):
+        """Outputs 0.5 * x_t as its native prediction, so the loss has a closed form per level."""
+
+        def forward(self, x, logsnr, cond, output):
+            return 0.5 * x
+
+    video = torch.randn(3, 3, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+    levels = torch.tensor([-4.0, 0.0, 4.0])
+    got = heldout_loss(Affine(), video, None, levels, seed=7, prediction="eps")
+    gen = torch.Generator().manual_seed(7)
+    for value, level in zip(got, levels):
+        eps = torch.randn(video.shape, generator=gen)
+        x_t = diffuse(video, eps, torch.full((3,), float(level)))
+        assert value == pytest.approx(((0.5 * x_t - eps) ** 2).mean().item(), rel=1e-6)
+    assert torch.equal(got, heldout_loss(Affine(), video, None, levels, seed=7, prediction="eps"))
+    assert not torch.equal(got, heldout_loss(Affine(), video, None, levels, seed=8, prediction="eps"))
 
 
 def test_too_small_dataset_and_unknown_fields(toy, tmp_path):

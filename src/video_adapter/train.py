@@ -44,6 +44,8 @@ class TrainConfig:
     batch_size: int = 8                   # per process (paper: 2048 in total)
     lr: float = 1e-4                      # paper: 1e-4
     warmup_steps: int = 1_000             # linear warmup (paper: 10k of 2M steps; scaled for short runs)
+    lr_decay: str = "constant"            # after warmup: "constant" | "cosine" (to lr_end at --steps)
+    lr_end: float = 0.0                   # the cosine decay's final rate
     weight_decay: float = 0.0             # AdamW decoupled weight decay
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
     grad_clip: float = 1.0                # max global grad norm
@@ -81,7 +83,12 @@ class TrainConfig:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    if cfg.lr_decay == "constant" or step < cfg.warmup_steps:
+        return cfg.lr * warm
+    # a short run ends far better annealed than at its peak rate (continuing it later re-warms from lr_end)
+    done = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr_end + (cfg.lr - cfg.lr_end) * 0.5 * (1 + math.cos(math.pi * done))
 
 
 @torch.no_grad()
@@ -111,6 +118,25 @@ def diffusion_loss(model, video: Tensor, cond: Cond, gen: torch.Generator, predi
     # v from x0 and eps directly: through x_t it would cancel catastrophically at logsnr -20 (1 - sigma^2 ~ 2e-9).
     target = eps if prediction == "eps" else alpha * eps - sigma * video
     return F.mse_loss(model(x_t, logsnr, cond, output="native").float(), target)
+
+
+@torch.no_grad()
+def heldout_loss(model, video: Tensor, cond: Cond, logsnrs: Tensor, seed: int, prediction: str) -> Tensor:
+    """The native-prediction MSE of `model` on clean `video` at each of `logsnrs`, one value per level.
+
+    Noise comes from `seed` alone, so two models scored with the same arguments see identical x_t: their difference
+    is the weights', not the draw's (how a retrained prior is compared with the shipped one).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for logsnr in logsnrs.tolist():
+        eps = torch.randn(video.shape, generator=gen).to(video.device)
+        level = torch.full((video.shape[0],), logsnr, device=video.device)
+        alpha, sigma = alpha_sigma(broadcast(level, video))
+        target = eps if prediction == "eps" else alpha * eps - sigma * video
+        out = model(diffuse(video, eps, level), level, cond, output="native").float()
+        losses.append(F.mse_loss(out, target))
+    return torch.stack(losses)
 
 
 def rng_state(gen: torch.Generator) -> dict[str, Tensor]:
@@ -172,6 +198,8 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
 
     from .preview import write_preview
 
+    if cfg.lr_decay not in ("constant", "cosine"):
+        raise ValueError(f"--lr-decay must be constant or cosine, not {cfg.lr_decay!r}")
     acc = Accelerator(mixed_precision=_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
     run, device = Path(cfg.out), acc.device
     model_cfg = cfg.model_config()
