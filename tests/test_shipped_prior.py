@@ -137,3 +137,16 @@ def test_sample_and_info_through_the_cli(tmp_path, capsys, score):
     info = json.loads(capsys.readouterr().out)
     assert info["parameters"] == score.spec.parameters and info["parameters_human"] == "36.66M"
     assert info["step"] == read_config(PRIOR)["step"] and info["text_encoder"] == "minilm?max_length=32"
+
+
+def test_model_card_matches_the_weights():
+    """The card names the shipped version's parameter count and links figures that exist; a replaced checkpoint
+    whose card was not updated fails here."""
+    card = (PRIOR / "README.md").read_text()
+    model, config = load_model(PRIOR)
+    assert f"{count_parameters(model) / 1e6:.2f}M" in card
+    assert f"| {config['step']:,} |" in card  # the last run's row: its step count is the checkpoint's
+    for figure in ("loss.png", "samples.gif"):
+        assert f"({figure})" in card and (PRIOR / figure).stat().st_size > 10_000
+    logs = sorted(p.name for p in (PRIOR / "train_logs").glob("loss_run*.csv"))
+    assert logs and all(f"| {name.removeprefix('loss_run').removesuffix('.csv')} |" in card for name in logs)
