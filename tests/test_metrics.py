@@ -15,6 +15,7 @@ from i3d_reference import random_i3d
 from torch import Tensor, nn
 
 from video_adapter.metrics import (
+    FrechetReference,
     I3D,
     INCEPTION,
     feature_stats,
@@ -85,6 +86,20 @@ def test_frechet_distance_of_samples_approaches_the_gaussians_closed_form():
     x2 = mu2 + rng.normal(size=(100_000, 4)) * np.sqrt(b)
     fd = frechet_distance(*feature_stats(x1), *feature_stats(x2))
     assert fd == pytest.approx(closed_form_commuting(mu1, a, mu2, b), abs=0.05)
+
+
+@pytest.mark.parametrize("n", [5, 40, 120])
+def test_frechet_reference_equals_the_direct_formula(n):
+    """The n x n Gram path (n < d) and the d x d path (n >= d) both equal frechet_distance (to 1e-6: with n <= d
+    the direct form takes square roots of roundoff-sized eigenvalues in the covariance's null space)."""
+    rng = np.random.default_rng(3)
+    real = rng.normal(size=(200, 60)) @ rng.normal(size=(60, 60))
+    fake = rng.normal(size=(n, 60)) @ rng.normal(size=(60, 60)) + 0.5
+    reference = FrechetReference(real)
+    direct = frechet_distance(*feature_stats(real), *feature_stats(fake))
+    assert reference.distance(fake) == pytest.approx(direct, rel=1e-6)
+    with pytest.raises(ValueError, match="dimension 59"):
+        reference.distance(fake[:, :59])
 
 
 def test_feature_stats_conventions_and_errors():

@@ -1,4 +1,5 @@
-"""The `video-adapter` command: train, sample, info, make-data, demo.
+"""The `video-adapter` command: train, sample, info, export, make-data, train-video-net,
+evaluate, demo.
 
 Config dataclasses are the single source of options: every field becomes a `--flag` whose help is the
 field's aligned comment, and `--dry-run` prints the resolved config without running anything.
@@ -189,6 +190,26 @@ def cmd_make_data(args) -> None:
         print(f"wrote {make_dataset(args.kind, cfg)}")
 
 
+def cmd_evaluate(args) -> None:
+    from .evaluate import EvalConfig, run_evaluation
+
+    cfg = dataclass_from_args(EvalConfig, args)
+    if not _dry_run(args, cfg):
+        run_evaluation(cfg)
+
+
+def cmd_train_video_net(args) -> None:
+    from .metrics.video_net import VideoNetTrainConfig, train_video_net
+
+    cfg = dataclass_from_args(VideoNetTrainConfig, args)
+    if _dry_run(args, cfg):
+        return
+    if not cfg.data:
+        raise SystemExit("--data is required: a domain's train/ split (--objective caption) or stream:KIND / a "
+                         "folder of the broad corpus (--objective text)")
+    print(f"wrote {train_video_net(cfg)}")
+
+
 def _config_command(sub, name: str, cls, func, help: str, description: str, *positional: tuple[str, str]):
     """A subcommand whose options are the fields of config dataclass `cls`, plus --dry-run."""
     p = sub.add_parser(name, help=help, description=description)
@@ -204,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .datagen import KINDS
     from .datagen.make import MakeDataConfig
     from .demo import DemoConfig
+    from .evaluate import EvalConfig
+    from .metrics.video_net import VideoNetTrainConfig
     from .pipeline import SampleConfig
     from .train import TrainConfig
 
@@ -238,6 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "Render clips of one generator in parallel into a dataset folder: train/ and test/ "
                     "(mp4 + captions.jsonl), data_card.json and preview.png.",
                     ("kind", f"one of: {', '.join(KINDS)}"))
+    _config_command(sub, "evaluate", EvalConfig, cmd_evaluate,
+                    "the paper's protocol on a domain: every method, the same seeds, metrics with intervals",
+                    "Sample N test conditions of a domain with each method (Small (S)/(L) alone and with the prior, "
+                    "the prior, CFG Mix, the prior finetuned or with LoRA), score them against the real test clips "
+                    "(FVD-VA, task accuracy; FVD, FID, KID, IS with detector files) with bootstrap intervals, and "
+                    "write results.json, table.md, a gamma-sweep plot and a qualitative grid.")
+    _config_command(sub, "train-video-net", VideoNetTrainConfig, cmd_train_video_net,
+                    "train our metric network: the FVD-VA encoder or a domain's caption classifier",
+                    "Train the compact (2+1)D video net of video_adapter.metrics.video_net: --objective text "
+                    "(contrastive with caption embeddings, on the broad corpus: features for FVD-VA) or --objective "
+                    "caption (a classifier over a domain's training captions: task accuracy in evaluate).")
     _config_command(sub, "demo", DemoConfig, cmd_demo,
                     "Video Adapter end to end on the CPU in minutes: domain data, an adapter, composed samples",
                     "Render a small robot domain, train a Small adapter on it on the CPU, and sample test captions "

@@ -21,10 +21,10 @@ from .detectors import (
     sha256_of,
     video_frames,
 )
-from .stats import feature_stats, frechet_distance, inception_score, kid
+from .stats import FrechetReference, feature_stats, frechet_distance, inception_score, kid
 
 __all__ = [
     "I3D", "INCEPTION", "Detector", "DetectorSpec", "cache_dir", "find_weights", "i3d_features", "inception_features",
     "inception_probs", "load_detector", "load_i3d", "load_inception", "sha256_of", "video_frames",
-    "feature_stats", "frechet_distance", "inception_score", "kid",
+    "FrechetReference", "feature_stats", "frechet_distance", "inception_score", "kid",
 ]

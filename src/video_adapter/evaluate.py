@@ -1,0 +1,272 @@
+"""The paper's evaluation protocol (Table 1, Tables 3 and 9, Figures 6 and 7) on one domain.
+
+    video-adapter evaluate --domain data/robot --prior checkpoints/prior --small-s runs/robot-s/checkpoint \
+        --small-l runs/robot-l/checkpoint --encoder checkpoints/video-encoder --classifier runs/robot-cls --num 128
+
+Every method samples the same N conditions from the domain's test split (caption and first frame, or edges) from
+the same seeds, and each N-sample set is scored against the real test clips (`metrics.scores`), with bootstrap
+intervals. Batches are seeded by their index, so a sample depends on (seed, batch size, its index) alone and the
+batches can be spread over processes (`accelerate launch -m video_adapter.cli evaluate ...`) with results identical
+to one process. Writes results.json, table.md, gamma_sweep.png and qualitative.gif / .mp4 into --out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .checkpoint import atomic_write_text
+from .conditioning import sobel_x
+from .data import VideoFolderDataset
+from .pipeline import SampleConfig, human_count, model_conds, resolve_device, resolve_dtype, route_conditions, \
+    sample_mode
+from .score_model import ScoreModel, check_compatible, load_score_model
+from .video_io import write_grid
+
+
+class Method(NamedTuple):
+    label: str        # as in the paper's tables
+    mode: str         # composition.mode_fn mode
+    model: str        # EvalConfig field naming the checkpoint sampled alone or as the adapter ("" for the prior)
+    uses_prior: bool
+
+
+METHODS = {
+    "small-s": Method("Small (S)", "adapter", "small_s", False),
+    "small-s+prior": Method("Small (S) + Prior", "composed", "small_s", True),
+    "small-l": Method("Small (L)", "adapter", "small_l", False),
+    "small-l+prior": Method("Small (L) + Prior", "composed", "small_l", True),
+    "prior": Method("Prior", "prior", "", True),
+    "cfg-mix": Method("CFG Mix (S, Prior)", "cfg-mix", "small_s", True),
+    "finetuned": Method("Prior finetuned, same compute", "adapter", "finetuned", False),
+    "lora": Method("Prior + LoRA, same compute", "adapter", "lora", False),
+}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    domain: str = ""                      # dataset folder with a test/ split (make-data), or a folder of test clips
+    prior: str = "checkpoints/prior"      # the frozen prior
+    small_s: str = ""                     # Small (S) adapter checkpoint
+    small_l: str = ""                     # Small (L) adapter checkpoint
+    finetuned: str = ""                   # the prior finetuned on the domain for the adapter's compute (appendix C)
+    lora: str = ""                        # the prior with LoRA, trained for the same compute, merged into a checkpoint
+    methods: tuple[str, ...] = ()         # which of METHODS (empty: every one whose checkpoints are given)
+    metrics: tuple[str, ...] = ("fvd-va", "accuracy")  # of metrics.scores.METRICS; fvd/fid/kid/is need detector files
+    encoder: str = ""                     # video_net encoder for fvd-va
+    classifier: str = ""                  # video_net caption classifier of this domain, for accuracy
+    i3d: str = ""                         # i3d_torchscript.pt ("": $VIDEO_ADAPTER_I3D, then the cache directory)
+    inception: str = ""                   # inception-2015-12-05.pt ("": $VIDEO_ADAPTER_INCEPTION, then the cache)
+    condition: str = "first_frame"        # what conditions besides the caption: first_frame | edges | none
+    num: int = 128                        # samples per method (paper: 128 on Bridge); test clips repeat if fewer
+    batch_size: int = 16                  # samples per batch; results depend on it (each batch has its own seed)
+    prior_strength: float = 0.1           # gamma (paper: 0.1 Bridge, 0.2 Ego4D)
+    guidance: float = 5.0                 # alpha, each method's classifier-free guidance
+    mix: float = 0.5                      # CFG Mix weight of the prior
+    gamma_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)  # Figure 6: Small (S) + Prior at these gammas
+    sampler: str = "ddim"                 # ddpm | ddim | dpmpp-2m | heun
+    steps: int = 100                      # denoising steps per sample
+    bootstrap: int = 200                  # bootstrap resamples per interval (0: none)
+    grid: int = 4                         # conditions shown in the qualitative grid
+    seed: int = 0                         # base seed: batch i uses seed + i
+    device: str = "auto"                  # auto | cpu | cuda (under accelerate: each process's own GPU)
+    dtype: str = "auto"                   # auto | float32 | bfloat16 | float16
+    out: str = "outputs/eval"             # results.json, table.md, gamma_sweep.png, qualitative.gif/mp4
+
+    def selected(self) -> list[str]:
+        """The methods to run: as given, else those whose checkpoints are set; an error for a missing one."""
+        names = list(self.methods) or [m for m, spec in METHODS.items() if not spec.model or getattr(self, spec.model)]
+        for name in names:
+            if name not in METHODS:
+                raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+            spec = METHODS[name]
+            if spec.model and not getattr(self, spec.model):
+                raise ValueError(f"method {name} needs --{spec.model.replace('_', '-')} DIR")
+            if spec.uses_prior and not self.prior:
+                raise ValueError(f"method {name} needs --prior DIR")
+        return names
+
+    def validate(self) -> None:
+        if not self.domain:
+            raise ValueError("pass --domain DIR: a make-data dataset (its test/ split is the real set)")
+        if self.condition not in ("first_frame", "edges", "none"):
+            raise ValueError(f"--condition must be first_frame, edges or none, not {self.condition!r}")
+        if self.num < 2 or self.batch_size < 1:
+            raise ValueError(f"--num must be at least 2 and --batch-size at least 1, got {self.num}, {self.batch_size}")
+        self.selected()
+
+
+class TestSet(NamedTuple):
+    real: Tensor              # [N, C, F, H, W] in [-1, 1]: the test clips, repeated to --num
+    captions: list[str]       # [N]
+    pixels: dict[str, Tensor]  # the per-sample pixel conditions (first_frame [N, C, H, W] or edges [N, C, F, H, W])
+
+
+def test_set(cfg: EvalConfig, spec) -> TestSet:
+    root = Path(cfg.domain)
+    folder = root / "test" if (root / "test").is_dir() else root
+    data = VideoFolderDataset(folder, frames=spec.frames, size=(spec.height, spec.width), random_crop=False)
+    if len(data) < 2:
+        raise ValueError(f"{folder} has {len(data)} clips; the real set needs at least 2")
+    picks = [i % len(data) for i in range(cfg.num)]
+    real = torch.stack([data[i]["video"] for i in picks])
+    pixels = {"first_frame": real[:, :, 0]} if cfg.condition == "first_frame" else \
+        {"edges": sobel_x(real)} if cfg.condition == "edges" else {}
+    return TestSet(real, [data.captions[i] for i in picks], pixels)
+
+
+class Models:
+    """Checkpoints loaded once per path, on this process's device."""
+
+    def __init__(self, cfg: EvalConfig, device: torch.device):
+        self.cfg, self.device, self.cache = cfg, device, {}
+
+    def __call__(self, path: str) -> ScoreModel:
+        if path not in self.cache:
+            cuda = self.device.type == "cuda"
+            self.cache[path] = load_score_model(path, self.device, resolve_dtype(self.cfg.dtype, self.device),
+                                                cuda_graphs=cuda)
+        return self.cache[path]
+
+    def of(self, method: str) -> dict[str, ScoreModel]:
+        spec = METHODS[method]
+        models = {"small": self(getattr(self.cfg, spec.model))} if spec.model else {}
+        if spec.uses_prior:
+            models["prior"] = self(self.cfg.prior)
+        if len(models) == 2:
+            check_compatible(models["small"], models["prior"])
+        return models
+
+
+def generate(cfg: EvalConfig, method: str, models: Models, tests: TestSet, prior_strength: float) -> tuple[Tensor, float]:
+    """All --num samples of one method, [N, C, F, H, W] on the CPU, and the seconds this process spent sampling.
+
+    Batch i is sampled from seed + i; under accelerate each process takes every world_size-th batch and the
+    batches are gathered back in order."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
+    mode_models = models.of(method)
+    requested = {"text", *tests.pixels}
+    routes = route_conditions(mode_models, requested, partial=False)
+    scfg = SampleConfig(mode=METHODS[method].mode, guidance=cfg.guidance, prior_strength=prior_strength, mix=cfg.mix,
+                        sampler=cfg.sampler, steps=cfg.steps, prompt=("-",))
+    starts = list(range(0, cfg.num, cfg.batch_size))
+    mine, seconds = [], 0.0
+    for index in range(state.process_index, len(starts), state.num_processes):
+        part = slice(starts[index], starts[index] + cfg.batch_size)
+        pixels = {name: value[part] for name, value in tests.pixels.items()}
+        conds = model_conds(mode_models, tests.captions[part], pixels, routes, models.device)
+        shape = (len(tests.captions[part]), *next(iter(mode_models.values())).spec.shape)
+        start = time.perf_counter()
+        x = sample_mode(replace(scfg, seed=cfg.seed + index), scfg.mode, mode_models, conds, shape, models.device)
+        if models.device.type == "cuda":
+            torch.cuda.synchronize(models.device)
+        seconds += time.perf_counter() - start
+        mine.append((index, x.cpu()))
+    gathered = sorted(gather_object(mine) if state.num_processes > 1 else mine, key=lambda item: item[0])
+    return torch.cat([x for _, x in gathered]), seconds
+
+
+def parameters(method: str, models: Models) -> int:
+    return sum(m.spec.parameters for m in models.of(method).values())
+
+
+def table_markdown(results: dict, cfg: EvalConfig) -> str:
+    metrics = list(cfg.metrics)
+    head = "| method | " + " | ".join(metrics) + " | parameters | sampling s / sample |"
+    lines = [head, "|---|" + "---:|" * (len(metrics) + 2)]
+    for name, row in results["methods"].items():
+        cells = [f"{row['metrics'][m]['value']:.4g} [{row['metrics'][m]['ci95'][0]:.4g}, "
+                 f"{row['metrics'][m]['ci95'][1]:.4g}]" for m in metrics]
+        lines.append(f"| {METHODS[name].label} | " + " | ".join(cells) +
+                     f" | {human_count(row['parameters'])} | {row['seconds_per_sample']:.3f} |")
+    return "\n".join(lines) + (
+        f"\n\n{cfg.num} samples per method conditioned on the caption"
+        f"{'' if cfg.condition == 'none' else ' and ' + cfg.condition.replace('_', ' ')} of test clips of "
+        f"{cfg.domain}, the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, "
+        f"gamma {cfg.prior_strength:g}. Brackets: bootstrap 95% intervals over the generated set "
+        f"({cfg.bootstrap} resamples). fvd-va and accuracy use our own networks and are not comparable with "
+        "published numbers.\n")
+
+
+def plot_sweep(sweep: dict[float, dict], metrics: tuple[str, ...], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gammas = sorted(sweep)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), dpi=120, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        values = [sweep[g][metric]["value"] for g in gammas]
+        low = [sweep[g][metric]["ci95"][0] for g in gammas]
+        high = [sweep[g][metric]["ci95"][1] for g in gammas]
+        ax.plot(gammas, values, marker="o")
+        ax.fill_between(gammas, low, high, alpha=0.2)
+        ax.set(xlabel="prior strength gamma", ylabel=metric, title=f"Small (S) + Prior: {metric}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_evaluation(cfg: EvalConfig) -> dict:
+    from accelerate import PartialState
+
+    from .metrics.scores import Scorer
+
+    cfg.validate()
+    state = PartialState(cpu=cfg.device == "cpu")
+    device = state.device if cfg.device == "auto" and state.num_processes > 1 else resolve_device(cfg.device)
+    models, names = Models(cfg, device), cfg.selected()
+    spec = models(cfg.prior if cfg.prior else getattr(cfg, METHODS[names[0]].model)).spec
+    tests = test_set(cfg, spec)
+    scorer = Scorer(tuple(cfg.metrics), tests.real, {"i3d": cfg.i3d, "inception": cfg.inception, "encoder": cfg.encoder,
+                    "classifier": cfg.classifier}, str(device), cfg.batch_size, cfg.bootstrap, cfg.seed) \
+        if state.is_main_process else None
+    samples, results = {}, {"config": asdict(cfg), "methods": {}, "gamma_sweep": {}}
+    for name in names:
+        state.print(f"[{name}] {METHODS[name].label}: {cfg.num} samples")
+        samples[name], seconds = generate(cfg, name, models, tests, cfg.prior_strength)
+        if state.is_main_process:
+            results["methods"][name] = {"label": METHODS[name].label, "parameters": parameters(name, models),
+                                        "seconds_per_sample": seconds * state.num_processes / cfg.num,
+                                        "metrics": {k: v.as_dict() for k, v in
+                                                    scorer.score(samples[name], tests.captions).items()}}
+    if cfg.gamma_sweep and "small-s+prior" in names:
+        for gamma in cfg.gamma_sweep:
+            state.print(f"[gamma sweep] Small (S) + Prior at gamma {gamma:g}")
+            videos = samples["small-s+prior"] if gamma == cfg.prior_strength else \
+                generate(cfg, "small-s+prior", models, tests, gamma)[0]
+            if state.is_main_process:
+                results["gamma_sweep"][str(gamma)] = {k: v.as_dict() for k, v in
+                                                      scorer.score(videos, tests.captions).items()}
+    if not state.is_main_process:
+        return results
+    results["networks"] = scorer.records()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1))
+    atomic_write_text(out / "table.md", table_markdown(results, cfg))
+    paths = [out / "results.json", out / "table.md"]
+    if results["gamma_sweep"]:
+        plot_sweep({float(g): v for g, v in results["gamma_sweep"].items()}, cfg.metrics, out / "gamma_sweep.png")
+        paths.append(out / "gamma_sweep.png")
+    shown = min(cfg.grid, cfg.num)
+    rows = {"real": tests.real[:shown], **{n: v[:shown] for n, v in samples.items()}}
+    paths += write_grid(out / "qualitative.gif", [v for row in rows.values() for v in row],
+                        labels=tests.captions[:shown] * len(rows), nrow=shown, row_labels=list(rows), upscale=4,
+                        formats=("gif", "mp4"))
+    print(table_markdown(results, cfg))
+    for path in paths:
+        print(f"wrote {path}")
+    return results

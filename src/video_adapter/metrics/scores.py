@@ -1,0 +1,144 @@
+"""Scoring sets of generated videos against real ones, with bootstrap confidence intervals.
+
+A `Scorer` holds the feature networks a run asked for and the real set's features, computed once; `score` turns
+generated videos into every metric with a 95% interval. Each interval resamples the generated set with replacement
+(the real set stays fixed, as the reference distribution), so it is the spread due to which N samples were drawn.
+
+  metric      network                                             comparable with published numbers
+  fvd         StyleGAN-V's I3D (detectors.I3D), 400-d              yes, at 16 frames and the same N
+  fid, kid    StyleGAN2-ADA's Inception over frames, 2048-d       yes for the protocol; tiny frames upscaled
+  is          the same Inception's class probabilities            yes for the protocol
+  fvd-va      our encoder trained on the broad corpus (video_net)  no: our own features ("FVD-VA")
+  accuracy    our per-domain caption classifier (video_net)       no: our own task measure
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import Tensor
+
+from ..video_io import to_uint8
+from .detectors import Detector, i3d_features, inception_features, inception_probs, load_detector, video_frames
+from .stats import FrechetReference, inception_score, kid
+
+METRICS = ("fvd", "fid", "kid", "is", "fvd-va", "accuracy")
+LOWER_IS_BETTER = {"fvd": True, "fid": True, "kid": True, "is": False, "fvd-va": True, "accuracy": False}
+
+
+@dataclass(frozen=True)
+class Value:
+    """A metric's point estimate and its bootstrap 95% interval."""
+    value: float
+    low: float
+    high: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": self.value, "ci95": [self.low, self.high]}
+
+
+def bootstrap(statistic, n: int, rounds: int, seed: int) -> tuple[float, float]:
+    """2.5th and 97.5th percentiles of `statistic(indices)` over `rounds` resamples of range(n) with replacement."""
+    if rounds < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    values = [statistic(rng.integers(0, n, n)) for _ in range(rounds)]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def frechet_with_ci(real: FrechetReference, fake: np.ndarray, rounds: int, seed: int) -> Value:
+    # Resampling with replacement repeats rows, which shrinks the covariance: the interval sits above the point
+    # estimate (FD's small-sample bias), so read it as the spread over draws, not as a centred error bar.
+    fd = lambda idx: real.distance(fake[idx])
+    return Value(fd(np.arange(len(fake))), *bootstrap(fd, len(fake), rounds, seed))
+
+
+@dataclass
+class Scorer:
+    """The metrics `names` of generated videos against `real` videos [N, C, F, H, W] in [-1, 1].
+
+    `networks` maps "i3d" / "inception" to TorchScript detector paths ("" = environment variable, then cache dir)
+    and "encoder" / "classifier" to our video_net directories; a metric whose network is missing is an error here,
+    before anything is generated, never a silently skipped column.
+    """
+    names: tuple[str, ...]
+    real: Tensor
+    networks: dict[str, str]
+    device: str = "cpu"
+    batch_size: int = 32
+    bootstrap_rounds: int = 200
+    seed: int = 0
+    _real: dict[str, np.ndarray] = field(default_factory=dict, init=False)
+    _nets: dict[str, object] = field(default_factory=dict, init=False)
+    _reference: dict[str, FrechetReference] = field(default_factory=dict, init=False)
+
+    def __post_init__(self):
+        if unknown := sorted(set(self.names) - set(METRICS)):
+            raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}")
+        from .video_net import load_video_net
+
+        needs = {"fvd": "i3d", "fid": "inception", "kid": "inception", "is": "inception", "fvd-va": "encoder",
+                 "accuracy": "classifier"}
+        for net in sorted({needs[m] for m in self.names}):
+            path = self.networks.get(net, "")
+            if net in ("i3d", "inception"):
+                self._nets[net] = load_detector(net, path or None, self.device)
+            elif not path:
+                flag = {"encoder": "--encoder", "classifier": "--classifier"}[net]
+                raise ValueError(f"metric {'fvd-va' if net == 'encoder' else 'accuracy'} needs {flag} DIR (a "
+                                 f"video_net trained with `video-adapter train-video-net`), or drop it from --metrics")
+            else:
+                self._nets[net] = load_video_net(path, device=self.device)
+        self._real = {key: self._features(key, self.real) for key in self._feature_keys()}
+        self._reference = {key: FrechetReference(f) for key, f in self._real.items()}
+
+    def _feature_keys(self) -> list[str]:
+        keys = {"fvd": "i3d", "fid": "inception", "kid": "inception", "fvd-va": "encoder"}
+        return sorted({keys[m] for m in self.names if m in keys})
+
+    def _features(self, key: str, videos: Tensor) -> np.ndarray:
+        from .video_net import video_net_features
+
+        if key == "encoder":
+            return video_net_features(self._nets["encoder"], videos, self.batch_size)
+        uint8 = to_uint8(videos)
+        if key == "i3d":
+            return i3d_features(self._nets["i3d"], uint8, self.batch_size)
+        return inception_features(self._nets["inception"], video_frames(uint8), self.batch_size)
+
+    def records(self) -> dict[str, dict]:
+        """Which file produced each metric: detectors' path and sha256, our networks' directories."""
+        return {name: net.record() if isinstance(net, Detector) else {"path": self.networks[name]}
+                for name, net in self._nets.items()}
+
+    def score(self, videos: Tensor, captions: list[str]) -> dict[str, Value]:
+        """Every metric of `videos` [N, C, F, H, W] (generated for `captions`) against the real set."""
+        from .video_net import caption_predictions
+
+        feats = {key: self._features(key, videos) for key in self._feature_keys()}
+        out = {}
+        for i, name in enumerate(self.names):
+            seed = self.seed + 7919 * i  # each metric its own resamples, the same for every method
+            if name in ("fvd", "fid", "fvd-va"):
+                key = {"fvd": "i3d", "fid": "inception", "fvd-va": "encoder"}[name]
+                out[name] = frechet_with_ci(self._reference[key], feats[key], self.bootstrap_rounds, seed)
+            elif name == "kid":
+                real, fake = self._real["inception"], feats["inception"]
+                # 10 subsets per bootstrap round: the interval is dominated by the resample, not the subsets
+                stat = lambda idx: kid(real, fake[idx], num_subsets=10, seed=seed)[0]
+                out[name] = Value(kid(real, fake, seed=seed)[0], *bootstrap(stat, len(fake), self.bootstrap_rounds,
+                                                                            seed))
+            elif name == "is":
+                probs = inception_probs(self._nets["inception"], video_frames(to_uint8(videos)), self.batch_size)
+                per_video = probs.reshape(len(videos), -1, probs.shape[-1])  # resample videos, not frames
+                stat = lambda idx: inception_score(per_video[idx].reshape(-1, probs.shape[-1]), splits=1)[0]
+                out[name] = Value(stat(np.arange(len(videos))), *bootstrap(stat, len(videos),
+                                                                           self.bootstrap_rounds, seed))
+            else:
+                correct = caption_predictions(self._nets["classifier"], videos, captions, self.batch_size)
+                stat = lambda idx: float(correct[idx].mean())
+                out[name] = Value(stat(np.arange(len(correct))), *bootstrap(stat, len(correct),
+                                                                            self.bootstrap_rounds, seed))
+        return out

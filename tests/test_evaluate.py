@@ -1,0 +1,118 @@
+"""The evaluation protocol end to end on tiny models: every output, the same seeds across methods, the gamma sweep's
+exact endpoints, and errors before any sampling."""
+
+import json
+from pathlib import Path
+from dataclasses import replace
+
+import pytest
+import torch
+from test_metrics import InceptionStandIn
+
+from video_adapter.checkpoint import save_model
+from video_adapter.cli import main
+from video_adapter.evaluate import EvalConfig, run_evaluation
+from video_adapter.metrics.detectors import INCEPTION
+from video_adapter.metrics.video_net import VideoNet, VideoNetConfig, save_video_net
+from video_adapter.toy import make_toy_dataset
+from video_adapter.unet import SpaceTimeUNet, UNetConfig
+
+from conftest import randomize
+
+SHAPE = dict(frames=4, height=8, width=16)
+PRIOR = UNetConfig(**SHAPE, base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+                   head_dim=8, emb_dim=32, first_frame_cond=True, edge_cond=True)
+SMALL = UNetConfig(**SHAPE, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+                   head_dim=8, emb_dim=32, first_frame_cond=True)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    domain = root / "domain"
+    make_toy_dataset(domain / "test", num=6, frames=4, size=(8, 16), seed=0, progress=False)
+    captions = sorted({json.loads(line)["caption"] for line in (domain / "test" / "captions.jsonl").open()})
+    torch.manual_seed(0)
+    prior = save_model(root / "prior", randomize(SpaceTimeUNet(PRIOR), scale=0.05), "minilm")
+    small = save_model(root / "small", randomize(SpaceTimeUNet(SMALL), seed=1, scale=0.05), "minilm")
+    net = dict(**SHAPE, widths=(8, 16), feature_dim=16, norm_groups=4)
+    encoder = save_video_net(root / "encoder", VideoNet(VideoNetConfig(**net, embed_dim=8)))
+    classifier = save_video_net(root / "classifier",
+                                VideoNet(VideoNetConfig(**net, objective="caption", labels=tuple(captions))))
+    inception = root / INCEPTION.filename
+    torch.jit.script(InceptionStandIn().eval()).save(str(inception))
+    cfg = EvalConfig(domain=str(domain), prior=str(prior), small_s=str(small),
+                     methods=("small-s", "small-s+prior", "prior", "cfg-mix"),
+                     metrics=("fvd-va", "accuracy", "fid", "kid", "is"), encoder=str(encoder),
+                     classifier=str(classifier), inception=str(inception), num=4, batch_size=2, steps=3,
+                     gamma_sweep=(0.0, 0.1), prior_strength=0.1, bootstrap=20, grid=2, device="cpu",
+                     out=str(root / "out"))
+    return cfg, run_evaluation(cfg)
+
+
+def test_writes_every_output(setup):
+    cfg, results = setup
+    out = json.loads((Path(cfg.out) / "results.json").read_text())
+    assert out == json.loads(json.dumps(results))
+    for name in ("table.md", "gamma_sweep.png", "qualitative.gif", "qualitative.mp4"):
+        assert (Path(cfg.out) / name).stat().st_size > 0
+    assert list(results["methods"]) == list(cfg.methods)
+    for row in results["methods"].values():
+        assert set(row["metrics"]) == set(cfg.metrics)
+        acc = row["metrics"]["accuracy"]
+        assert 0 <= acc["ci95"][0] <= acc["value"] <= acc["ci95"][1] <= 1
+        assert row["seconds_per_sample"] > 0
+    assert results["networks"]["inception"]["sha256"] and results["networks"]["encoder"]["path"] == cfg.encoder
+    table = (Path(cfg.out) / "table.md").read_text()
+    assert "| Small (S) + Prior |" in table and "not comparable" in table
+
+
+def test_composition_parameters_are_both_models(setup):
+    _, results = setup
+    m = results["methods"]
+    assert m["small-s+prior"]["parameters"] == m["small-s"]["parameters"] + m["prior"]["parameters"]
+
+
+def test_gamma_sweep_endpoints_are_exact(setup):
+    """gamma = 0 samples the adapter bit for bit (so every metric equals Small (S)'s), and the sweep point at the
+    main run's gamma is the main run."""
+    _, results = setup
+    sweep, methods = results["gamma_sweep"], results["methods"]
+    assert sweep["0.0"] == methods["small-s"]["metrics"]
+    assert sweep["0.1"] == methods["small-s+prior"]["metrics"]
+    assert methods["small-s"]["metrics"]["fvd-va"] != methods["prior"]["metrics"]["fvd-va"]
+
+
+def test_a_sample_depends_on_its_batch_alone(setup, tmp_path):
+    """Batch i is seeded by i: fewer samples give the same first batches, so sharding batches over processes
+    cannot change them."""
+    cfg, results = setup
+    from video_adapter.evaluate import Models, generate, test_set
+
+    small = replace(cfg, num=2, out=str(tmp_path))
+    models = Models(small, torch.device("cpu"))
+    tests = test_set(small, models(cfg.prior).spec)
+    first, _ = generate(small, "small-s+prior", models, tests, 0.1)
+    full, _ = generate(cfg, "small-s+prior", models, test_set(cfg, models(cfg.prior).spec), 0.1)
+    assert torch.equal(first, full[:2]) and not torch.equal(full[:2], full[2:])
+
+
+def test_errors_before_sampling(setup, tmp_path):
+    cfg, _ = setup
+    with pytest.raises(ValueError, match="method small-l\\+prior needs --small-l DIR"):
+        run_evaluation(replace(cfg, methods=("small-l+prior",), out=str(tmp_path / "a")))
+    with pytest.raises(ValueError, match="fvd-va needs --encoder DIR"):
+        run_evaluation(replace(cfg, encoder="", out=str(tmp_path / "b")))
+    with pytest.raises(ValueError, match="unknown method"):
+        run_evaluation(replace(cfg, methods=("nope",), out=str(tmp_path / "c")))
+    with pytest.raises(FileNotFoundError, match="i3d_torchscript.pt"):
+        run_evaluation(replace(cfg, metrics=("fvd",), i3d=str(tmp_path / "missing.pt"), out=str(tmp_path / "d")))
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_cli_dry_run_and_error(capsys, setup):
+    cfg, _ = setup
+    main(["evaluate", "--domain", cfg.domain, "--small-s", cfg.small_s, "--num", "8", "--dry-run"])
+    assert json.loads(capsys.readouterr().out)["num"] == 8
+    with pytest.raises(SystemExit, match="pass --domain DIR"):
+        main(["evaluate", "--small-s", cfg.small_s])
