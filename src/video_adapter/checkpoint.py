@@ -223,21 +223,23 @@ def replace_dir(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
-def read_config(directory: str | Path) -> dict:
+def read_config(directory: str | Path, model_type: str = "SpaceTimeUNet", key: str = "unet",
+                written_by: str = "video-adapter train") -> dict:
+    """config.json of a model directory, checked to describe a `model_type` (its config under `key`)."""
     directory = Path(directory)
     path = directory / CONFIG_NAME
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint {directory} is not a directory; pass a model directory written by "
-                              f"`video-adapter train` (config.json + model*.safetensors)")
+                              f"`{written_by}` (config.json + model*.safetensors)")
     if not path.exists():
         raise CheckpointError(f"{path} is missing: a checkpoint directory needs config.json beside its weights")
     try:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON ({e})") from e
-    if not isinstance(config, dict) or config.get("model_type") != "SpaceTimeUNet" or "unet" not in config:
-        model_type = config.get("model_type") if isinstance(config, dict) else None
-        raise CheckpointError(f"{path} does not describe a SpaceTimeUNet (model_type={model_type!r})")
+    if not isinstance(config, dict) or config.get("model_type") != model_type or key not in config:
+        found = config.get("model_type") if isinstance(config, dict) else None
+        raise CheckpointError(f"{path} does not describe a {model_type} (model_type={found!r})")
     return config
 
 

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..checkpoint import CONFIG_NAME, CheckpointError, atomic_write_text, check_state, load_tensors, replace_dir, \
-    save_tensors
+from ..checkpoint import CONFIG_NAME, CheckpointError, atomic_write_text, check_state, load_tensors, read_config, \
+    replace_dir, save_tensors
 from ..unet import config_from_dict
 
 FORMAT_VERSION = 1
@@ -388,22 +388,12 @@ def save_video_net(directory: str | Path, net: VideoNet, **extra) -> Path:
 
 def read_video_net_config(directory: str | Path) -> dict:
     """config.json of a video_net directory, checked to describe one; CheckpointError says what is wrong."""
-    directory = Path(directory)
-    path = directory / CONFIG_NAME
-    if not directory.is_dir():
-        raise CheckpointError(f"video_net {directory} is not a directory; pass one written by `video-adapter "
-                              f"train-video-net` (config.json + model.safetensors)")
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: a video_net directory needs config.json beside its weights")
     try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from e
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type != MODEL_TYPE or "model" not in config:
-        hint = " (a denoiser checkpoint, not a video_net)" if model_type == "SpaceTimeUNet" else ""
-        raise CheckpointError(f"{path} does not describe a {MODEL_TYPE} (model_type={model_type!r}){hint}")
-    return config
+        return read_config(directory, MODEL_TYPE, "model", "video-adapter train-video-net")
+    except CheckpointError as e:
+        if "'SpaceTimeUNet'" in str(e):
+            raise CheckpointError(f"{e} (a denoiser checkpoint, not a video_net)") from e
+        raise
 
 
 def load_video_net(directory: str | Path, device: torch.device | str | None = None) -> VideoNet:
