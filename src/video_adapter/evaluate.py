@@ -6,8 +6,8 @@
 Every method samples the same N conditions from the domain's test split (caption and first frame, or edges) from
 the same seeds, and each N-sample set is scored against the real test clips (`metrics.scores`), with bootstrap
 intervals. Batches are seeded by their index, so a sample depends on (seed, batch size, its index) alone and the
-batches can be spread over processes (`accelerate launch -m video_adapter.cli evaluate ...`) with results identical
-to one process. Writes results.json, table.md, gamma_sweep.png and qualitative.gif / .mp4 into --out.
+batches can be spread over processes (`torchrun --nproc_per_node N -- $(which video-adapter) evaluate ...`) with
+results identical to one process. Writes results.json, table.md, gamma_sweep.png and qualitative.gif / .mp4 into --out.
 """
 
 from __future__ import annotations
