@@ -45,7 +45,8 @@ def score(model, text_encoder, clips: list[dict], logsnrs, seed: int, batch: int
         cond = make_cond(video, text_encoder.encode([c["caption"] for c in part], device=device), model.cfg)
         for name, flags in condition_sets(model.cfg).items():
             with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-                losses = heldout_loss(model, video, cond.with_flags(**flags), logsnrs, seed + start, model.cfg.prediction)
+                losses = heldout_loss(model, video, cond.with_flags(**flags), logsnrs, seed + start,
+                                      model.cfg.prediction)
             totals[name] += float(losses.mean()) * len(part)
     return {name: total / len(clips) for name, total in totals.items()}
 

@@ -144,7 +144,8 @@ class Models:
         return models
 
 
-def generate(cfg: EvalConfig, method: str, models: Models, tests: TestSet, prior_strength: float) -> tuple[Tensor, float]:
+def generate(cfg: EvalConfig, method: str, models: Models, tests: TestSet,
+             prior_strength: float) -> tuple[Tensor, float]:
     """All --num samples of one method, [N, C, F, H, W] on the CPU, and the seconds this process spent sampling.
 
     Batch i is sampled from seed + i; under accelerate each process takes every world_size-th batch and the
