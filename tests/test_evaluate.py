@@ -97,8 +97,10 @@ def test_a_sample_depends_on_its_batch_alone(setup, tmp_path):
     assert torch.equal(first, full[:2]) and not torch.equal(full[:2], full[2:])
 
 
-def test_errors_before_sampling(setup, tmp_path):
+def test_errors_before_sampling(setup, tmp_path, monkeypatch):
     cfg, _ = setup
+    sampled = []
+    monkeypatch.setattr("video_adapter.evaluate.sample_mode", lambda *a, **k: sampled.append(1))
     with pytest.raises(ValueError, match="method small-l\\+prior needs --small-l DIR"):
         run_evaluation(replace(cfg, methods=("small-l+prior",), out=str(tmp_path / "a")))
     with pytest.raises(ValueError, match="fvd-va needs --encoder DIR"):
@@ -107,7 +109,13 @@ def test_errors_before_sampling(setup, tmp_path):
         run_evaluation(replace(cfg, methods=("nope",), out=str(tmp_path / "c")))
     with pytest.raises(FileNotFoundError, match="i3d_torchscript.pt"):
         run_evaluation(replace(cfg, metrics=("fvd",), i3d=str(tmp_path / "missing.pt"), out=str(tmp_path / "d")))
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    narrow = save_model(tmp_path / "narrow", SpaceTimeUNet(replace(SMALL, width=8)), "minilm")
+    with pytest.raises(ValueError, match="shapes differ"):  # checked before the first method samples
+        run_evaluation(replace(cfg, methods=("prior", "small-s+prior"), small_s=str(narrow), out=str(tmp_path / "e")))
+    text_only = save_model(tmp_path / "text_only", SpaceTimeUNet(replace(SMALL, first_frame_cond=False)), "minilm")
+    with pytest.raises(ValueError, match="does not take first_frame"):
+        run_evaluation(replace(cfg, methods=("prior", "small-s"), small_s=str(text_only), out=str(tmp_path / "f")))
+    assert not any((tmp_path / name).exists() for name in "abcdef") and not sampled
 
 
 def test_cli_dry_run_and_error(capsys, setup):

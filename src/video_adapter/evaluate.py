@@ -231,6 +231,8 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     models, names = Models(cfg, device), cfg.selected()
     spec = models(cfg.prior if cfg.prior else getattr(cfg, METHODS[names[0]].model)).spec
     tests = test_set(cfg, spec)
+    for name in names:  # every pair compatible and every condition taken, before anything is sampled
+        route_conditions(models.of(name), {"text", *tests.pixels}, partial=False)
     scorer = Scorer(tuple(cfg.metrics), tests.real, {"i3d": cfg.i3d, "inception": cfg.inception, "encoder": cfg.encoder,
                     "classifier": cfg.classifier}, str(device), cfg.batch_size, cfg.bootstrap, cfg.seed) \
         if state.is_main_process else None

@@ -82,13 +82,19 @@ class TrainConfig:
         return config_from_dict(cls, d)
 
 
+def warmup_cosine(step: int, lr: float, warmup_steps: int, steps: int, lr_end: float = 0.0) -> float:
+    """Linear warmup to `lr` over `warmup_steps`, then a cosine down to `lr_end` at `steps` (and flat after)."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    done = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
+    return lr_end + (lr - lr_end) * 0.5 * (1 + math.cos(math.pi * done))
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-    if cfg.lr_decay == "constant" or step < cfg.warmup_steps:
-        return cfg.lr * warm
+    if cfg.lr_decay == "constant":
+        return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
     # a short run ends far better annealed than at its peak rate (continuing it later re-warms from lr_end)
-    done = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    return cfg.lr_end + (cfg.lr - cfg.lr_end) * 0.5 * (1 + math.cos(math.pi * done))
+    return warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.lr_end)
 
 
 @torch.no_grad()

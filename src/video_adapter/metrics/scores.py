@@ -23,7 +23,10 @@ from ..video_io import to_uint8
 from .detectors import Detector, i3d_features, inception_features, inception_probs, load_detector, video_frames
 from .stats import FrechetReference, inception_score, kid
 
-METRICS = ("fvd", "fid", "kid", "is", "fvd-va", "accuracy")
+NETWORK = {"fvd": "i3d", "fid": "inception", "kid": "inception", "is": "inception", "fvd-va": "encoder",
+           "accuracy": "classifier"}  # the network each metric runs on
+METRICS = tuple(NETWORK)
+FEATURES = ("i3d", "inception", "encoder")  # networks whose features are compared with the real set's
 LOWER_IS_BETTER = {"fvd": True, "fid": True, "kid": True, "is": False, "fvd-va": True, "accuracy": False}
 
 
@@ -79,9 +82,7 @@ class Scorer:
             raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}")
         from .video_net import load_video_net
 
-        needs = {"fvd": "i3d", "fid": "inception", "kid": "inception", "is": "inception", "fvd-va": "encoder",
-                 "accuracy": "classifier"}
-        for net in sorted({needs[m] for m in self.names}):
+        for net in sorted({NETWORK[m] for m in self.names}):
             path = self.networks.get(net, "")
             if net in ("i3d", "inception"):
                 self._nets[net] = load_detector(net, path or None, self.device)
@@ -95,8 +96,7 @@ class Scorer:
         self._reference = {key: FrechetReference(f) for key, f in self._real.items()}
 
     def _feature_keys(self) -> list[str]:
-        keys = {"fvd": "i3d", "fid": "inception", "kid": "inception", "fvd-va": "encoder"}
-        return sorted({keys[m] for m in self.names if m in keys})
+        return sorted({NETWORK[m] for m in self.names if m != "is" and NETWORK[m] in FEATURES})
 
     def _features(self, key: str, videos: Tensor) -> np.ndarray:
         from .video_net import video_net_features
@@ -122,7 +122,7 @@ class Scorer:
         for i, name in enumerate(self.names):
             seed = self.seed + 7919 * i  # each metric its own resamples, the same for every method
             if name in ("fvd", "fid", "fvd-va"):
-                key = {"fvd": "i3d", "fid": "inception", "fvd-va": "encoder"}[name]
+                key = NETWORK[name]
                 out[name] = frechet_with_ci(self._reference[key], feats[key], self.bootstrap_rounds, seed)
             elif name == "kid":
                 real, fake = self._real["inception"], feats["inception"]

@@ -36,6 +36,8 @@ from torch import Tensor, nn
 
 from ..checkpoint import CONFIG_NAME, CheckpointError, atomic_write_text, check_state, load_tensors, read_config, \
     replace_dir, save_tensors
+from ..pipeline import resolve_device
+from ..train import warmup_cosine
 from ..unet import config_from_dict
 
 FORMAT_VERSION = 1
@@ -254,15 +256,6 @@ class VideoNetTrainConfig:
         return config_from_dict(cls, d)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name}: CUDA is not available here; use cpu or auto")
-    return device
-
-
 def batches(cfg: VideoNetTrainConfig) -> tuple[str, tuple[str, ...], object]:
     """(a description, the sorted distinct rewritten captions of a folder, an endless iterator of batches)."""
     from ..data import ResumableSampler, VideoFolderDataset
@@ -303,10 +296,7 @@ def random_shift(video: Tensor, shift: int, gen: torch.Generator) -> Tensor:
 
 
 def lr_at(step: int, cfg: VideoNetTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    done = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+    return warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps)
 
 
 def param_groups(net: nn.Module, weight_decay: float) -> list[dict]:
