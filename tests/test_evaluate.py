@@ -67,6 +67,24 @@ def test_writes_every_output(setup):
     assert "| Small (S) + Prior |" in table and "not comparable" in table
 
 
+def test_real_reference_row_scores_other_test_clips_like_a_method(setup, tmp_path):
+    from video_adapter.data import VideoFolderDataset
+    from video_adapter.metrics.scores import Scorer
+
+    cfg, results = setup
+    assert "real" not in results  # 6 test clips < 2 x 4
+    small = replace(cfg, num=3, methods=("small-s",), gamma_sweep=(), out=str(tmp_path))
+    got = run_evaluation(small)
+    data = VideoFolderDataset(Path(cfg.domain) / "test", frames=4, size=(8, 16), random_crop=False)
+    others = torch.stack([data[i]["video"] for i in range(3, 6)])
+    real = torch.stack([data[i]["video"] for i in range(3)])
+    scorer = Scorer(cfg.metrics, real, {"inception": cfg.inception, "encoder": cfg.encoder,
+                                        "classifier": cfg.classifier, "i3d": ""}, "cpu", 2, cfg.bootstrap, cfg.seed)
+    want = {k: v.as_dict() for k, v in scorer.score(others, data.captions[3:6]).items()}
+    assert got["real"] == want and want["fvd-va"]["value"] > 0
+    assert "| Real: 3 other test clips |" in (tmp_path / "table.md").read_text()
+
+
 def test_composition_parameters_are_both_models(setup):
     _, results = setup
     m = results["methods"]

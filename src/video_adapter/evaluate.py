@@ -106,6 +106,8 @@ class TestSet(NamedTuple):
     real: Tensor              # [N, C, F, H, W] in [-1, 1]: the test clips, repeated to --num
     captions: list[str]       # [N]
     pixels: dict[str, Tensor]  # the per-sample pixel conditions (first_frame [N, C, H, W] or edges [N, C, F, H, W])
+    reference: Tensor | None  # N other test clips, scored like a method: the metrics' floor and the classifier's
+    reference_captions: list[str]  # ceiling at this N (None when the split has fewer than 2N clips)
 
 
 def test_set(cfg: EvalConfig, spec) -> TestSet:
@@ -118,14 +120,16 @@ def test_set(cfg: EvalConfig, spec) -> TestSet:
     real = torch.stack([data[i]["video"] for i in picks])
     pixels = {"first_frame": real[:, :, 0]} if cfg.condition == "first_frame" else \
         {"edges": sobel_x(real)} if cfg.condition == "edges" else {}
-    return TestSet(real, [data.captions[i] for i in picks], pixels)
+    others = range(cfg.num, 2 * cfg.num) if len(data) >= 2 * cfg.num else range(0)
+    reference = torch.stack([data[i]["video"] for i in others]) if others else None
+    return TestSet(real, [data.captions[i] for i in picks], pixels, reference, [data.captions[i] for i in others])
 
 
 class Models:
     """Checkpoints loaded once per path, on this process's device."""
 
     def __init__(self, cfg: EvalConfig, device: torch.device):
-        self.cfg, self.device, self.cache = cfg, device, {}
+        self.cfg, self.device, self.cache, self.text_encoders = cfg, device, {}, {}
 
     def __call__(self, path: str) -> ScoreModel:
         if path not in self.cache:
@@ -164,7 +168,7 @@ def generate(cfg: EvalConfig, method: str, models: Models, tests: TestSet,
     for index in range(state.process_index, len(starts), state.num_processes):
         part = slice(starts[index], starts[index] + cfg.batch_size)
         pixels = {name: value[part] for name, value in tests.pixels.items()}
-        conds = model_conds(mode_models, tests.captions[part], pixels, routes, models.device)
+        conds = model_conds(mode_models, tests.captions[part], pixels, routes, models.device, models.text_encoders)
         shape = (len(tests.captions[part]), *next(iter(mode_models.values())).spec.shape)
         start = time.perf_counter()
         x = sample_mode(replace(scfg, seed=cfg.seed + index), scfg.mode, mode_models, conds, shape, models.device)
@@ -184,18 +188,21 @@ def table_markdown(results: dict, cfg: EvalConfig) -> str:
     metrics = list(cfg.metrics)
     head = "| method | " + " | ".join(metrics) + " | parameters | sampling s / sample |"
     lines = [head, "|---|" + "---:|" * (len(metrics) + 2)]
-    for name, row in results["methods"].items():
-        cells = [f"{row['metrics'][m]['value']:.4g} [{row['metrics'][m]['ci95'][0]:.4g}, "
-                 f"{row['metrics'][m]['ci95'][1]:.4g}]" for m in metrics]
-        lines.append(f"| {METHODS[name].label} | " + " | ".join(cells) +
-                     f" | {human_count(row['parameters'])} | {row['seconds_per_sample']:.3f} |")
+    rows = [(f"Real: {cfg.num} other test clips", results["real"], None)] if "real" in results else []
+    rows += [(METHODS[name].label, row["metrics"], row) for name, row in results["methods"].items()]
+    for label, scores, row in rows:
+        cells = [f"{scores[m]['value']:.4g} [{scores[m]['ci95'][0]:.4g}, {scores[m]['ci95'][1]:.4g}]" for m in metrics]
+        cost = f"{human_count(row['parameters'])} | {row['seconds_per_sample']:.3f}" if row else "- | -"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {cost} |")
+    real_note = (" Real: test clips not among the conditions, scored like a method: the Fréchet distances' floor "
+                 "and the classifier's accuracy on real video at this N.") if "real" in results else ""
     return "\n".join(lines) + (
         f"\n\n{cfg.num} samples per method conditioned on the caption"
         f"{'' if cfg.condition == 'none' else ' and ' + cfg.condition.replace('_', ' ')} of test clips of "
         f"{cfg.domain}, the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, "
         f"gamma {cfg.prior_strength:g}. Brackets: bootstrap 95% intervals over the generated set "
-        f"({cfg.bootstrap} resamples). fvd-va and accuracy use our own networks and are not comparable with "
-        "published numbers.\n")
+        f"({cfg.bootstrap} resamples).{real_note} fvd-va and accuracy use our own networks and are not comparable "
+        "with published numbers.\n")
 
 
 def plot_sweep(sweep: dict[float, dict], metrics: tuple[str, ...], path: Path) -> None:
@@ -237,6 +244,10 @@ def run_evaluation(cfg: EvalConfig) -> dict:
                     "classifier": cfg.classifier}, str(device), cfg.batch_size, cfg.bootstrap, cfg.seed) \
         if state.is_main_process else None
     samples, results = {}, {"config": asdict(cfg), "methods": {}, "gamma_sweep": {}}
+    if tests.reference is None:
+        state.print(f"no 'Real' reference row: it needs {2 * cfg.num} test clips (2 x --num)")
+    elif state.is_main_process:
+        results["real"] = {k: v.as_dict() for k, v in scorer.score(tests.reference, tests.reference_captions).items()}
     for name in names:
         state.print(f"[{name}] {METHODS[name].label}: {cfg.num} samples")
         samples[name], seconds = generate(cfg, name, models, tests, cfg.prior_strength)

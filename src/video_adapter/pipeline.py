@@ -175,10 +175,13 @@ def route_conditions(models: dict[str, ScoreModel], requested: set[str], partial
     return routes
 
 
-def encode_prompts(models: dict[str, ScoreModel], prompts: list[str], device: torch.device) -> dict[str, TextEmbedding]:
-    """Each unique prompt once per distinct text encoder; both models share the embeddings when encoders agree."""
+def encode_prompts(models: dict[str, ScoreModel], prompts: list[str], device: torch.device,
+                   encoders: dict | None = None) -> dict[str, TextEmbedding]:
+    """Each unique prompt once per distinct text encoder; both models share the embeddings when encoders agree.
+    `encoders` (spec -> loaded encoder) keeps the encoders loaded across calls, e.g. over an evaluation's batches."""
     unique = list(dict.fromkeys(prompts))
     index = torch.tensor([unique.index(p) for p in prompts])
+    encoders = {} if encoders is None else encoders
     by_spec, out = {}, {}
     for role, model in models.items():
         spec = model.spec.text_encoder
@@ -186,7 +189,9 @@ def encode_prompts(models: dict[str, ScoreModel], prompts: list[str], device: to
             raise ValueError(f"the {'adapter' if role == 'small' else 'prior'} names no text_encoder in its "
                              "config.json; it cannot be prompted")
         if spec not in by_spec:
-            by_spec[spec] = load_text_encoder(spec, device=device).encode(unique)
+            if spec not in encoders:
+                encoders[spec] = load_text_encoder(spec, device=device)
+            by_spec[spec] = encoders[spec].encode(unique)
         out[role] = by_spec[spec][index]
     return out
 
@@ -200,10 +205,10 @@ def model_cond(text: TextEmbedding, pixels: dict[str, Tensor], takes: set[str], 
 
 
 def model_conds(models: dict[str, ScoreModel], prompts: list[str], pixels: dict[str, Tensor],
-                routes: dict[str, set[str]], device: torch.device) -> Conds:
+                routes: dict[str, set[str]], device: torch.device, encoders: dict | None = None) -> Conds:
     """The `Conds` pair for `prompts` (one per sample): each model gets its own text embeddings and the pixel
     conditions `routes` gives it; a model not in `models` gets an empty Cond."""
-    texts = encode_prompts(models, prompts, device)
+    texts = encode_prompts(models, prompts, device, encoders)
     per_model = {role: model_cond(texts[role], pixels, routes[role], len(prompts)) for role in models}
     return Conds(small=per_model.get("small", Cond()), prior=per_model.get("prior", Cond()))
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from .conditioning import Cond, drop_conditions, sobel_x
+from .lora import add_lora, is_lora, merged, trainable_parameters
 from .schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
 from .sources import data_source
 from .text import load_text_encoder
@@ -65,6 +66,7 @@ class TrainConfig:
     save_every: int = 1_000               # steps between checkpoints (and at the end)
     max_minutes: float = 0.0              # stop with a checkpoint after this long (0: never); the same command resumes
     init: str = ""                        # start from this model directory's weights with a fresh optimizer
+    lora_rank: int = 0                    # >0: freeze --init's weights, train LoRA of this rank on attention (lora.py)
     seed: int = 0                         # seeds the weights, data order, crops, noise and dropout
 
     def model_config(self) -> UNetConfig:
@@ -153,10 +155,14 @@ def rng_state(gen: torch.Generator) -> dict[str, Tensor]:
 
 
 def save_run(run: Path, model, ema, opt, gen, step: int, data_state: dict, cfg: TrainConfig, text_spec: str) -> None:
-    """EMA weights as the run's model directory, plus train_state/ for exact resume; each part atomic."""
-    model_dir = ckpt.save_model(run / "checkpoint", ema, text_spec, step=step, train_config=asdict(cfg))
+    """EMA weights as the run's model directory (LoRA merged in), plus train_state/ for exact resume; each atomic."""
+    lora = is_lora(ema)
+    model_dir = ckpt.save_model(run / "checkpoint", merged(ema) if lora else ema, text_spec, step=step,
+                                train_config=asdict(cfg))
     state_dir = model_dir / "train_state"
     state_dir.mkdir()
+    if lora:  # the merged weights cannot be split into base and LoRA again
+        save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(state_dir / "ema.safetensors"))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(state_dir / "online.safetensors"))
     opt_tensors, opt_meta = ckpt.optimizer_to_tensors(opt.state_dict())
     save_file({k: v.contiguous().cpu() for k, v in opt_tensors.items()}, str(state_dir / "optimizer.safetensors"))
@@ -171,7 +177,8 @@ def load_run(run: Path, model, ema, opt, gen) -> tuple[int, dict]:
         raise ckpt.CheckpointError(f"{run} has no resumable checkpoint ({state_dir}/state.json is missing)")
     state = json.loads((state_dir / "state.json").read_text())
     model.load_state_dict(load_file(str(state_dir / "online.safetensors")))
-    ema.load_state_dict(ckpt.load_tensors(run / "checkpoint"))
+    lora_ema = state_dir / "ema.safetensors"
+    ema.load_state_dict(load_file(str(lora_ema)) if lora_ema.exists() else ckpt.load_tensors(run / "checkpoint"))
     opt.load_state_dict(ckpt.optimizer_from_tensors(load_file(str(state_dir / "optimizer.safetensors")),
                                                     state["optimizer"]))
     rng = load_file(str(state_dir / "rng.safetensors"))
@@ -206,6 +213,8 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
 
     if cfg.lr_decay not in ("constant", "cosine"):
         raise ValueError(f"--lr-decay must be constant or cosine, not {cfg.lr_decay!r}")
+    if cfg.lora_rank and not cfg.init:
+        raise ValueError("--lora-rank trains LoRA on a pretrained model's frozen weights: pass --init MODEL_DIR")
     acc = Accelerator(mixed_precision=_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
     run, device = Path(cfg.out), acc.device
     model_cfg = cfg.model_config()
@@ -217,19 +226,26 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     model = SpaceTimeUNet(model_cfg).to(device, memory_format=memory_format)
     ema = SpaceTimeUNet(model_cfg).to(device).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
-    step, data_state = 0, None
-    if (run / "checkpoint" / "train_state" / "state.json").exists():
-        step, data_state = load_run(run, model, ema, opt, gen)
-        acc.print(f"resumed {run} at step {step}")
-    elif cfg.init:
+    resuming = (run / "checkpoint" / "train_state" / "state.json").exists()
+    if cfg.init and not resuming:
         init_weights(cfg, model, ema, text_encoder.spec)
         acc.print(f"initialised from {cfg.init}")
+    if cfg.lora_rank:
+        for m in (model, ema):
+            add_lora(m, cfg.lora_rank)
+        ema.requires_grad_(False).load_state_dict(model.state_dict())
+    opt = torch.optim.AdamW(trainable_parameters(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
+    step, data_state = 0, None
+    if resuming:
+        step, data_state = load_run(run, model, ema, opt, gen)
+        acc.print(f"resumed {run} at step {step}")
     previews, source, stream = data_source(cfg, size, frames, acc.process_index, acc.num_processes, data_state)
     run.mkdir(parents=True, exist_ok=True)
     net, opt = acc.prepare(torch.compile(model) if cfg.compile else model, opt)
-    acc.print(f"model: {count_parameters(model) / 1e6:.2f}M parameters, {source}, device {device}")
+    trained = sum(p.numel() for p in trainable_parameters(model))
+    acc.print(f"model: {count_parameters(model) / 1e6:.2f}M parameters ({trained / 1e6:.2f}M trained), {source}, "
+              f"device {device}")
     log = _LossLog(run / "loss.csv", acc.is_main_process, resumed_at=step)
     end = min(cfg.steps, stop_after or cfg.steps)
     bar = tqdm(range(step, end), initial=step, total=cfg.steps, disable=not acc.is_main_process, desc="train")
