@@ -13,6 +13,8 @@ set -euo pipefail
 D=${DOMAIN:?set DOMAIN to a make-data folder}; R=${RUN:?set RUN to an output folder}; G=${GAMMA:-0.1}
 STEPS=${STEPS:-4000}; BATCH=${BATCH:-64}; PRIOR=${PRIOR:-checkpoints/prior}
 ENCODER=${ENCODER:-checkpoints/video-encoder}; LORA_RANK=${LORA_RANK:-16}; COMPILE=${COMPILE---compile}
+# Stage 1 runs three trainings at once: a thread per core each would oversubscribe the CPU (docs/results.md)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / 4 > 0 ? $(nproc) / 4 : 1 ))}
 classifier_args=()
 if [ -n "${REWRITES:-}" ]; then IFS=';' read -r -a rw <<< "$REWRITES"; classifier_args=(--caption-rewrites "${rw[@]}"); fi
 va="python3 -m video_adapter.cli"

@@ -59,7 +59,7 @@ class EvalConfig:
     lora: str = ""                        # the prior with LoRA, trained for the same compute, merged into a checkpoint
     methods: tuple[str, ...] = ()         # which of METHODS (empty: every one whose checkpoints are given)
     metrics: tuple[str, ...] = ("fvd-va", "accuracy")  # of metrics.scores.METRICS; fvd/fid/kid/is need detector files
-    encoder: str = ""                     # video_net encoder for fvd-va
+    encoder: str = "checkpoints/video-encoder"  # video_net encoder for fvd-va (the shipped one: its README.md)
     classifier: str = ""                  # video_net caption classifier of this domain, for accuracy
     i3d: str = ""                         # i3d_torchscript.pt ("": $VIDEO_ADAPTER_I3D, then the cache directory)
     inception: str = ""                   # inception-2015-12-05.pt ("": $VIDEO_ADAPTER_INCEPTION, then the cache)

@@ -1,0 +1,48 @@
+"""The FVD-VA encoder we ship in git (checkpoints/video-encoder): it loads through the real loader, matches its card,
+and its features see what FVD must see on clips it never trained on (procedural broad clips; it saw pybullet ones)."""
+
+import itertools
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from video_adapter.datagen.stream import ClipStream
+from video_adapter.metrics.stats import feature_stats, frechet_distance
+from video_adapter.metrics.video_net import load_video_net, video_net_features
+
+ENCODER = Path(__file__).resolve().parents[1] / "checkpoints" / "video-encoder"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_video_net(ENCODER)
+
+
+def test_encoder_config_and_card_agree(encoder):
+    config = json.loads((ENCODER / "config.json").read_text())
+    assert encoder.cfg.objective == "text" and (encoder.cfg.frames, encoder.cfg.height, encoder.cfg.width) == (16, 24, 40)
+    card = (ENCODER / "README.md").read_text()
+    params = sum(p.numel() for p in encoder.parameters())
+    assert f"{params:,}" in card and f"| {config['step']:,} |" in card
+    assert re.search(rf"{config['final_loss']:.3f}", card)
+
+
+def test_features_see_noise_shuffled_time_and_frozen_video(encoder):
+    """FD between two disjoint sets of 128 clips (the sampling floor) against the same second set shuffled in time,
+    with noise, or frozen on its first frame (measured: 0.31 against 0.40, 0.44 and 1.68)."""
+    clips = list(itertools.islice(ClipStream("broad-procedural", 0, (24, 40), 16, start=2**41), 256))
+    videos = torch.stack([c["video"] for c in clips])
+    a, b = videos[:128], videos[128:]
+    gen = torch.Generator().manual_seed(0)
+    shuffled = b[:, :, torch.randperm(16, generator=gen)]
+    noisy = (b + 0.3 * torch.randn(b.shape, generator=gen)).clamp(-1, 1)
+
+    def fd(x, y):
+        return frechet_distance(*feature_stats(video_net_features(encoder, x)),
+                                *feature_stats(video_net_features(encoder, y)))
+
+    same = fd(a, b)
+    assert fd(a, shuffled) > 1.2 * same and fd(a, noisy) > 1.2 * same and fd(a, b[:, :, :1].expand_as(b)) > 2 * same
