@@ -23,8 +23,9 @@ def condition_sets(cfg) -> dict[str, dict[str, bool]]:
 
 @torch.no_grad()
 def write_preview(model, text_encoder, dataset, path: Path, *, seed: int, num: int = 4, steps: int = 50,
-                  guidance: float = 3.0, formats: tuple[str, ...] = ("gif",)) -> list[Path]:
-    """Top row: the first `num` training clips; below: samples from their captions under each condition set."""
+                  guidance: float = 3.0, formats: tuple[str, ...] = ("gif",), decode=None) -> list[Path]:
+    """Top row: the first `num` training clips; below: samples from their captions under each condition set.
+    A latent-space model's clips and samples are shown through `decode` (its VAE's decoder)."""
     items = [dataset[i] for i in range(min(num, len(dataset)))]
     device = next(model.parameters()).device
     real = torch.stack([it["video"] for it in items]).to(device)
@@ -32,8 +33,11 @@ def write_preview(model, text_encoder, dataset, path: Path, *, seed: int, num: i
     cond = make_cond(real, text_encoder.encode(captions, device=device), model.cfg)
     was_training = model.training
     model.eval()
-    rows = {name: generate(model, cond.with_flags(**flags), sampler="ddim", steps=steps, guidance=guidance,
-                           seed=seed).cpu() for name, flags in condition_sets(model.cfg).items()}
+    clip = 1.0 if model.cfg.space == "pixels" else 0.0  # latents have no data range to clip x0 to
+    show = decode or (lambda v: v)
+    rows = {name: show(generate(model, cond.with_flags(**flags), sampler="ddim", steps=steps, guidance=guidance,
+                                seed=seed, clip_x0=clip)).cpu() for name, flags in condition_sets(model.cfg).items()}
+    real = show(real)
     model.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_grid(path, list(real.cpu()) + [v for row in rows.values() for v in row],

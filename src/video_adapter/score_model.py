@@ -10,6 +10,7 @@ composition and MCMC never change. `ModelSpec` declares what the model is, so mi
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,9 +96,12 @@ class NativeScoreModel(ScoreModel):
         self.graphs = CudaGraphs(self._forward) if cuda_graphs else None
         cfg = unet.cfg
         conditions = ("text",) + ("first_frame",) * cfg.first_frame_cond + ("edges",) * cfg.edge_cond
-        self.spec = ModelSpec(space="pixels", channels=cfg.channels, frames=cfg.frames, height=cfg.height,
-                              width=cfg.width, conditions=conditions, prediction=cfg.prediction, time="logsnr",
-                              parameters=count_parameters(unet), text_encoder=text_encoder)
+        # latents are unbounded: only pixels have a data range to clip x0 to
+        value_range = (-1.0, 1.0) if cfg.space == "pixels" else (-math.inf, math.inf)
+        self.spec = ModelSpec(space=cfg.space, channels=cfg.channels, frames=cfg.frames, height=cfg.height,
+                              width=cfg.width, conditions=conditions, value_range=value_range,
+                              prediction=cfg.prediction, time="logsnr", parameters=count_parameters(unet),
+                              text_encoder=text_encoder)
 
     def _forward(self, x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
         # no autocast weight cache: a CUDA graph must not capture casts that a later call would skip

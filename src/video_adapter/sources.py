@@ -63,9 +63,10 @@ def _mixed(folder: Iterator, stream: Iterator) -> Iterator[tuple[dict, dict]]:
                {"folder": a_state, "stream": b_state})
 
 
-def data_source(cfg, size: tuple[int, int], frames: int, rank: int, world: int,
-                state: dict | None) -> tuple[list | VideoFolderDataset, str, Iterator[tuple[dict, dict]]]:
-    """(clips for previews, a description, the batch iterator) for a TrainConfig's --data / --stream."""
+def data_source(cfg, size: tuple[int, int], frames: int, rank: int, world: int, state: dict | None,
+                space=None, device=None) -> tuple[list | VideoFolderDataset, str, Iterator[tuple[dict, dict]]]:
+    """(clips for previews, a description, the batch iterator) for a TrainConfig's --data / --stream; with `space`
+    (a diffusers_prior.LatentSpace) the folder's clips as cached latents, encoded on `device`."""
     from .datagen.stream import ClipStream
 
     only_stream = cfg.data.startswith(STREAM)
@@ -76,12 +77,19 @@ def data_source(cfg, size: tuple[int, int], frames: int, rank: int, world: int,
     if kind and not only_stream and not 0 < n_stream < cfg.batch_size:
         raise ValueError(f"--stream-share {cfg.stream_share} of --batch-size {cfg.batch_size} leaves "
                          f"{n_stream} streamed clips per batch; it must leave at least one from each source")
+    if space is not None and kind:
+        raise ValueError("--space trains on a folder's cached latents; streamed clips (--stream, stream:KIND) are "
+                         "not encoded")
     n_folder = cfg.batch_size - n_stream
     sources, described, previews = [], [], None
     if n_folder:
-        dataset = VideoFolderDataset(cfg.data, frames=frames, size=size, stride=cfg.stride, random_crop=True,
-                                     keywords=cfg.keywords or None, skip_bad=cfg.skip_bad, seed=cfg.seed,
-                                     cache=cfg.cache_videos)
+        dataset = VideoFolderDataset(cfg.data, frames=frames, size=size, stride=cfg.stride,
+                                     random_crop=space is None, keywords=cfg.keywords or None,
+                                     skip_bad=cfg.skip_bad, seed=cfg.seed, cache=cfg.cache_videos and space is None)
+        if space is not None:
+            from .latents import cached_latents
+
+            dataset = cached_latents(dataset, space, device)
         if len(dataset) < n_folder * world:
             raise ValueError(f"{len(dataset)} videos in {cfg.data} are fewer than one batch "
                              f"({n_folder} x {world} processes); lower --batch-size")
@@ -90,7 +98,8 @@ def data_source(cfg, size: tuple[int, int], frames: int, rank: int, world: int,
         if state:
             sampler.load_state_dict(state["folder"] if n_stream else state)
         sources.append(folder_batches(dataset, sampler, n_folder, cfg.num_workers))
-        described.append(f"{len(dataset)} videos ({n_folder} per batch)")
+        described.append(f"{len(dataset)} videos ({n_folder} per batch)" +
+                         (f" as {space.space} latents" if space is not None else ""))
         previews = dataset
     if n_stream:
         stream_state = (state["stream"] if n_folder else state) if state else None

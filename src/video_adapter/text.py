@@ -59,7 +59,7 @@ __all__ = [
 
 DEFAULT_TEXT_ENCODER = "minilm"
 SPEC_FORMS = (
-    '"minilm", "t5:/local/dir" or "clip:/local/dir", optionally followed by options such as '
+    '"minilm", "t5:/local/dir", "umt5:/local/dir" or "clip:/local/dir", optionally followed by options such as '
     '"?max_length=64&dtype=bfloat16"'
 )
 _SAVED_DIR_HELP = (
@@ -480,6 +480,20 @@ class T5Encoder(HFTextEncoder):
         return tokens, masked_mean(tokens.float(), attention_mask)
 
 
+class UMT5Encoder(T5Encoder):
+    """The encoder of a UMT5 model (Wan's text encoder) from a local directory; as `T5Encoder` otherwise."""
+
+    kind = "umt5"
+
+    def __init__(self, path, max_length: int = 512, device=None, dtype=None, batch_size: int = 64):
+        super().__init__(path, max_length, device, dtype, batch_size)
+
+    def _model_class(self):
+        from transformers import UMT5EncoderModel
+
+        return UMT5EncoderModel
+
+
 class CLIPTextEncoder(HFTextEncoder):
     """A CLIP text tower from a local directory (CLIPTextModel, CLIPTextModelWithProjection or a full CLIPModel).
 
@@ -519,7 +533,7 @@ class CLIPTextEncoder(HFTextEncoder):
 # --------------------------------------------------------------------------------------------------------------------
 # Specs
 
-_ENCODERS = {"minilm": MiniLMEncoder, "t5": T5Encoder, "clip": CLIPTextEncoder}
+_ENCODERS = {"minilm": MiniLMEncoder, "t5": T5Encoder, "umt5": UMT5Encoder, "clip": CLIPTextEncoder}
 _OPTIONS_RE = re.compile(r"\?((?:max_length|dtype)=[\w.]+(?:&(?:max_length|dtype)=[\w.]+)*)$")
 
 

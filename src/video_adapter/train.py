@@ -29,7 +29,7 @@ from .lora import add_lora, is_lora, merged, trainable_parameters
 from .schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
 from .sources import data_source
 from .text import load_text_encoder
-from .unet import SpaceTimeUNet, UNetConfig, config_from_dict, count_parameters, preset
+from .unet import PRESETS, SpaceTimeUNet, UNetConfig, config_from_dict, count_parameters, preset
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class TrainConfig:
     out: str = "runs/train"               # run directory: checkpoints, loss.csv, sample previews
     preset: str = "S"                     # model preset (video_adapter.unet.PRESETS)
     model: dict = field(default_factory=dict)  # UNetConfig field overrides on top of the preset
-    text_encoder: str = "minilm"          # "minilm" | "t5:/local/dir" | "clip:/local/dir"
+    text_encoder: str = "minilm"          # "minilm" | "t5:/local/dir" | "clip:/local/dir" (--space: the prior's own)
+    space: str = ""                       # a diffusers pipeline dir: train in its VAE's latents (--model: video size)
     steps: int = 20_000                   # optimizer steps (paper: 2M)
     batch_size: int = 8                   # per process (paper: 2048 in total)
     lr: float = 1e-4                      # paper: 1e-4
@@ -70,10 +71,32 @@ class TrainConfig:
     seed: int = 0                         # seeds the weights, data order, crops, noise and dropout
 
     def model_config(self) -> UNetConfig:
-        """The preset with --model overrides or, with --init, the initial model's own config (overrides apply)."""
+        """The preset with --model overrides or, with --init, the initial model's own config (overrides apply).
+        With --space, --model's frames, height and width are the video's; the model gets its latents' shape."""
         if self.init:
             return replace(UNetConfig.from_dict(ckpt.read_config(self.init)["unet"]), **self.model)
-        return preset(self.preset, **self.model)
+        if not self.space:
+            return preset(self.preset, **self.model)
+        from .diffusers_prior import latent_space
+
+        frames, (height, width) = self.video_shape()
+        latents = latent_space(self.space)
+        c, f, h, w = latents.latent_shape(frames, height, width)
+        rest = {k: v for k, v in self.model.items() if k not in ("frames", "height", "width")}
+        if rest.get("edge_cond", PRESETS[self.preset].edge_cond):
+            raise ValueError("edges are a pixel-space condition (the Sobel gradient of frames); with --space pass "
+                             "--model edge_cond=false")
+        return preset(self.preset, **rest, channels=c, frames=f, height=h, width=w, text_dim=latents.text_dim,
+                      space=latents.space)
+
+    def video_shape(self) -> tuple[int, tuple[int, int]]:
+        """(frames, (height, width)) at which clips are read: the model's own or, with --space, the video's."""
+        if self.space:
+            base = PRESETS[self.preset]
+            get = lambda name: self.model.get(name, getattr(base, name))
+            return get("frames"), (get("height"), get("width"))
+        cfg = self.model_config()
+        return cfg.frames, (cfg.height, cfg.width)
 
     @property
     def drop(self) -> dict[str, float]:
@@ -218,8 +241,13 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     acc = Accelerator(mixed_precision=_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
     run, device = Path(cfg.out), acc.device
     model_cfg = cfg.model_config()
-    size, frames = (model_cfg.height, model_cfg.width), model_cfg.frames
-    text_encoder = load_text_encoder(cfg.text_encoder, device=device, cache=True)
+    frames, size = cfg.video_shape()
+    space = None
+    if cfg.space:
+        from .diffusers_prior import latent_space
+
+        space = latent_space(cfg.space)
+    text_encoder = load_text_encoder(space.text_encoder if space else cfg.text_encoder, device=device, cache=True)
     torch.manual_seed(cfg.seed)
     # NDHWC activations let cuDNN run the (1,3,3) and (3,1,1) convolutions several times faster (benchmarks.md).
     memory_format = torch.channels_last_3d if device.type == "cuda" else torch.contiguous_format
@@ -240,7 +268,9 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     if resuming:
         step, data_state = load_run(run, model, ema, opt, gen)
         acc.print(f"resumed {run} at step {step}")
-    previews, source, stream = data_source(cfg, size, frames, acc.process_index, acc.num_processes, data_state)
+    previews, source, stream = data_source(cfg, size, frames, acc.process_index, acc.num_processes, data_state,
+                                           space, device)
+    decode = space.codec(device).decode if space and cfg.sample_every and acc.is_main_process else None
     run.mkdir(parents=True, exist_ok=True)
     net, opt = acc.prepare(torch.compile(model) if cfg.compile else model, opt)
     trained = sum(p.numel() for p in trainable_parameters(model))
@@ -268,7 +298,8 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             log.write(done, loss.item(), lr_at(step, cfg), float(grad_norm), video.shape[0] * acc.num_processes)
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if acc.is_main_process and cfg.sample_every and done % cfg.sample_every == 0:
-            write_preview(ema, text_encoder, previews, run / "samples" / f"step_{done:07d}.gif", seed=cfg.seed)
+            write_preview(ema, text_encoder, previews, run / "samples" / f"step_{done:07d}.gif", seed=cfg.seed,
+                          decode=decode)
         out_of_time = (bool(cfg.max_minutes) and done % cfg.log_every == 0
                        and _all_agree(acc, time.monotonic() - started > 60 * cfg.max_minutes))
         if done % cfg.save_every == 0 or done == cfg.steps or out_of_time:
