@@ -144,6 +144,14 @@ def test_wan_flow_velocity_becomes_the_hand_computed_eps(wan_dir):
     assert torch.allclose(prior(x, logsnr, cond), want, atol=1e-5)
 
 
+def test_offloaded_prior_gives_the_same_eps(modelscope_dir):
+    plain = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE)
+    offloaded = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE, offload=True)
+    x = torch.randn((2,) + plain.spec.shape, generator=torch.Generator().manual_seed(2))
+    cond, logsnr = prompts(plain, ["a red block", "a ball"]), torch.tensor([-1.0, 2.0])
+    assert torch.equal(offloaded(x, logsnr, cond), plain(x, logsnr, cond))
+
+
 def test_absent_text_is_the_empty_prompt(modelscope_dir):
     prior = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE)
     x = torch.randn((2,) + prior.spec.shape, generator=torch.Generator().manual_seed(1))
@@ -241,6 +249,33 @@ def test_latent_adapter_trains_from_cached_latents_composes_and_decodes(modelsco
     monkeypatch.setattr(LatentCodec, "encode", lambda self, video: encoded.append(video))
     train(replace(cfg, out=str(tmp_path / "again"), steps=1, sample_every=0))
     assert encoded == []
+
+
+def test_sample_cli_composes_a_latent_adapter_with_a_diffusers_prior(modelscope_dir, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+    from test_cli import fails, run
+
+    from video_adapter.toy import make_toy_dataset
+    from video_adapter.train import TrainConfig, train
+
+    monkeypatch.setenv("VIDEO_ADAPTER_CACHE", str(tmp_path / "cache"))
+    toy = make_toy_dataset(tmp_path / "toy", num=8, frames=FRAMES, size=(SIZE, SIZE), seed=0, progress=False)
+    model = dict(frames=FRAMES, height=SIZE, width=SIZE, base_channels=8, channel_mults=(1, 2),
+                 attention_resolutions=(2,), head_dim=8, emb_dim=16, norm_groups=4)
+    adapter = train(TrainConfig(data=str(toy), out=str(tmp_path / "run"), space=str(modelscope_dir), model=model,
+                                steps=2, batch_size=4, warmup_steps=1, sample_every=0, num_workers=0))
+    Image.new("RGB", (SIZE, SIZE), (200, 30, 30)).save(tmp_path / "start.png")
+    common = ["--prompt", "a red block", "--sampler", "ddim", "--steps", "3", "--device", "cpu"]
+    out = run(capsys, "sample", "--adapter", str(adapter), "--prior", str(modelscope_dir), "--first-frame",
+              str(tmp_path / "start.png"), "--partial-conditions", "--compare", "--out", str(tmp_path / "c.gif"),
+              *common)
+    assert "adapter/prior" in out and (tmp_path / "c.mp4").stat().st_size > 0
+    assert Image.open(tmp_path / "c.gif").n_frames == FRAMES  # decoded to the video's frames, not latent frames
+    run(capsys, "sample", "--prior", str(modelscope_dir), "--video-size", f"{FRAMES}x{SIZE}x{SIZE}",
+        "--out", str(tmp_path / "p.gif"), *common)
+    assert Image.open(tmp_path / "p.gif").n_frames == FRAMES
+    assert "--video-size" in fails(capsys, "sample", "--prior", str(modelscope_dir), "--out", str(tmp_path / "q.gif"),
+                                   *common)
 
 
 def test_space_rejects_the_pixel_space_edge_condition(modelscope_dir):

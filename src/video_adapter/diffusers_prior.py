@@ -199,11 +199,12 @@ class DiffusersPrior(ScoreModel):
     the embedding of the empty prompt, as the pipelines' default negative prompt."""
 
     def __init__(self, denoiser, time, spec: ModelSpec, null_text: Tensor, codec: LatentCodec | None = None,
-                 zero_padding: bool = False):
+                 zero_padding: bool = False, device=None):
         self.denoiser, self.time, self.spec, self.codec = denoiser, time, spec, codec
         self.null_text, self.zero_padding = null_text, zero_padding
         param = next(denoiser.parameters())
-        self.device, self.dtype = param.device, param.dtype
+        # offloaded weights live on the CPU between calls; the inputs go where the forward runs
+        self.device, self.dtype = torch.device(device) if device is not None else param.device, param.dtype
 
     def _text(self, cond: Cond, batch: int) -> Tensor:
         null = self.null_text.to(self.device, self.dtype).expand(batch, -1, -1)
@@ -278,8 +279,11 @@ def latent_space(path: str | Path) -> LatentSpace:
 
 
 def load_diffusers_prior(path: str | Path, frames: int, height: int, width: int, device=None,
-                         dtype: torch.dtype = torch.float32, quantize: bool = False) -> DiffusersPrior:
-    """A local diffusers pipeline directory as a prior sampling `frames` x `height` x `width` pixel videos."""
+                         dtype: torch.dtype = torch.float32, quantize: bool = False,
+                         offload: bool = False) -> DiffusersPrior:
+    """A local diffusers pipeline directory as a prior sampling `frames` x `height` x `width` pixel videos, its
+    denoiser in `dtype` on `device` or, with `offload`, kept in CPU memory and moved to `device` layer by layer for
+    each forward (accelerate's cpu_offload: a prior larger than the GPU's memory, at the cost of the transfers)."""
     import diffusers
 
     from .text import load_text_encoder
@@ -287,7 +291,14 @@ def load_diffusers_prior(path: str | Path, frames: int, height: int, width: int,
     latents = latent_space(path)
     kind, root = latents.pipeline, latents.root
     denoiser = getattr(diffusers, kind.denoiser).from_pretrained(root / kind.folder, torch_dtype=dtype)
-    denoiser = denoiser.to(device).eval().requires_grad_(False)
+    denoiser = denoiser.eval().requires_grad_(False)
+    device = torch.device(device or "cpu")
+    if offload:
+        from accelerate import cpu_offload
+
+        cpu_offload(denoiser, execution_device=device)
+    else:
+        denoiser.to(device)
     scheduler = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
     time = kind.time(scheduler, quantize)  # quantize only means something on a discrete grid
     null = load_text_encoder(latents.text_encoder, device=device).encode([""])
@@ -299,4 +310,4 @@ def load_diffusers_prior(path: str | Path, frames: int, height: int, width: int,
                      value_range=(-math.inf, math.inf), prediction=getattr(time, "prediction", "flow velocity"),
                      time="timestep" if isinstance(time, DiscreteVP) else "flow time",
                      parameters=sum(p.numel() for p in denoiser.parameters()), text_encoder=latents.text_encoder)
-    return DiffusersPrior(denoiser, time, spec, null_text, latents.codec(device), kind.zero_padding)
+    return DiffusersPrior(denoiser, time, spec, null_text, latents.codec(device), kind.zero_padding, device)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .checkpoint import read_config
 from .composition import MODES, PAPER_CUTOFF_LOGSNR, Conds, PriorStrength, mode_fn
 from .conditioning import Cond, sobel_x
 from .data import center_crop_resize
@@ -50,7 +51,8 @@ class SampleConfig:
     mcmc: str = ""                        # MCMC between noise levels: ula | uhmc (mala | hmc need energy models)
     mcmc_steps: int = 2                   # MCMC steps K at every noise level
     mcmc_step_size: float = 0.1           # MCMC step delta = this * sigma^2 at each noise level
-    clip_x0: float = 1.0                  # clip each step's x0 prediction to [-v, v] (Imagen; 0: off)
+    clip_x0: float = 1.0                  # clip each step's x0 prediction to [-v, v] (Imagen; 0: off; pixels only)
+    video_size: str = ""                  # FRAMESxHEIGHTxWIDTH of a diffusers prior's videos ("": the adapter's)
     seed: int = 0                         # samples are a deterministic function of the seed
     compare: bool = False                 # one grid of prior / adapter / composed rows from the same seeds (gif + mp4)
     out: str = "outputs/sample.gif"       # .gif or .mp4: one labelled grid of all samples
@@ -58,6 +60,7 @@ class SampleConfig:
     prior_device: str = ""                # device of the prior ("": same as --device)
     dtype: str = "auto"                   # auto | float32 | bfloat16 | float16 (auto: bfloat16 on CUDA) for the adapter
     prior_dtype: str = ""                 # precision of the prior ("": same as --dtype)
+    prior_offload: bool = False           # a diffusers prior's weights stay in CPU memory, moved per layer (large priors)
     cuda_graphs: bool = True              # replay each model's forward from a CUDA graph (CUDA only; no CPU effect)
     fps: int = 8                          # frames per second of the written video
     upscale: int = 4                      # nearest-neighbour zoom, so 24x40 videos are watchable
@@ -143,10 +146,17 @@ def load_frames(path: str | Path, frames: int, size: tuple[int, int]) -> Tensor:
     return center_crop_resize(from_uint8(array), size)
 
 
-def pixel_conditions(spec: ModelSpec, first_frame: str, edges_from: str) -> dict[str, Tensor]:
-    """The requested pixel conditions at the model's size: first_frame [C, H, W], edges [C, F, H, W]."""
+def pixel_conditions(spec: ModelSpec, first_frame: str, edges_from: str, codec=None,
+                     video: tuple[int, int, int] | None = None) -> dict[str, Tensor]:
+    """The requested pixel conditions at the model's size: first_frame [C, H, W], edges [C, F, H, W]. In a latent
+    space (`codec`, the video size `video`) the first frame is read at the video's size and encoded."""
     out = {}
-    if first_frame:
+    if codec is not None and edges_from:
+        raise ValueError("--edges-from is a pixel-space condition; latent-space models do not take it")
+    if first_frame and codec is not None:
+        frame = load_frames(first_frame, 1, video[1:])
+        out["first_frame"] = codec.encode(frame[None]).float().cpu()[0, :, 0]
+    elif first_frame:
         out["first_frame"] = load_frames(first_frame, 1, (spec.height, spec.width))[:, 0]
     if edges_from:
         video = load_frames(edges_from, spec.frames, (spec.height, spec.width))
@@ -255,11 +265,13 @@ def sample_mode(cfg: SampleConfig, mode: str, models: dict[str, ScoreModel], con
         energy_fn = composed("energy") if all(m.has_energy for m in models.values()) else None
         corrector = LangevinCorrector(cfg.mcmc_config(), composed("eps"), energy_fn)
     kwargs = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
-    x = sample(clip_denoised(composed("eps"), cfg.clip_x0), shape, conds, sampler=cfg.sampler, steps=cfg.steps,
-               seed=cfg.seed, device=device, progress=True, corrector=corrector, **kwargs)
+    pixel_space = next(iter(models.values())).spec.space == "pixels"  # latents have no data range to clip to
+    x = sample(clip_denoised(composed("eps"), cfg.clip_x0 if pixel_space else 0.0), shape, conds,
+               sampler=cfg.sampler, steps=cfg.steps, seed=cfg.seed, device=device, progress=True, corrector=corrector,
+               **kwargs)
     if corrector is not None and corrector.mean_acceptance is not None:
         print(f"{mode}: MCMC acceptance {corrector.mean_acceptance:.3f} (mean over noise levels)")
-    return x.float().clamp(-1, 1)
+    return x.float().clamp(-1, 1) if pixel_space else x.float()
 
 
 def load_models(cfg: SampleConfig) -> dict[str, ScoreModel]:
@@ -270,12 +282,37 @@ def load_models(cfg: SampleConfig) -> dict[str, ScoreModel]:
     paths = {"small": cfg.adapter, "prior": cfg.prior}
     placement = {"small": (device, resolve_dtype(cfg.dtype, device)),
                  "prior": (prior_device, resolve_dtype(cfg.prior_dtype or cfg.dtype, prior_device))}
-    models = {role: load_score_model(paths[role], dev, dtype, cuda_graphs=cfg.cuda_graphs and dev.type == "cuda")
-              for role, (dev, dtype) in placement.items() if role in cfg.roles()}
+    def load(path: str, dev: torch.device, dtype: torch.dtype) -> ScoreModel:
+        if (Path(path) / "model_index.json").is_file():  # a diffusers pipeline directory
+            from .diffusers_prior import load_diffusers_prior
+
+            frames, height, width = video_size(cfg)
+            return load_diffusers_prior(path, frames, height, width, dev, dtype, offload=cfg.prior_offload)
+        return load_score_model(path, dev, dtype, cuda_graphs=cfg.cuda_graphs and dev.type == "cuda")
+
+    models = {role: load(paths[role], dev, dtype) for role, (dev, dtype) in placement.items() if role in cfg.roles()}
     if len(models) == 2:
         check_compatible(models["small"], models["prior"])
         print(parameter_ratio(models["small"], models["prior"]))
     return models
+
+
+def video_size(cfg: SampleConfig) -> tuple[int, int, int]:
+    """(frames, height, width) of the videos a diffusers prior makes: --video-size, else the adapter's training size."""
+    if cfg.video_size:
+        try:
+            frames, height, width = (int(v) for v in cfg.video_size.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--video-size must be FRAMESxHEIGHTxWIDTH, e.g. 16x256x256, not {cfg.video_size!r}")
+        return frames, height, width
+    train_config = read_config(cfg.adapter).get("train_config", {}) if cfg.adapter else {}
+    if not train_config.get("space"):
+        raise ValueError("a diffusers prior needs the video size: pass --video-size FRAMESxHEIGHTxWIDTH (an adapter "
+                         "trained with --space gives it)")
+    from .train import TrainConfig
+
+    frames, (height, width) = TrainConfig.from_dict(train_config).video_shape()
+    return frames, height, width
 
 
 def sample_to_files(cfg: SampleConfig) -> list[Path]:
@@ -286,16 +323,22 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     requested = {"text"} | {name for name, given in (("first_frame", cfg.first_frame), ("edges", cfg.edges_from))
                             if given}
     routes = route_conditions(models, requested, cfg.partial_conditions)
-    pixels = pixel_conditions(spec, cfg.first_frame, cfg.edges_from)
+    latent = spec.space != "pixels"
+    codec = getattr(models.get("prior"), "codec", None)
+    if latent and codec is None:
+        raise ValueError(f"these models work in {spec.space}; pass --prior DIR (the diffusers pipeline whose VAE "
+                         "decodes them)")
+    pixels = pixel_conditions(spec, cfg.first_frame, cfg.edges_from, codec, video_size(cfg) if latent else None)
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
     conds = model_conds(models, prompts, pixels, routes, device)
     shape = (len(prompts), *spec.shape)
     out = Path(cfg.out)
+    show = (lambda x: codec.decode(x).float().cpu()) if latent else (lambda x: x.cpu())
     if cfg.compare:
-        rows = [sample_mode(cfg, mode, models, conds, shape, device).cpu() for mode in COMPARE_ROWS]
+        rows = [show(sample_mode(cfg, mode, models, conds, shape, device)) for mode in COMPARE_ROWS]
         out.parent.mkdir(parents=True, exist_ok=True)
         return write_grid(out, [v for row in rows for v in row], labels=prompts * len(rows), nrow=len(prompts),
                           row_labels=list(COMPARE_ROWS), fps=cfg.fps, upscale=cfg.upscale, formats=("gif", "mp4"))
-    videos = sample_mode(cfg, cfg.resolved_mode, models, conds, shape, device)
+    videos = show(sample_mode(cfg, cfg.resolved_mode, models, conds, shape, device))
     out.parent.mkdir(parents=True, exist_ok=True)
-    return write_grid(out, list(videos.cpu()), labels=prompts, fps=cfg.fps, upscale=cfg.upscale)
+    return write_grid(out, list(videos), labels=prompts, fps=cfg.fps, upscale=cfg.upscale)
