@@ -1,4 +1,4 @@
-"""diffusers text-to-video pipelines as priors: tiny ModelScope-style and Wan-style pipelines with random weights,
+"""diffusers text-to-video pipelines as priors: tiny ModelScope, Wan and CogVideoX pipelines with random weights,
 saved with save_pretrained and loaded through the real path, checked against hand-computed conversions."""
 
 import json
@@ -7,11 +7,12 @@ import pytest
 import torch
 from test_text import _clip_tokenizer, _t5_tokenizer
 
-from video_adapter.composition import PriorStrength, mode_fn
+from video_adapter.composition import Conds, PriorStrength, mode_fn
 from video_adapter.conditioning import Cond
 from video_adapter.diffusers_prior import DiscreteVP, load_diffusers_prior
 from video_adapter.sampling import sample
-from video_adapter.schedule import alpha_sigma, broadcast, diffuse, flow_from_vp, flow_time_from_logsnr, vp_from_flow
+from video_adapter.schedule import LOGSNR_MIN, alpha_sigma, broadcast, diffuse, flow_from_vp, flow_time_from_logsnr, \
+    vp_from_flow
 from video_adapter.score_model import NativeScoreModel, check_compatible
 from video_adapter.text import load_text_encoder
 from video_adapter.unet import SpaceTimeUNet, UNetConfig
@@ -43,7 +44,8 @@ def modelscope_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("modelscope")
     for module in (unet, vae):
         randomize(module, seed=1, scale=0.05)  # zero-initialised output layers would hide the conversion
-    TextToVideoSDPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=scheduler).save_pretrained(path)
+    pipeline = TextToVideoSDPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=scheduler)
+    pipeline.save_pretrained(path)
     return path
 
 
@@ -56,8 +58,9 @@ def wan_dir(tmp_path_factory):
     tok = _t5_tokenizer()
     text = UMT5EncoderModel(UMT5Config(vocab_size=len(tok), d_model=12, d_kv=6, num_layers=1, num_heads=2, d_ff=16,
                                        pad_token_id=tok.pad_token_id))
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4,
-                                        out_channels=4, text_dim=12, freq_dim=16, ffn_dim=32, num_layers=2,
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
+                                        in_channels=4, out_channels=4, text_dim=12, freq_dim=16, ffn_dim=32,
+                                        num_layers=2,
                                         cross_attn_norm=True, rope_max_seq_len=32)
     vae = AutoencoderKLWan(base_dim=4, z_dim=4, dim_mult=[1, 1], num_res_blocks=1, temperal_downsample=[True],
                            latents_mean=[0.1, -0.2, 0.0, 0.3], latents_std=[1.5, 0.5, 1.0, 2.0])
@@ -65,6 +68,32 @@ def wan_dir(tmp_path_factory):
     randomize(transformer, seed=2, scale=0.05)
     WanPipeline(tokenizer=tok, text_encoder=text, transformer=transformer, vae=vae,
                 scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cogvideox_dir(tmp_path_factory):
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    tok = _t5_tokenizer()
+    text = T5EncoderModel(T5Config(vocab_size=len(tok), d_model=12, d_kv=6, num_layers=1, num_heads=2, d_ff=16,
+                                   pad_token_id=tok.pad_token_id))
+    transformer = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4,
+                                              out_channels=4, time_embed_dim=8, text_embed_dim=12, num_layers=1,
+                                              sample_width=4,
+                                              sample_height=4, sample_frames=5, patch_size=2,
+                                              temporal_compression_ratio=4, max_text_seq_length=226)
+    vae = AutoencoderKLCogVideoX(block_out_channels=(8, 8), down_block_types=("CogVideoXDownBlock3D",) * 2,
+                                 up_block_types=("CogVideoXUpBlock3D",) * 2, latent_channels=4, layers_per_block=1,
+                                 norm_num_groups=4, temporal_compression_ratio=4)
+    scheduler = CogVideoXDDIMScheduler(snr_shift_scale=3.0, rescale_betas_zero_snr=True, prediction_type="v_prediction",
+                                       beta_schedule="scaled_linear", timestep_spacing="trailing")
+    path = tmp_path_factory.mktemp("cogvideox")
+    randomize(transformer, seed=3, scale=0.05)
+    CogVideoXPipeline(tokenizer=tok, text_encoder=text, vae=vae, transformer=transformer,
+                      scheduler=scheduler).save_pretrained(path)
     return path
 
 
@@ -152,6 +181,24 @@ def test_offloaded_prior_gives_the_same_eps(modelscope_dir):
     assert torch.equal(offloaded(x, logsnr, cond), plain(x, logsnr, cond))
 
 
+def test_cogvideox_uses_its_own_shifted_zero_snr_grid_and_frames_first_layout(cogvideox_dir):
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+
+    prior = load_diffusers_prior(cogvideox_dir, frames=5, height=SIZE, width=SIZE)
+    abar = CogVideoXDDIMScheduler.from_pretrained(cogvideox_dir / "scheduler").alphas_cumprod.double()
+    assert abar[-1] == 0 and prior.time.logsnrs[-1] == LOGSNR_MIN  # zero terminal SNR stands at our lowest level
+    k = torch.tensor([50, 600])
+    logsnr = torch.log(abar[k] / (1 - abar[k])).float()
+    x = torch.randn((2,) + prior.spec.shape, generator=torch.Generator().manual_seed(0))
+    cond = prompts(prior, ["a red block", "a blue ball"])
+    transformer = CogVideoXTransformer3DModel.from_pretrained(cogvideox_dir / "transformer")
+    with torch.no_grad():
+        v = transformer(x.permute(0, 2, 1, 3, 4), encoder_hidden_states=cond.text, timestep=k.float(),
+                        return_dict=False)[0].permute(0, 2, 1, 3, 4)
+    alpha, sigma = (abar[k].sqrt().float().view(-1, 1, 1, 1, 1), (1 - abar[k]).sqrt().float().view(-1, 1, 1, 1, 1))
+    assert torch.allclose(prior(x, logsnr, cond), alpha * v + sigma * x, atol=1e-5)
+
+
 def test_absent_text_is_the_empty_prompt(modelscope_dir):
     prior = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE)
     x = torch.randn((2,) + prior.spec.shape, generator=torch.Generator().manual_seed(1))
@@ -162,8 +209,8 @@ def test_absent_text_is_the_empty_prompt(modelscope_dir):
     assert not torch.allclose(prior(x, logsnr, cond), prior(x, logsnr, empty), atol=1e-4)
 
 
-def test_latent_codec_shapes_and_errors(modelscope_dir, wan_dir):
-    for path, frames, latent_frames in ((modelscope_dir, FRAMES, FRAMES), (wan_dir, 5, 3)):
+def test_latent_codec_shapes_and_errors(modelscope_dir, wan_dir, cogvideox_dir):
+    for path, frames, latent_frames in ((modelscope_dir, FRAMES, FRAMES), (wan_dir, 5, 3), (cogvideox_dir, 5, 3)):
         prior = load_diffusers_prior(path, frames=frames, height=SIZE, width=SIZE)
         video = torch.rand(1, 3, frames, SIZE, SIZE) * 2 - 1
         latents = prior.codec.encode(video)
@@ -190,8 +237,6 @@ def test_gamma_zero_composition_is_the_adapter_alone(modelscope_dir):
     prior = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE)
     small = latent_adapter(prior)
     check_compatible(small, prior)
-    from video_adapter.composition import Conds
-
     text = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(4))
     conds = Conds(small=Cond.make(text=text), prior=prompts(prior, ["a red block", "a blue ball"]))
 
@@ -217,7 +262,6 @@ def test_mismatched_latent_channels_or_frames_are_clear_errors(modelscope_dir):
 def test_latent_adapter_trains_from_cached_latents_composes_and_decodes(modelscope_dir, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from video_adapter.composition import Conds
     from video_adapter.diffusers_prior import LatentCodec
     from video_adapter.score_model import load_score_model
     from video_adapter.toy import make_toy_dataset
@@ -290,5 +334,5 @@ def test_not_a_pipeline_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         load_diffusers_prior(tmp_path, frames=FRAMES, height=SIZE, width=SIZE)
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    with pytest.raises(ValueError, match="supported: TextToVideoSDPipeline, WanPipeline"):
+    with pytest.raises(ValueError, match="supported: TextToVideoSDPipeline, WanPipeline, CogVideoXPipeline"):
         load_diffusers_prior(tmp_path, frames=FRAMES, height=SIZE, width=SIZE)

@@ -23,7 +23,8 @@ def encoder():
 
 def test_encoder_config_and_card_agree(encoder):
     config = json.loads((ENCODER / "config.json").read_text())
-    assert encoder.cfg.objective == "text" and (encoder.cfg.frames, encoder.cfg.height, encoder.cfg.width) == (16, 24, 40)
+    assert encoder.cfg.objective == "text"
+    assert (encoder.cfg.frames, encoder.cfg.height, encoder.cfg.width) == (16, 24, 40)
     card = (ENCODER / "README.md").read_text()
     params = sum(p.numel() for p in encoder.parameters())
     assert f"{params:,}" in card and f"| {config['step']:,} |" in card

@@ -10,8 +10,8 @@ prediction type. Two parameterizations cover today's open video models:
 - `DiscreteVP`: a DDPM training grid of N steps (TextToVideoSDPipeline: ModelScope, ZeroScope), eps or v prediction;
 - `RectifiedFlow`: flow matching, z_s = (1 - s) x0 + s eps, velocity output (WanPipeline).
 
-A pipeline is one `PIPELINES` entry (its denoiser class and folder, parameterization, text encoder and VAE), so
-CogVideoX or LTX is a few lines more.
+A pipeline is one `PIPELINES` entry (its denoiser class and folder, parameterization, text encoder and VAE):
+CogVideoXPipeline (v prediction on a shifted, zero-terminal-SNR DDPM grid, frames-first layout) is the third.
 """
 
 from __future__ import annotations
@@ -19,18 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from einops import rearrange
 from torch import Tensor
 
 from .conditioning import Cond
-from .schedule import eps_from_flow_velocity, eps_from_v, flow_from_vp, flow_time_from_logsnr
+from .schedule import LOGSNR_MIN, eps_from_flow_velocity, eps_from_v, flow_from_vp, flow_time_from_logsnr
 from .score_model import ModelSpec, ScoreModel
-
 
 # ------------------------------------------------------------------------------------------------ noise levels
 
@@ -51,19 +50,22 @@ class DiscreteVP:
 
     @classmethod
     def from_scheduler_config(cls, config: dict, quantize: bool = False) -> DiscreteVP:
-        from diffusers import DDPMScheduler
+        """The grid of the scheduler class the config names (its own betas, SNR shift and zero-terminal-SNR rescale);
+        a zero-SNR last step (abar = 0) stands at our lowest level, LOGSNR_MIN."""
+        import diffusers
 
-        abar = DDPMScheduler.from_config(config).alphas_cumprod.double()  # diffusers' own beta schedules
+        scheduler = getattr(diffusers, config.get("_class_name", "DDPMScheduler")).from_config(config)
+        abar = scheduler.alphas_cumprod.double()
         prediction = config.get("prediction_type", "epsilon")
         if prediction not in ("epsilon", "v_prediction"):
             raise ValueError(f"prediction_type {prediction!r} is not supported; epsilon and v_prediction are")
-        return cls(torch.log(abar) - torch.log1p(-abar), prediction, quantize)
+        return cls((torch.log(abar) - torch.log1p(-abar)).clamp_min(LOGSNR_MIN), prediction, quantize)
 
     def timestep(self, logsnr: Tensor) -> Tensor:
         ascending = self.logsnrs.flip(0).to(logsnr.device)
         lam = logsnr.double().clamp(ascending[0], ascending[-1])
         i = torch.searchsorted(ascending, lam).clamp(1, len(ascending) - 1)
-        frac = (lam - ascending[i - 1]) / (ascending[i] - ascending[i - 1])
+        frac = (lam - ascending[i - 1]) / (ascending[i] - ascending[i - 1]).clamp_min(1e-12)
         k = (len(ascending) - 1) - (i - 1 + frac)
         return k.round() if self.quantize else k
 
@@ -108,24 +110,31 @@ class RectifiedFlow:
 # ------------------------------------------------------------------------------------------------------ latents
 
 
+def vae_geometry(cfg, per_frame: bool) -> tuple[int, int, int]:
+    """(latent channels, spatial factor, temporal factor) from a VAE's config (a dict or diffusers' FrozenDict)."""
+    if "z_dim" in cfg:  # AutoencoderKLWan
+        return cfg["z_dim"], 2 ** (len(cfg["dim_mult"]) - 1), 2 ** sum(cfg["temperal_downsample"])
+    levels = len(cfg["block_out_channels"]) - 1  # every block but the last downsamples space
+    # AutoencoderKLCogVideoX: the first log2(ratio) of those blocks also downsample time
+    temporal = 1 if per_frame else 2 ** min(int(math.log2(cfg.get("temporal_compression_ratio", 1))), levels)
+    return cfg["latent_channels"], 2 ** levels, temporal
+
+
 class LatentCodec:
     """A pipeline's VAE between pixel video [B, 3, F, H, W] in [-1, 1] and the normalised latents its denoiser sees.
 
-    Per-frame image VAEs (ModelScope's AutoencoderKL) scale by `scaling_factor`; video VAEs (Wan's, 4x in time)
-    normalise by the per-channel `latents_mean` / `latents_std` of their config. Encoding takes the posterior mean.
+    Per-frame image VAEs (ModelScope's AutoencoderKL) and CogVideoX's video VAE scale by `scaling_factor`; Wan's video
+    VAE normalises by the per-channel `latents_mean` / `latents_std` of its config. Video VAEs compress time 4x in the
+    real models. Encoding takes the posterior mean.
     """
 
     def __init__(self, vae, per_frame: bool):
         self.vae, self.per_frame = vae, per_frame
         cfg = vae.config
-        if per_frame:
-            self.spatial, self.temporal = 2 ** (len(cfg.block_out_channels) - 1), 1
-            self.channels = cfg.latent_channels
-        else:
-            self.spatial, self.temporal = 2 ** (len(cfg.dim_mult) - 1), 2 ** sum(cfg.temperal_downsample)
-            self.channels = cfg.z_dim
-            if len(cfg.latents_mean) != self.channels or len(cfg.latents_std) != self.channels:
-                raise ValueError(f"the VAE's latents_mean / latents_std need {self.channels} entries (z_dim)")
+        self.channels, self.spatial, self.temporal = vae_geometry(cfg, per_frame)
+        self.mean_std = "z_dim" in cfg
+        if self.mean_std and (len(cfg.latents_mean) != self.channels or len(cfg.latents_std) != self.channels):
+            raise ValueError(f"the VAE's latents_mean / latents_std need {self.channels} entries (z_dim)")
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         return self.shape(self.channels, self.spatial, self.temporal, frames, height, width)
@@ -144,8 +153,9 @@ class LatentCodec:
 
     def _stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.vae.config
-        view = lambda v: torch.tensor(v, device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
-        return view(cfg.latents_mean), view(cfg.latents_std)
+        mean, std = (torch.tensor(v, device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
+                     for v in (cfg.latents_mean, cfg.latents_std))
+        return mean, std
 
     @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
@@ -155,6 +165,8 @@ class LatentCodec:
             mean = self.vae.encode(rearrange(video, "b c f h w -> (b f) c h w")).latent_dist.mode()
             return rearrange(mean, "(b f) c h w -> b c f h w", b=b) * self.vae.config.scaling_factor
         mean = self.vae.encode(video).latent_dist.mode()
+        if not self.mean_std:
+            return mean * self.vae.config.scaling_factor
         mu, std = self._stats(mean)
         return (mean - mu) / std
 
@@ -166,6 +178,8 @@ class LatentCodec:
             frames = self.vae.decode(rearrange(latents / self.vae.config.scaling_factor,
                                                "b c f h w -> (b f) c h w")).sample
             return rearrange(frames, "(b f) c h w -> b c f h w", b=b).clamp(-1, 1)
+        if not self.mean_std:
+            return self.vae.decode(latents / self.vae.config.scaling_factor).sample.clamp(-1, 1)
         mu, std = self._stats(latents)
         return self.vae.decode(latents * std + mu).sample.clamp(-1, 1)
 
@@ -183,6 +197,28 @@ class Pipeline:
     max_length: int                               # prompt tokens, as the pipeline pads them
     time: Callable[[dict, bool], DiscreteVP | RectifiedFlow]  # parameterization from (scheduler config, quantize)
     zero_padding: bool = False                    # embeddings past the prompt's tokens set to 0 (Wan's pipeline)
+    frames_first: bool = False                    # the denoiser takes [B, F, C, H, W] (CogVideoX)
+    extra: Callable | None = None                 # (denoiser, latent shape, device) -> more forward kwargs
+
+
+def cogvideox_rotary(transformer, shape: tuple[int, ...], device) -> dict:
+    """CogVideoX 1.0's 3D rotary position embeddings of a latent grid, as its pipeline makes them (the 2B model has
+    none); CogVideoX 1.5's temporal patches are not supported."""
+    cfg = transformer.config
+    if not cfg.use_rotary_positional_embeddings:
+        return {}
+    if cfg.patch_size_t is not None:
+        raise ValueError("CogVideoX 1.5 (patch_size_t) is not supported yet; CogVideoX 1.0 (2B, 5B) is")
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+    from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+
+    _, frames, height, width = shape
+    grid = (height // cfg.patch_size, width // cfg.patch_size)
+    base = (cfg.sample_width // cfg.patch_size, cfg.sample_height // cfg.patch_size)
+    crops = get_resize_crop_region_for_grid(grid, *base)
+    rotary = get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=crops, grid_size=grid,
+                                     temporal_size=frames, device=device)
+    return {"image_rotary_emb": rotary}
 
 
 PIPELINES = {
@@ -190,6 +226,8 @@ PIPELINES = {
                                       DiscreteVP.from_scheduler_config),
     "WanPipeline": Pipeline("WanTransformer3DModel", "transformer", "AutoencoderKLWan", False, "umt5", 512,
                             lambda c, _: RectifiedFlow(c.get("num_train_timesteps", 1000)), zero_padding=True),
+    "CogVideoXPipeline": Pipeline("CogVideoXTransformer3DModel", "transformer", "AutoencoderKLCogVideoX", False, "t5",
+                                  226, DiscreteVP.from_scheduler_config, frames_first=True, extra=cogvideox_rotary),
 }
 
 
@@ -199,9 +237,9 @@ class DiffusersPrior(ScoreModel):
     the embedding of the empty prompt, as the pipelines' default negative prompt."""
 
     def __init__(self, denoiser, time, spec: ModelSpec, null_text: Tensor, codec: LatentCodec | None = None,
-                 zero_padding: bool = False, device=None):
+                 zero_padding: bool = False, device=None, frames_first: bool = False, extra: dict | None = None):
         self.denoiser, self.time, self.spec, self.codec = denoiser, time, spec, codec
-        self.null_text, self.zero_padding = null_text, zero_padding
+        self.null_text, self.zero_padding, self.frames_first, self.extra = null_text, zero_padding, frames_first, extra
         param = next(denoiser.parameters())
         # offloaded weights live on the CPU between calls; the inputs go where the forward runs
         self.device, self.dtype = torch.device(device) if device is not None else param.device, param.dtype
@@ -223,9 +261,15 @@ class DiffusersPrior(ScoreModel):
     def eps(self, x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
         x_dev, lam = x.to(self.device, torch.float32), logsnr.to(self.device, torch.float32)
         sample, timestep = self.time.inputs(x_dev, lam)
-        out = self.denoiser(sample.to(self.dtype), timestep.to(torch.float32),
-                            encoder_hidden_states=self._text(cond, x.shape[0]), return_dict=False)[0]
-        return self.time.to_eps(out.float(), x_dev, lam).to(x.device, x.dtype)
+        layout = "b c f h w -> b f c h w"
+        if self.frames_first:
+            sample = rearrange(sample, layout)
+        out = self.denoiser(sample.to(self.dtype), timestep=timestep.to(torch.float32),
+                            encoder_hidden_states=self._text(cond, x.shape[0]), return_dict=False,
+                            **(self.extra or {}))[0].float()
+        if self.frames_first:
+            out = rearrange(out, "b f c h w -> b c f h w")
+        return self.time.to_eps(out, x_dev, lam).to(x.device, x.dtype)
 
 
 def _fingerprint(folder: Path) -> str:
@@ -248,11 +292,7 @@ class LatentSpace:
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         cfg = json.loads((self.root / "vae" / "config.json").read_text())
-        per_frame = self.pipeline.per_frame_vae
-        spatial = 2 ** (len(cfg["block_out_channels" if per_frame else "dim_mult"]) - 1)
-        temporal = 1 if per_frame else 2 ** sum(cfg.get("temperal_downsample", [False, True, True]))
-        channels = cfg["latent_channels"] if per_frame else cfg["z_dim"]
-        return LatentCodec.shape(channels, spatial, temporal, frames, height, width)
+        return LatentCodec.shape(*vae_geometry(cfg, self.pipeline.per_frame_vae), frames, height, width)
 
     def codec(self, device=None) -> LatentCodec:
         import diffusers
@@ -310,4 +350,6 @@ def load_diffusers_prior(path: str | Path, frames: int, height: int, width: int,
                      value_range=(-math.inf, math.inf), prediction=getattr(time, "prediction", "flow velocity"),
                      time="timestep" if isinstance(time, DiscreteVP) else "flow time",
                      parameters=sum(p.numel() for p in denoiser.parameters()), text_encoder=latents.text_encoder)
-    return DiffusersPrior(denoiser, time, spec, null_text, latents.codec(device), kind.zero_padding, device)
+    extra = kind.extra(denoiser, spec.shape, device) if kind.extra else None
+    return DiffusersPrior(denoiser, time, spec, null_text, latents.codec(device), kind.zero_padding, device,
+                          kind.frames_first, extra)

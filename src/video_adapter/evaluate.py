@@ -24,8 +24,15 @@ from torch import Tensor
 from .checkpoint import atomic_write_text
 from .conditioning import sobel_x
 from .data import VideoFolderDataset
-from .pipeline import SampleConfig, human_count, model_conds, resolve_device, resolve_dtype, route_conditions, \
-    sample_mode
+from .pipeline import (
+    SampleConfig,
+    human_count,
+    model_conds,
+    resolve_device,
+    resolve_dtype,
+    route_conditions,
+    sample_mode,
+)
 from .score_model import ScoreModel, check_compatible, load_score_model
 from .video_io import write_grid
 

@@ -60,7 +60,7 @@ class SampleConfig:
     prior_device: str = ""                # device of the prior ("": same as --device)
     dtype: str = "auto"                   # auto | float32 | bfloat16 | float16 (auto: bfloat16 on CUDA) for the adapter
     prior_dtype: str = ""                 # precision of the prior ("": same as --dtype)
-    prior_offload: bool = False           # a diffusers prior's weights stay in CPU memory, moved per layer (large priors)
+    prior_offload: bool = False           # a diffusers prior's weights stay in CPU memory, moved in per layer
     cuda_graphs: bool = True              # replay each model's forward from a CUDA graph (CUDA only; no CPU effect)
     fps: int = 8                          # frames per second of the written video
     upscale: int = 4                      # nearest-neighbour zoom, so 24x40 videos are watchable

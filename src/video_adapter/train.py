@@ -34,7 +34,7 @@ from .unet import PRESETS, SpaceTimeUNet, UNetConfig, config_from_dict, count_pa
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = ""                        # folder of captioned videos, or stream:KIND (a make-data kind, made on the fly)
+    data: str = ""                        # folder of captioned videos, or stream:KIND (clips of a make-data kind)
     stream: str = ""                      # also stream this make-data kind into every batch of a --data folder
     stream_share: float = 0.5             # share of each batch from --stream
     out: str = "runs/train"               # run directory: checkpoints, loss.csv, sample previews
@@ -92,9 +92,9 @@ class TrainConfig:
     def video_shape(self) -> tuple[int, tuple[int, int]]:
         """(frames, (height, width)) at which clips are read: the model's own or, with --space, the video's."""
         if self.space:
-            base = PRESETS[self.preset]
-            get = lambda name: self.model.get(name, getattr(base, name))
-            return get("frames"), (get("height"), get("width"))
+            frames, height, width = (self.model.get(k, getattr(PRESETS[self.preset], k))
+                                     for k in ("frames", "height", "width"))
+            return frames, (height, width)
         cfg = self.model_config()
         return cfg.frames, (cfg.height, cfg.width)
 
