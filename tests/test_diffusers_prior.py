@@ -259,27 +259,38 @@ def test_mismatched_latent_channels_or_frames_are_clear_errors(modelscope_dir):
         check_compatible(latent_adapter(prior, space="pixels"), prior)
 
 
-def test_latent_adapter_trains_from_cached_latents_composes_and_decodes(modelscope_dir, tmp_path, monkeypatch):
+LATENT_ADAPTER = dict(frames=FRAMES, height=SIZE, width=SIZE, base_channels=8, channel_mults=(1, 2),
+                      attention_resolutions=(2,), head_dim=8, emb_dim=16, norm_groups=4)
+
+
+@pytest.fixture
+def latent_run(modelscope_dir, tmp_path, monkeypatch):
+    """A TrainConfig for a tiny adapter in the ModelScope-style prior's latents, its cache under tmp_path."""
+    from video_adapter.toy import make_toy_dataset
+    from video_adapter.train import TrainConfig
+
+    monkeypatch.setenv("VIDEO_ADAPTER_CACHE", str(tmp_path / "cache"))
+    toy = make_toy_dataset(tmp_path / "toy", num=8, frames=FRAMES, size=(SIZE, SIZE), seed=0, progress=False)
+    return TrainConfig(data=str(toy), out=str(tmp_path / "run"), space=str(modelscope_dir), preset="S",
+                       model=LATENT_ADAPTER, steps=3, batch_size=4, lr=1e-3, warmup_steps=1, save_every=3,
+                       sample_every=0, log_every=1, num_workers=0)
+
+
+def test_latent_adapter_trains_from_cached_latents_composes_and_decodes(modelscope_dir, latent_run, tmp_path,
+                                                                        monkeypatch):
     from dataclasses import replace
 
     from video_adapter.diffusers_prior import LatentCodec
     from video_adapter.score_model import load_score_model
-    from video_adapter.toy import make_toy_dataset
-    from video_adapter.train import TrainConfig, train
+    from video_adapter.train import train
 
-    monkeypatch.setenv("VIDEO_ADAPTER_CACHE", str(tmp_path / "cache"))
-    toy = make_toy_dataset(tmp_path / "toy", num=8, frames=FRAMES, size=(SIZE, SIZE), seed=0, progress=False)
-    model = dict(frames=FRAMES, height=SIZE, width=SIZE, base_channels=8, channel_mults=(1, 2),
-                 attention_resolutions=(2,), head_dim=8, emb_dim=16, norm_groups=4)
-    cfg = TrainConfig(data=str(toy), out=str(tmp_path / "run"), space=str(modelscope_dir), preset="S", model=model,
-                      steps=3, batch_size=4, lr=1e-3, warmup_steps=1, save_every=3, sample_every=3, log_every=1,
-                      num_workers=0)
-    small = load_score_model(train(cfg))
+    small = load_score_model(train(replace(latent_run, sample_every=3)))
     prior = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE)
     check_compatible(small, prior)  # the adapter lives in the prior's latent space, at its latent shape
     assert small.spec.text_encoder == prior.spec.text_encoder  # both see the prompt through the prior's encoder
     assert (tmp_path / "run" / "samples" / "step_0000003.gif").stat().st_size > 0  # previews decoded by the VAE
-    assert len(list((tmp_path / "cache" / "latents").glob("*.safetensors"))) == 1
+    entries = list((tmp_path / "cache" / "latents").iterdir())
+    assert len(entries) == 1 and (entries[0] / "meta.json").is_file()  # one complete entry, no leftovers
 
     emb = load_text_encoder(prior.spec.text_encoder).encode(["a red block", "a blue ball"])
     first = torch.zeros((2,) + prior.spec.shape[:1] + prior.spec.shape[2:])
@@ -291,23 +302,30 @@ def test_latent_adapter_trains_from_cached_latents_composes_and_decodes(modelsco
 
     encoded = []  # a second run reads the cache: nothing is encoded again
     monkeypatch.setattr(LatentCodec, "encode", lambda self, video: encoded.append(video))
-    train(replace(cfg, out=str(tmp_path / "again"), steps=1, sample_every=0))
+    train(replace(latent_run, out=str(tmp_path / "again"), steps=1))
     assert encoded == []
 
 
-def test_sample_cli_composes_a_latent_adapter_with_a_diffusers_prior(modelscope_dir, tmp_path, monkeypatch, capsys):
+def test_continuing_a_latent_adapter_needs_its_video_size(latent_run, tmp_path):
+    from dataclasses import replace
+
+    from video_adapter.train import train
+
+    first = train(latent_run)
+    continued = replace(latent_run, out=str(tmp_path / "more"), init=str(first), steps=1)
+    assert (train(continued) / "config.json").is_file()  # the same video size: the init's latents
+    wrong = replace(continued, out=str(tmp_path / "wrong"), model={**LATENT_ADAPTER, "height": 2 * SIZE})
+    with pytest.raises(ValueError, match="pass the video size the model was trained at"):
+        train(wrong)
+
+
+def test_sample_cli_composes_a_latent_adapter_with_a_diffusers_prior(modelscope_dir, latent_run, tmp_path, capsys):
     from PIL import Image
     from test_cli import fails, run
 
-    from video_adapter.toy import make_toy_dataset
-    from video_adapter.train import TrainConfig, train
+    from video_adapter.train import train
 
-    monkeypatch.setenv("VIDEO_ADAPTER_CACHE", str(tmp_path / "cache"))
-    toy = make_toy_dataset(tmp_path / "toy", num=8, frames=FRAMES, size=(SIZE, SIZE), seed=0, progress=False)
-    model = dict(frames=FRAMES, height=SIZE, width=SIZE, base_channels=8, channel_mults=(1, 2),
-                 attention_resolutions=(2,), head_dim=8, emb_dim=16, norm_groups=4)
-    adapter = train(TrainConfig(data=str(toy), out=str(tmp_path / "run"), space=str(modelscope_dir), model=model,
-                                steps=2, batch_size=4, warmup_steps=1, sample_every=0, num_workers=0))
+    adapter = train(latent_run)
     Image.new("RGB", (SIZE, SIZE), (200, 30, 30)).save(tmp_path / "start.png")
     common = ["--prompt", "a red block", "--sampler", "ddim", "--steps", "3", "--device", "cpu"]
     out = run(capsys, "sample", "--adapter", str(adapter), "--prior", str(modelscope_dir), "--first-frame",

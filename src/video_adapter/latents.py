@@ -5,6 +5,7 @@
 The cache holds every clip's latents (its centre window: encoding once rules out random temporal crops) and caption,
 in `$VIDEO_ADAPTER_CACHE/latents` (default `~/.cache/video_adapter/latents`), under a key of the clip files (paths,
 sizes, modification times), the VAE and the video size, so a changed input is encoded again and never read stale.
+Each entry is a directory: latents.safetensors and meta.json (captions, paths).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -47,24 +50,30 @@ def _key(videos: VideoFolderDataset, space: str) -> str:
 
 
 def cached_latents(videos: VideoFolderDataset, space, device=None, batch_size: int = 16) -> LatentDataset:
-    """`videos` encoded by the VAE of `space` (a diffusers_prior.LatentSpace), from the cache when it is there."""
+    """`videos` encoded by the VAE of `space` (a diffusers_prior.LatentSpace), from the cache when it is there.
+
+    An entry is a directory (latents.safetensors + meta.json) written aside and renamed into place, so a crash while
+    encoding leaves no entry rather than half of one."""
     from tqdm.auto import tqdm
 
-    from .checkpoint import atomic_write_text
+    from .checkpoint import atomic_write_text, replace_dir
 
-    path = cache_dir() / f"{_key(videos, space.space)}.safetensors"
-    if path.is_file():
-        meta = json.loads(path.with_suffix(".json").read_text())
-        return LatentDataset(load_file(str(path))["latents"], meta["captions"], meta["paths"])
+    entry = cache_dir() / _key(videos, space.space)
+    if (entry / "meta.json").is_file():
+        meta = json.loads((entry / "meta.json").read_text())
+        return LatentDataset(load_file(str(entry / "latents.safetensors"))["latents"], meta["captions"], meta["paths"])
     codec, chunks = space.codec(device), []
     for start in tqdm(range(0, len(videos), batch_size), desc=f"encoding latents ({space.space})"):
         clips = torch.stack([videos[i]["video"] for i in range(start, min(start + batch_size, len(videos)))])
         chunks.append(codec.encode(clips).float().cpu())
     latents, paths = torch.cat(chunks), [str(p) for p in videos.paths]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"latents": latents.contiguous()}, str(tmp))
-    atomic_write_text(path.with_suffix(".json"), json.dumps({"captions": videos.captions, "paths": paths,
-                                                             "space": space.space}))
-    os.replace(tmp, path)  # the tensors last: a cache file is never read without its captions
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp"))
+    try:
+        save_file({"latents": latents.contiguous()}, str(tmp / "latents.safetensors"))
+        atomic_write_text(tmp / "meta.json", json.dumps({"captions": videos.captions, "paths": paths,
+                                                         "space": space.space}))
+        replace_dir(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return LatentDataset(latents, list(videos.captions), paths)

@@ -73,8 +73,11 @@ class TrainConfig:
     def model_config(self) -> UNetConfig:
         """The preset with --model overrides or, with --init, the initial model's own config (overrides apply).
         With --space, --model's frames, height and width are the video's; the model gets its latents' shape."""
+        # with --space, frames / height / width are the video's, never the (latent) model's
+        rest = {k: v for k, v in self.model.items() if k not in ("frames", "height", "width")} if self.space \
+            else self.model
         if self.init:
-            return replace(UNetConfig.from_dict(ckpt.read_config(self.init)["unet"]), **self.model)
+            return replace(UNetConfig.from_dict(ckpt.read_config(self.init)["unet"]), **rest)
         if not self.space:
             return preset(self.preset, **self.model)
         from .diffusers_prior import latent_space
@@ -82,7 +85,6 @@ class TrainConfig:
         frames, (height, width) = self.video_shape()
         latents = latent_space(self.space)
         c, f, h, w = latents.latent_shape(frames, height, width)
-        rest = {k: v for k, v in self.model.items() if k not in ("frames", "height", "width")}
         if rest.get("edge_cond", PRESETS[self.preset].edge_cond):
             raise ValueError("edges are a pixel-space condition (the Sobel gradient of frames); with --space pass "
                              "--model edge_cond=false")
@@ -247,6 +249,13 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         from .diffusers_prior import latent_space
 
         space = latent_space(cfg.space)
+        latent = space.latent_shape(frames, *size)
+        if (model_cfg.space, (model_cfg.channels, model_cfg.frames, model_cfg.height, model_cfg.width)) != \
+                (space.space, latent):
+            raise ValueError(f"the model works in {model_cfg.space} at {model_cfg.channels}x{model_cfg.frames}x"
+                             f"{model_cfg.height}x{model_cfg.width}, but {frames}x{size[0]}x{size[1]} videos in "
+                             f"{space.space} give {'x'.join(map(str, latent))} latents; pass the video size the "
+                             "model was trained at as --model frames=F height=H width=W")
     text_encoder = load_text_encoder(space.text_encoder if space else cfg.text_encoder, device=device, cache=True)
     torch.manual_seed(cfg.seed)
     # NDHWC activations let cuDNN run the (1,3,3) and (3,1,1) convolutions several times faster (benchmarks.md).

@@ -142,3 +142,20 @@ class Scorer:
                 out[name] = Value(stat(np.arange(len(correct))), *bootstrap(stat, len(correct),
                                                                             self.bootstrap_rounds, seed))
         return out
+
+
+def feature_separation(features, a: Tensor, b: Tensor, seed: int = 0) -> dict[str, float]:
+    """Does a feature network see what FVD must? The Fréchet distance from real set `a` to another real set `b` (the
+    sampling floor at this N) and to `b` shuffled in time, with Gaussian noise of 0.3, and frozen on its first frame.
+
+    `features` maps videos [N, C, F, H, W] in [-1, 1] to [N, d] (e.g. a partial of video_net_features)."""
+    import torch
+
+    from .stats import feature_stats, frechet_distance
+
+    gen = torch.Generator().manual_seed(seed)
+    variants = {"same distribution": b, "shuffled in time": b[:, :, torch.randperm(b.shape[2], generator=gen)],
+                "noise 0.3": (b + 0.3 * torch.randn(b.shape, generator=gen)).clamp(-1, 1),
+                "frozen on the first frame": b[:, :, :1].expand_as(b)}
+    ref = feature_stats(features(a))
+    return {name: frechet_distance(*ref, *feature_stats(features(v))) for name, v in variants.items()}
