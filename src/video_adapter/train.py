@@ -179,8 +179,22 @@ def rng_state(gen: torch.Generator) -> dict[str, Tensor]:
     return state
 
 
-def save_run(run: Path, model, ema, opt, gen, step: int, data_state: dict, cfg: TrainConfig, text_spec: str) -> None:
-    """EMA weights as the run's model directory (LoRA merged in), plus train_state/ for exact resume; each atomic."""
+def gather_rng_states(acc, gen: torch.Generator) -> list[dict[str, Tensor]]:
+    """Every process's RNG state, in process order: each process draws its own noise and dropout, so a resumed
+    multi-GPU run is exact only if each gets its own state back."""
+    if acc.num_processes == 1:
+        return [rng_state(gen)]
+    from accelerate.utils import gather_object
+
+    return gather_object([rng_state(gen)])
+
+
+def save_run(run: Path, model, ema, opt, rngs: list[dict[str, Tensor]], step: int, data_state: dict,
+             cfg: TrainConfig, text_spec: str) -> None:
+    """EMA weights as the run's model directory (LoRA merged in), plus train_state/ for exact resume; each atomic.
+
+    `rngs` holds one RNG state per process (`gather_rng_states`); the data position is the same on every process
+    (the sampler and the stream shard by rank themselves)."""
     lora = is_lora(ema)
     model_dir = ckpt.save_model(run / "checkpoint", merged(ema) if lora else ema, text_spec, step=step,
                                 train_config=asdict(cfg))
@@ -191,26 +205,31 @@ def save_run(run: Path, model, ema, opt, gen, step: int, data_state: dict, cfg: 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(state_dir / "online.safetensors"))
     opt_tensors, opt_meta = ckpt.optimizer_to_tensors(opt.state_dict())
     save_file({k: v.contiguous().cpu() for k, v in opt_tensors.items()}, str(state_dir / "optimizer.safetensors"))
-    save_file(rng_state(gen), str(state_dir / "rng.safetensors"))
-    ckpt.atomic_write_text(state_dir / "state.json",
-                           json.dumps({"step": step, "data": data_state, "optimizer": opt_meta}, indent=1))
+    save_file({f"{k}.{rank}": v.cpu() for rank, state in enumerate(rngs) for k, v in state.items()},
+              str(state_dir / "rng.safetensors"))
+    ckpt.atomic_write_text(state_dir / "state.json", json.dumps(
+        {"step": step, "processes": len(rngs), "data": data_state, "optimizer": opt_meta}, indent=1))
 
 
-def load_run(run: Path, model, ema, opt, gen) -> tuple[int, dict]:
+def load_run(run: Path, model, ema, opt, gen, rank: int = 0, processes: int = 1) -> tuple[int, dict]:
     state_dir = run / "checkpoint" / "train_state"
     if not (state_dir / "state.json").exists():
         raise ckpt.CheckpointError(f"{run} has no resumable checkpoint ({state_dir}/state.json is missing)")
     state = json.loads((state_dir / "state.json").read_text())
+    if state["processes"] != processes:
+        raise ValueError(f"{run} was trained by {state['processes']} processes and this run has {processes}: resume "
+                         "it with as many (each holds its own noise and data shard), or start a new run from its "
+                         f"weights with --init {run / 'checkpoint'}")
     model.load_state_dict(load_file(str(state_dir / "online.safetensors")))
     lora_ema = state_dir / "ema.safetensors"
     ema.load_state_dict(load_file(str(lora_ema)) if lora_ema.exists() else ckpt.load_tensors(run / "checkpoint"))
     opt.load_state_dict(ckpt.optimizer_from_tensors(load_file(str(state_dir / "optimizer.safetensors")),
                                                     state["optimizer"]))
     rng = load_file(str(state_dir / "rng.safetensors"))
-    gen.set_state(rng["train_gen"])
-    torch.set_rng_state(rng["torch_cpu"])
-    if "torch_cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state(rng["torch_cuda"])
+    gen.set_state(rng[f"train_gen.{rank}"])
+    torch.set_rng_state(rng[f"torch_cpu.{rank}"])
+    if f"torch_cuda.{rank}" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng[f"torch_cuda.{rank}"])
     return state["step"], state["data"]
 
 
@@ -275,7 +294,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
     step, data_state = 0, None
     if resuming:
-        step, data_state = load_run(run, model, ema, opt, gen)
+        step, data_state = load_run(run, model, ema, opt, gen, acc.process_index, acc.num_processes)
         acc.print(f"resumed {run} at step {step}")
     previews, source, stream = data_source(cfg, size, frames, acc.process_index, acc.num_processes, data_state,
                                            space, device)
@@ -312,9 +331,10 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         out_of_time = (bool(cfg.max_minutes) and done % cfg.log_every == 0
                        and _all_agree(acc, time.monotonic() - started > 60 * cfg.max_minutes))
         if done % cfg.save_every == 0 or done == cfg.steps or out_of_time:
-            acc.wait_for_everyone()
+            rngs = gather_rng_states(acc, gen)
             if acc.is_main_process:
-                save_run(run, model, ema, opt, gen, done, data_state, cfg, text_encoder.spec)
+                save_run(run, model, ema, opt, rngs, done, data_state, cfg, text_encoder.spec)
+            acc.wait_for_everyone()
         if out_of_time:
             acc.print(f"stopped at step {done} after --max-minutes {cfg.max_minutes}; run the command again to go on")
             break
