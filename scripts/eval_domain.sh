@@ -16,12 +16,13 @@ set -euo pipefail
 D=${DOMAIN:?set DOMAIN to a make-data folder}; R=${RUN:?set RUN to an output folder}; G=${GAMMA:-0.1}
 STEPS=${STEPS:-4000}; BATCH=${BATCH:-64}; PRIOR_BATCH=${PRIOR_BATCH:-$BATCH}; PRIOR=${PRIOR:-checkpoints/prior}
 ENCODER=${ENCODER:-checkpoints/video-encoder}; LORA_RANK=${LORA_RANK:-16}; COMPILE=${COMPILE---compile}; GPUS=${GPUS:-1}
+WORKERS=${WORKERS:-4}  # per training: decode the split into its cache, then assemble batches
 # Stage 1 runs three trainings at once: a thread per core each would oversubscribe the CPU (docs/results.md)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / 4 > 0 ? $(nproc) / 4 : 1 ))}
 classifier_args=()
 if [ -n "${REWRITES:-}" ]; then IFS=';' read -r -a rw <<< "$REWRITES"; classifier_args=(--caption-rewrites "${rw[@]}"); fi
 va="python3 -m video_adapter.cli"
-common=(--data "$D/train" --cache-videos --num-workers 0 --sample-every 0 --log-every 50 --seed 0)
+common=(--data "$D/train" --cache-videos --num-workers "$WORKERS" --sample-every 0 --log-every 50 --seed 0)
 # first-frame domains: the prior-sized baselines train with edges always absent, as they are sampled
 prior_sized=("${common[@]}" --batch-size "$PRIOR_BATCH" --init "$PRIOR" --edges-drop 1 --first-frame-drop 0.1
              --warmup-steps 10 --lr-decay cosine --ema-decay 0.99)
@@ -36,7 +37,8 @@ for size in s l; do
   pids+=($!)
 done
 done_ "$R/classifier" || $va train-video-net --data "$D/train" --objective caption --out "$R/classifier" \
-    --steps "${CLASSIFIER_STEPS:-3000}" --batch-size "$BATCH" --lr 2e-3 "${classifier_args[@]}" &
+    --steps "${CLASSIFIER_STEPS:-3000}" --batch-size "$BATCH" --num-workers "$WORKERS" --lr 2e-3 \
+    "${classifier_args[@]}" &
 pids+=($!)
 for pid in "${pids[@]}"; do wait "$pid"; done
 # Equal compute: training GFLOP per sample (benchmarks/training_flops.py) of small-s 2.765, prior 123.42,

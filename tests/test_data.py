@@ -204,6 +204,23 @@ def test_skip_bad(with_bad_files, capsys):
     assert all(ds[i]["caption"].startswith("video good") for i in range(3))
 
 
+def test_checking_in_worker_processes_gives_the_same_dataset(with_bad_files):
+    """workers=2 checks (and with cache, decodes) in 2 processes: the same files, lengths, skips and clips, in
+    order, with the cache of the kept files shifted past the dropped ones."""
+    (with_bad_files / "a.mp4").write_bytes(b"\x00" * 100)  # sorts first: every kept file moves down one
+    with (with_bad_files / "captions.jsonl").open("a") as f:
+        f.write(json.dumps({"video": "a.mp4", "caption": "video a"}) + "\n")
+    for cache in (False, True):
+        one, two = (VideoFolderDataset(with_bad_files, frames=4, skip_bad=True, cache=cache, workers=w)
+                    for w in (0, 2))
+        assert (one.paths, one.lengths, one.skipped) == (two.paths, two.lengths, two.skipped)
+        assert sorted(p.name for p in two.skipped) == ["a.mp4", "truncated.mp4", "x.mp4"]
+        for i in range(len(one)):
+            assert two[i]["path"] == one[i]["path"] and torch.equal(two[i]["video"], one[i]["video"])
+    with pytest.raises(DatasetError, match="3 of 6 videos"):
+        VideoFolderDataset(with_bad_files, frames=4, cache=True, workers=2)
+
+
 def test_file_going_bad_mid_epoch_names_it(tmp_path):
     for i in range(2):
         write_mp4(tmp_path / f"v{i}.mp4", clip(frames=4, seed=i))

@@ -116,7 +116,8 @@ class VideoFolderDataset(Dataset):
     """Captioned videos under `root` (see the module docstring for layout, sampling and validation).
 
     Beyond the basics: `verify` is "decode" (default) or "header"; `cache=True` keeps every resized whole video in
-    memory as float16, so each file is decoded once (for small datasets); `progress` shows a bar while checking.
+    memory as float16, decoded once while checking (for small datasets); `workers` processes share that check (0:
+    this process; decoding a few thousand clips alone takes minutes); `progress` shows a bar while checking.
     `lengths` holds each video's frame count (None where only a header was read and it gave none), `skipped` the
     unreadable files dropped by `skip_bad`, `num_short` how many videos are padded. Items can also be fetched as
     `dataset[(index, epoch)]`, which ignores `set_epoch`.
@@ -135,6 +136,7 @@ class VideoFolderDataset(Dataset):
         verify: str = "decode",
         cache: bool = False,
         progress: bool = False,
+        workers: int = 0,
     ):
         if frames < 1 or stride < 1:
             raise ValueError(f"frames and stride must be >= 1, got frames={frames}, stride={stride}")
@@ -166,7 +168,7 @@ class VideoFolderDataset(Dataset):
                 )
             self.paths, self.captions = [self.paths[i] for i in keep], [self.captions[i] for i in keep]
 
-        self.lengths, self.skipped = self._probe(verify, skip_bad, progress)
+        self.lengths, self.skipped = self._probe(verify, skip_bad, progress, workers)
         span = (self.frames - 1) * self.stride + 1
         self.num_short = sum(1 for n in self.lengths if n is not None and n < span)
         if self.num_short:
@@ -203,16 +205,24 @@ class VideoFolderDataset(Dataset):
             )
         return paths, captions
 
-    def _probe(self, verify: str, skip_bad: bool, progress: bool) -> tuple[list[int | None], list[Path]]:
+    def _probe(self, verify: str, skip_bad: bool, progress: bool,
+               workers: int) -> tuple[list[int | None], list[Path]]:
         from tqdm.auto import tqdm
 
+        check = _Check(self, verify)
+        # its own generator: drawn from the global RNG, the loader's seed would shift a resumed run's dropout
+        loader = torch.utils.data.DataLoader(check, batch_size=None, num_workers=workers, collate_fn=_as_is,
+                                             worker_init_fn=one_thread, generator=torch.Generator())
         lengths, bad = [], []
-        for p in tqdm(self.paths, desc="checking videos", disable=not progress):
-            try:
-                lengths.append(probe_video(p, decode=verify == "decode"))
-            except VideoReadError as e:
+        for index, result in tqdm(loader, total=len(check), desc="checking videos", disable=not progress):
+            if isinstance(result, str):
                 lengths.append(None)
-                bad.append((p, e.reason))
+                bad.append((self.paths[index], result))
+            elif isinstance(result, np.ndarray):
+                self._cache[index] = torch.from_numpy(result)
+                lengths.append(result.shape[1])
+            else:
+                lengths.append(result)
         if bad and not skip_bad:
             lines = [f"{p.relative_to(self.root).as_posix()}: {reason}" for p, reason in bad]
             raise DatasetError(
@@ -226,6 +236,7 @@ class VideoFolderDataset(Dataset):
             self.paths = [self.paths[i] for i in keep]
             self.captions = [self.captions[i] for i in keep]
             lengths = [lengths[i] for i in keep]
+            self._cache = {new: self._cache[old] for new, old in enumerate(keep) if old in self._cache}
             if not self.paths:
                 raise DatasetError(f"every video under {self.root} is unreadable")
         return lengths, [p for p, _ in bad]
@@ -239,13 +250,8 @@ class VideoFolderDataset(Dataset):
         self.epoch = int(epoch)
 
     def _full_video(self, index: int) -> Tensor:
-        """The whole video of `index`, resized: float `[C, F, H, W]` in [-1, 1] (cached as float16 if asked)."""
-        if index in self._cache:
-            return self._cache[index].float()
-        video = self._load(index, None)
-        if self.cache:
-            self._cache[index] = video.half()
-        return video
+        """The whole video of `index`, resized: float `[C, F, H, W]` in [-1, 1] (from the float16 cache if asked)."""
+        return self._cache[index].float() if self.cache else self._load(index, None)
 
     def _load(self, index: int, max_frames: int | None) -> Tensor:
         frames = torch.from_numpy(read_video(self.paths[index], max_frames=max_frames))
@@ -270,6 +276,35 @@ class VideoFolderDataset(Dataset):
             length = video.shape[1]  # less than probed only if the file changed since
         idx = torch.from_numpy(window_indices(length, self.frames, self.stride, start))
         return {"video": video[:, idx].contiguous(), "caption": self.captions[index], "path": str(self.paths[index])}
+
+
+class _Check(Dataset):
+    """Item i: (i, the video's frame count, or its whole resized video as a float16 array for a caching dataset, or
+    why it cannot be read), so that DataLoader workers can check and decode a folder in parallel. Arrays, not
+    tensors: a worker's tensors come back in shared memory, one file descriptor each for as long as they live."""
+
+    def __init__(self, dataset: VideoFolderDataset, verify: str):
+        self.dataset, self.verify = dataset, verify
+
+    def __len__(self) -> int:
+        return len(self.dataset.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, int | None | np.ndarray | str]:
+        try:
+            if self.dataset.cache:
+                return index, self.dataset._load(index, None).half().numpy()
+            return index, probe_video(self.dataset.paths[index], decode=self.verify == "decode")
+        except VideoReadError as e:
+            return index, e.reason
+
+
+def _as_is(item):
+    return item
+
+
+def one_thread(_worker_id: int) -> None:
+    """Each worker is one process; torch's own thread pool in every worker only oversubscribes the CPU."""
+    torch.set_num_threads(1)
 
 
 class ResumableSampler(Sampler[int]):

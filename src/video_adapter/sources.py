@@ -12,14 +12,9 @@ from collections.abc import Iterator
 
 import torch
 
-from .data import ResumableSampler, VideoFolderDataset, collate
+from .data import ResumableSampler, VideoFolderDataset, collate, one_thread
 
 STREAM = "stream:"  # --data stream:KIND trains on clips of a make-data kind made on the fly
-
-
-def _one_thread(_worker_id: int) -> None:
-    """Each loader worker is one process; torch's own thread pool in every worker only oversubscribes the CPU."""
-    torch.set_num_threads(1)
 
 
 def _loader_generator(seed: int = 0) -> torch.Generator:
@@ -32,7 +27,7 @@ def _loader_generator(seed: int = 0) -> torch.Generator:
 def folder_batches(dataset: VideoFolderDataset, sampler: ResumableSampler, batch_size: int,
                    num_workers: int) -> Iterator[tuple[dict, dict]]:
     loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=batch_size, drop_last=True,
-                                         collate_fn=collate, num_workers=num_workers, worker_init_fn=_one_thread,
+                                         collate_fn=collate, num_workers=num_workers, worker_init_fn=one_thread,
                                          persistent_workers=num_workers > 0, generator=_loader_generator())
     while True:
         if sampler.position + batch_size > len(sampler):  # too few left for a batch: next epoch
@@ -51,7 +46,7 @@ def stream_batches(kind: str, seed: int, size: tuple[int, int], frames: int, bat
     start = (state or {}).get("start", 0)
     stream = ClipStream(kind, seed, size, frames, start=start, rank=rank, world_size=world, batch_size=batch_size)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
-                                         worker_init_fn=_one_thread, persistent_workers=num_workers > 0,
+                                         worker_init_fn=one_thread, persistent_workers=num_workers > 0,
                                          generator=_loader_generator(seed + start))
     for n, batch in enumerate(loader, 1):
         yield batch, {"stream": kind, "start": start + n * world * batch_size}
@@ -85,7 +80,8 @@ def data_source(cfg, size: tuple[int, int], frames: int, rank: int, world: int, 
     if n_folder:
         dataset = VideoFolderDataset(cfg.data, frames=frames, size=size, stride=cfg.stride,
                                      random_crop=space is None, keywords=cfg.keywords or None,
-                                     skip_bad=cfg.skip_bad, seed=cfg.seed, cache=cfg.cache_videos and space is None)
+                                     skip_bad=cfg.skip_bad, seed=cfg.seed, cache=cfg.cache_videos and space is None,
+                                     workers=cfg.num_workers)
         if space is not None:
             from .latents import cached_latents
 

@@ -272,7 +272,7 @@ def batches(cfg: VideoNetTrainConfig) -> tuple[str, tuple[str, ...], object]:
     if not cfg.data:
         raise ValueError("pass data: a folder of captioned videos (e.g. a make-data DIR/train) or stream:KIND")
     dataset = VideoFolderDataset(cfg.data, frames=cfg.frames, size=size, stride=cfg.stride, random_crop=True,
-                                 seed=cfg.seed, cache=cfg.cache_videos)
+                                 seed=cfg.seed, cache=cfg.cache_videos, workers=cfg.num_workers)
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"{cfg.data} holds {len(dataset)} videos, fewer than one batch of {cfg.batch_size}; "
                          f"lower batch_size")
