@@ -9,8 +9,12 @@
 #
 #   DATA=... RUN=runs/prior3 scripts/train_prior.sh --init checkpoints/prior --seed 2 --steps 2000 \
 #       --warmup-steps 200 --lr-decay cosine --lr-end 2e-6 --ema-decay 0.999 --max-minutes 9
+#
+# GPUS=N runs it under `accelerate launch` on N GPUs of one machine (DDP), the same script and config: --batch-size
+# is per process, so N GPUs take N x 128 clips a step, and loss.csv's samples_per_s counts all of them. A run
+# resumes with the GPU count it started with; change it by starting a new run from the weights with --init.
 set -euo pipefail
-python3 -m video_adapter.cli train --data "${DATA:?set DATA to a folder of broad-bullet clips}" \
+accelerate launch --num_processes "${GPUS:-1}" --num_machines 1 --dynamo_backend no -m video_adapter.cli train --data "${DATA:?set DATA to a folder of broad-bullet clips}" \
     --stream broad-procedural --stream-share 0.5 --out "${RUN:-runs/prior}" --preset prior --text-encoder minilm \
     --batch-size 128 --lr 2e-4 --warmup-steps 500 --ema-decay 0.9995 --steps 100000 \
     --cond-drop 0.1 --first-frame-drop 0.5 --edges-drop 0.7 \
