@@ -85,6 +85,18 @@ def test_real_reference_row_scores_other_test_clips_like_a_method(setup, tmp_pat
     assert "| Real: 3 other test clips |" in (tmp_path / "table.md").read_text()
 
 
+def test_noised_real_rows_move_only_with_noise(setup, tmp_path):
+    """--real-noise 0 scores exactly the Real row's clips; noise moves the distance off the Real row."""
+    cfg, _ = setup
+    got = run_evaluation(replace(cfg, num=3, methods=("small-s",), gamma_sweep=(), real_noise=(0.0, 0.5),
+                                 out=str(tmp_path)))
+    assert got["real_noised"]["0"] == got["real"]
+    assert got["real_noised"]["0.5"]["fvd-va"]["value"] > got["real"]["fvd-va"]["value"]
+    assert "| Real + noise 0.5 |" in (tmp_path / "table.md").read_text()
+    with pytest.raises(ValueError, match="--real-noise takes standard deviations >= 0"):
+        replace(cfg, real_noise=(-0.1,)).validate()
+
+
 def test_composition_parameters_are_both_models(setup):
     _, results = setup
     m = results["methods"]

@@ -13,6 +13,7 @@ results identical to one process. Writes results.json, table.md, gamma_sweep.png
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -77,6 +78,7 @@ class EvalConfig:
     guidance: float = 5.0                 # alpha, each method's classifier-free guidance
     mix: float = 0.5                      # CFG Mix weight of the prior
     gamma_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)  # Figure 6: Small (S) + Prior at these gammas
+    real_noise: tuple[float, ...] = ()    # also score the Real row's clips plus Gaussian noise of these std devs
     sampler: str = "ddim"                 # ddpm | ddim | dpmpp-2m | heun
     steps: int = 100                      # denoising steps per sample
     bootstrap: int = 200                  # bootstrap resamples per interval (0: none)
@@ -106,6 +108,8 @@ class EvalConfig:
             raise ValueError(f"--condition must be first_frame, edges or none, not {self.condition!r}")
         if self.num < 2 or self.batch_size < 1:
             raise ValueError(f"--num must be at least 2 and --batch-size at least 1, got {self.num}, {self.batch_size}")
+        if not all(math.isfinite(std) and std >= 0 for std in self.real_noise):
+            raise ValueError(f"--real-noise takes standard deviations >= 0 (videos span [-1, 1]), got {self.real_noise}")
         self.selected()
 
 
@@ -187,6 +191,12 @@ def generate(cfg: EvalConfig, method: str, models: Models, tests: TestSet,
     return torch.cat([x for _, x in gathered]), seconds
 
 
+def noised(videos: Tensor, std: float, seed: int) -> Tensor:
+    """Videos in [-1, 1] plus Gaussian noise of standard deviation `std` (from `seed`), clamped to [-1, 1]."""
+    noise = torch.randn(videos.shape, generator=torch.Generator().manual_seed(seed), dtype=videos.dtype)
+    return (videos + std * noise.to(videos.device)).clamp(-1, 1)
+
+
 def parameters(method: str, models: Models) -> int:
     return sum(m.spec.parameters for m in models.of(method).values())
 
@@ -196,13 +206,16 @@ def table_markdown(results: dict, cfg: EvalConfig) -> str:
     head = "| method | " + " | ".join(metrics) + " | parameters | sampling s / sample |"
     lines = [head, "|---|" + "---:|" * (len(metrics) + 2)]
     rows = [(f"Real: {cfg.num} other test clips", results["real"], None)] if "real" in results else []
+    rows += [(f"Real + noise {std}", scores, None) for std, scores in results.get("real_noised", {}).items()]
     rows += [(METHODS[name].label, row["metrics"], row) for name, row in results["methods"].items()]
     for label, scores, row in rows:
         cells = [f"{scores[m]['value']:.4g} [{scores[m]['ci95'][0]:.4g}, {scores[m]['ci95'][1]:.4g}]" for m in metrics]
         cost = f"{human_count(row['parameters'])} | {row['seconds_per_sample']:.3f}" if row else "- | -"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {cost} |")
     real_note = (" Real: test clips not among the conditions, scored like a method: the Fréchet distances' floor "
-                 "and the classifier's accuracy on real video at this N.") if "real" in results else ""
+                 "and the classifier's accuracy on real video at this N" +
+                 ("; Real + noise: the same clips with Gaussian pixel noise of that std (videos in [-1, 1])"
+                  if results.get("real_noised") else "") + ".") if "real" in results else ""
     return "\n".join(lines) + (
         f"\n\n{cfg.num} samples per method conditioned on the caption"
         f"{'' if cfg.condition == 'none' else ' and ' + cfg.condition.replace('_', ' ')} of test clips of "
@@ -255,6 +268,11 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         state.print(f"no 'Real' reference row: it needs {2 * cfg.num} test clips (2 x --num)")
     elif state.is_main_process:
         results["real"] = {k: v.as_dict() for k, v in scorer.score(tests.reference, tests.reference_captions).items()}
+        # how much a metric moves for pixel noise alone, e.g. a classifier trained on clean renders
+        results["real_noised"] = {f"{std:g}": {k: v.as_dict() for k, v in
+                                               scorer.score(noised(tests.reference, std, cfg.seed),
+                                                            tests.reference_captions).items()}
+                                  for std in cfg.real_noise}
     for name in names:
         state.print(f"[{name}] {METHODS[name].label}: {cfg.num} samples")
         samples[name], seconds = generate(cfg, name, models, tests, cfg.prior_strength)
