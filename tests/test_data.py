@@ -273,6 +273,20 @@ def test_sampler_shards_partition():
         ResumableSampler(4, rank=2, world_size=2)
 
 
+def test_chunked_shards_make_the_global_batches_of_one_process():
+    """chunk = per-process batch: step k's batches of 2 ranks, joined, are step k's batch of 1 process at twice
+    the batch, for every epoch; shards still partition the items, and len() counts them, partial chunks too."""
+    one = list(ResumableSampler(11, seed=4, drop_last=True, chunk=4))
+    ranks = [list(ResumableSampler(11, seed=4, rank=r, world_size=2, drop_last=True, chunk=2)) for r in range(2)]
+    assert len(one) == 8 and [len(r) for r in ranks] == [4, 4]
+    for k in range(2):
+        assert ranks[0][2 * k: 2 * k + 2] + ranks[1][2 * k: 2 * k + 2] == one[4 * k: 4 * k + 4]
+    for n, world, chunk in [(10, 3, 2), (7, 2, 3), (5, 2, 4)]:
+        shards = [ResumableSampler(n, seed=1, rank=r, world_size=world, chunk=chunk) for r in range(world)]
+        assert sorted(i for s in shards for i in s) == list(range(n)), (n, world, chunk)
+        assert [len(s) for s in shards] == [len(list(s)) for s in shards]
+
+
 def test_dataloader_with_epoch_keys(mixed):
     ds = VideoFolderDataset(mixed, frames=4)
     sampler = ResumableSampler(len(ds), seed=0, with_epoch=True)

@@ -94,15 +94,20 @@ def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
     return (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-def drop_conditions(cond: Cond, p: float | dict[str, float], generator: torch.Generator | None = None) -> Cond:
-    """Conditioning dropout for classifier-free guidance: each condition is dropped per sample with prob p."""
+def drop_conditions(cond: Cond, p: float | dict[str, float], generator: torch.Generator | None = None,
+                    uniforms: Tensor | None = None) -> Cond:
+    """Conditioning dropout for classifier-free guidance: each condition is dropped per sample with prob p.
+
+    The coin flips come from `generator`, or from `uniforms` [B, len(CONDITIONS)] in [0, 1) (column j for
+    CONDITIONS[j]) when the caller draws its own per sample."""
     probs = p if isinstance(p, dict) else {n: p for n in CONDITIONS}
     flags = {}
-    for name in CONDITIONS:
+    for j, name in enumerate(CONDITIONS):
         current = cond.present(name)
         if current is None or probs.get(name, 0.0) <= 0.0:
             continue
-        u = torch.rand(current.shape, generator=generator, device=current.device if generator is None else generator.device)
+        u = uniforms[:, j] if uniforms is not None else torch.rand(
+            current.shape, generator=generator, device=current.device if generator is None else generator.device)
         flags[name] = u.to(current.device) >= probs[name]
     return cond.with_flags(**flags)
 

@@ -312,8 +312,10 @@ class ResumableSampler(Sampler[int]):
     """Deterministic per-epoch order that can resume mid-epoch.
 
     Epoch e's order is `torch.randperm(num_items)` under a generator seeded with `seed + e` (or 0..n-1 without
-    shuffle); rank r of `world_size` takes `order[r::world_size]`, so ranks partition the items (with
-    `drop_last=True` every rank gets the same count, which keeps distributed ranks in step).
+    shuffle), cut into chunks of `chunk` items; rank r of `world_size` takes chunks r, r + world_size, ..., so ranks
+    partition the items (with `drop_last=True` every rank gets the same count, which keeps distributed ranks in
+    step). With `chunk` = the per-process batch, step k's batches of all ranks together are chunk k of one process
+    taking world_size x that batch: the same global batches for any process count.
 
     Each `iter()` yields the rest of the current epoch and counts `position` up as items are drawn; the next `iter()`
     after a finished epoch starts the next epoch. `state_dict()` / `load_state_dict()` save and restore
@@ -323,11 +325,13 @@ class ResumableSampler(Sampler[int]):
     """
 
     def __init__(self, num_items: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False, with_epoch: bool = False):
-        if num_items < 0 or world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"bad sampler arguments: num_items={num_items}, rank={rank}, world_size={world_size}")
+                 drop_last: bool = False, with_epoch: bool = False, chunk: int = 1):
+        if num_items < 0 or world_size < 1 or not 0 <= rank < world_size or chunk < 1:
+            raise ValueError(f"bad sampler arguments: num_items={num_items}, rank={rank}, world_size={world_size}, "
+                             f"chunk={chunk}")
         self.num_items, self.seed, self.shuffle = int(num_items), int(seed), shuffle
         self.rank, self.world_size, self.drop_last, self.with_epoch = rank, world_size, drop_last, with_epoch
+        self.chunk = int(chunk)
         self.epoch, self.position = 0, 0
 
     def order(self, epoch: int) -> list[int]:
@@ -338,12 +342,14 @@ class ResumableSampler(Sampler[int]):
         else:
             items = list(range(self.num_items))
         if self.drop_last:
-            items = items[: len(items) - len(items) % self.world_size]
-        return items[self.rank :: self.world_size]
+            items = items[: len(items) - len(items) % (self.world_size * self.chunk)]
+        return [item for start in range(self.rank * self.chunk, len(items), self.world_size * self.chunk)
+                for item in items[start : start + self.chunk]]
 
     def __len__(self) -> int:
-        total = self.num_items - (self.num_items % self.world_size if self.drop_last else 0)
-        return len(range(self.rank, total, self.world_size))
+        total = self.num_items - (self.num_items % (self.world_size * self.chunk) if self.drop_last else 0)
+        step = self.world_size * self.chunk
+        return sum(min(self.chunk, total - start) for start in range(self.rank * self.chunk, total, step))
 
     def __iter__(self) -> Iterator[int] | Iterator[tuple[int, int]]:
         order = self.order(self.epoch)

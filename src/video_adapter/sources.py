@@ -89,8 +89,9 @@ def data_source(cfg, size: tuple[int, int], frames: int, rank: int, world: int, 
         if len(dataset) < n_folder * world:
             raise ValueError(f"{len(dataset)} videos in {cfg.data} are fewer than one batch "
                              f"({n_folder} x {world} processes); lower --batch-size")
+        # chunk: each step's batches of all processes are one process's batch at the global size
         sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=rank, world_size=world, drop_last=True,
-                                   with_epoch=True)
+                                   with_epoch=True, chunk=n_folder)
         if state:
             sampler.load_state_dict(state["folder"] if n_stream else state)
         sources.append(folder_batches(dataset, sampler, n_folder, cfg.num_workers))

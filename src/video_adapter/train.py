@@ -5,7 +5,10 @@
 
 The loop (`train`) fits on one screen; everything it calls is a small function above it.
 Exact resume: the online and EMA weights, optimizer, step, data position and RNG state are all in the
-checkpoint, so a run killed and resumed ends bit-identical to an uninterrupted one on CPU.
+checkpoint, so a run killed and resumed ends bit-identical to an uninterrupted one on CPU. Any process count: each
+sample's noise, time and condition dropout are keyed by its place in the step's global batch (`step_draws`), and
+the folder sampler deals each process its chunk of that batch, so N processes of batch B train on what one process
+of batch N x B does (folder or stream data; equal up to float rounding in the gradient average).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
@@ -24,7 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .conditioning import Cond, drop_conditions, sobel_x
+from .conditioning import CONDITIONS, Cond, drop_conditions, sobel_x
 from .lora import add_lora, is_lora, merged, trainable_parameters
 from .schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
 from .sources import data_source
@@ -137,20 +141,41 @@ def make_cond(video: Tensor, text, model_cfg: UNetConfig) -> Cond:
                      edges=sobel_x(video) if model_cfg.edge_cond else None)
 
 
-def diffusion_loss(model, video: Tensor, cond: Cond, gen: torch.Generator, prediction: str) -> Tensor:
-    """MSE of the network's native prediction (eps or v) at t ~ U(0, 1) on the cosine log-SNR schedule (paper sec 2).
-
-    `prediction` is the model's `cfg.prediction`, passed in because `model` may be wrapped (DDP, compile).
-    """
-    b = video.shape[0]
-    t = torch.rand(b, generator=gen, device=gen.device).to(video.device)
-    eps = torch.randn(video.shape, generator=gen, device=gen.device).to(video.device)
+def denoising_loss(model, video: Tensor, cond: Cond, t: Tensor, eps: Tensor, prediction: str) -> Tensor:
+    """MSE of the network's native prediction (eps or v) for clean `video` noised by `eps` at cosine times `t` [B]
+    (paper sec 2). `prediction` is the model's `cfg.prediction`, passed in because `model` may be wrapped (DDP,
+    compile)."""
+    t, eps = t.to(video.device), eps.to(video.device)
     logsnr = logsnr_cosine(t)
     x_t = diffuse(video, eps, logsnr)
     alpha, sigma = alpha_sigma(broadcast(logsnr, video))
     # v from x0 and eps directly: through x_t it would cancel catastrophically at logsnr -20 (1 - sigma^2 ~ 2e-9).
     target = eps if prediction == "eps" else alpha * eps - sigma * video
     return F.mse_loss(model(x_t, logsnr, cond, output="native").float(), target)
+
+
+def diffusion_loss(model, video: Tensor, cond: Cond, gen: torch.Generator, prediction: str) -> Tensor:
+    """`denoising_loss` at t ~ U(0, 1) and eps ~ N(0, I) drawn from `gen`."""
+    t = torch.rand(video.shape[0], generator=gen, device=gen.device)
+    eps = torch.randn(video.shape, generator=gen, device=gen.device)
+    return denoising_loss(model, video, cond, t, eps, prediction)
+
+
+def step_draws(seed: int, step: int, first: int, shape: tuple[int, ...],
+               device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+    """One training step's randomness for a batch of `shape` [B, C, F, H, W]: times t [B], noise eps and dropout
+    uniforms [B, len(CONDITIONS)], sample i from its own generator keyed by (seed, step, first + i), its place in
+    the step's global batch. The draws depend on neither the process count nor the per-process batch: N processes
+    of batch B draw what one process of batch N x B draws, and a resumed run what an uninterrupted one draws. They
+    are drawn on `device` (a CUDA generator's stream differs from the CPU's: compare runs on one device type)."""
+    t, eps, uniforms = [], [], []
+    for index in range(first, first + shape[0]):
+        key = np.random.SeedSequence((seed, step, index)).generate_state(1, np.uint64)[0]
+        gen = torch.Generator(device=device).manual_seed(int(key))
+        t.append(torch.rand((), generator=gen, device=device))
+        uniforms.append(torch.rand(len(CONDITIONS), generator=gen, device=device))
+        eps.append(torch.randn(shape[1:], generator=gen, device=device))
+    return torch.stack(t), torch.stack(eps), torch.stack(uniforms)
 
 
 @torch.no_grad()
@@ -172,21 +197,21 @@ def heldout_loss(model, video: Tensor, cond: Cond, logsnrs: Tensor, seed: int, p
     return torch.stack(losses)
 
 
-def rng_state(gen: torch.Generator) -> dict[str, Tensor]:
-    state = {"train_gen": gen.get_state(), "torch_cpu": torch.get_rng_state()}
+def rng_state() -> dict[str, Tensor]:
+    """The global RNG (model dropout, if any; the step's noise and condition dropout come from `step_draws`)."""
+    state = {"torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["torch_cuda"] = torch.cuda.get_rng_state()
     return state
 
 
-def gather_rng_states(acc, gen: torch.Generator) -> list[dict[str, Tensor]]:
-    """Every process's RNG state, in process order: each process draws its own noise and dropout, so a resumed
-    multi-GPU run is exact only if each gets its own state back."""
+def gather_rng_states(acc) -> list[dict[str, Tensor]]:
+    """Every process's RNG state, in process order (each process's CUDA generator is its own GPU's)."""
     if acc.num_processes == 1:
-        return [rng_state(gen)]
+        return [rng_state()]
     from accelerate.utils import gather_object
 
-    return gather_object([rng_state(gen)])
+    return gather_object([rng_state()])
 
 
 def save_run(run: Path, model, ema, opt, rngs: list[dict[str, Tensor]], step: int, data_state: dict,
@@ -211,7 +236,7 @@ def save_run(run: Path, model, ema, opt, rngs: list[dict[str, Tensor]], step: in
         {"step": step, "processes": len(rngs), "data": data_state, "optimizer": opt_meta}, indent=1))
 
 
-def load_run(run: Path, model, ema, opt, gen, rank: int = 0, processes: int = 1) -> tuple[int, dict]:
+def load_run(run: Path, model, ema, opt, rank: int = 0, processes: int = 1) -> tuple[int, dict]:
     state_dir = run / "checkpoint" / "train_state"
     if not (state_dir / "state.json").exists():
         raise ckpt.CheckpointError(f"{run} has no resumable checkpoint ({state_dir}/state.json is missing)")
@@ -226,7 +251,6 @@ def load_run(run: Path, model, ema, opt, gen, rank: int = 0, processes: int = 1)
     opt.load_state_dict(ckpt.optimizer_from_tensors(load_file(str(state_dir / "optimizer.safetensors")),
                                                     state["optimizer"]))
     rng = load_file(str(state_dir / "rng.safetensors"))
-    gen.set_state(rng[f"train_gen.{rank}"])
     torch.set_rng_state(rng[f"torch_cpu.{rank}"])
     if f"torch_cuda.{rank}" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state(rng[f"torch_cuda.{rank}"])
@@ -291,10 +315,9 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             add_lora(m, cfg.lora_rank)
         ema.requires_grad_(False).load_state_dict(model.state_dict())
     opt = torch.optim.AdamW(trainable_parameters(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
     step, data_state = 0, None
     if resuming:
-        step, data_state = load_run(run, model, ema, opt, gen, acc.process_index, acc.num_processes)
+        step, data_state = load_run(run, model, ema, opt, acc.process_index, acc.num_processes)
         acc.print(f"resumed {run} at step {step}")
     previews, source, stream = data_source(cfg, size, frames, acc.process_index, acc.num_processes, data_state,
                                            space, device)
@@ -311,11 +334,12 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         batch, data_state = next(stream)
         video = batch["video"].to(device).contiguous(memory_format=memory_format)
         text = text_encoder.encode(batch["caption"], device=device)
-        cond = drop_conditions(make_cond(video, text, model_cfg), cfg.drop, gen)
+        t, eps, uniforms = step_draws(cfg.seed, step, acc.process_index * video.shape[0], video.shape, device)
+        cond = drop_conditions(make_cond(video, text, model_cfg), cfg.drop, uniforms=uniforms)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         with acc.autocast():
-            loss = diffusion_loss(net, video, cond, gen, model_cfg.prediction)
+            loss = denoising_loss(net, video, cond, t, eps, model_cfg.prediction)
         acc.backward(loss)
         grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
@@ -331,7 +355,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         out_of_time = (bool(cfg.max_minutes) and done % cfg.log_every == 0
                        and _all_agree(acc, time.monotonic() - started > 60 * cfg.max_minutes))
         if done % cfg.save_every == 0 or done == cfg.steps or out_of_time:
-            rngs = gather_rng_states(acc, gen)
+            rngs = gather_rng_states(acc)
             if acc.is_main_process:
                 save_run(run, model, ema, opt, rngs, done, data_state, cfg, text_encoder.spec)
             acc.wait_for_everyone()
