@@ -109,7 +109,8 @@ class EvalConfig:
         if self.num < 2 or self.batch_size < 1:
             raise ValueError(f"--num must be at least 2 and --batch-size at least 1, got {self.num}, {self.batch_size}")
         if not all(math.isfinite(std) and std >= 0 for std in self.real_noise):
-            raise ValueError(f"--real-noise takes standard deviations >= 0 (videos span [-1, 1]), got {self.real_noise}")
+            raise ValueError(f"--real-noise takes standard deviations >= 0 (videos span [-1, 1]), "
+                             f"got {self.real_noise}")
         self.selected()
 
 
