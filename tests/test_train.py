@@ -91,6 +91,24 @@ def test_resume_differs_without_restored_data_position(toy, tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_one_process_state_of_the_earlier_format_resumes_exactly(toy, tmp_path):
+    """train_state written before per-process RNG states (no "processes", unsuffixed RNG names) still resumes."""
+    from safetensors.torch import save_file
+
+    straight = train(config(toy, tmp_path / "a"))
+    train(config(toy, tmp_path / "b"), stop_after=6)
+    state_dir = tmp_path / "b/checkpoint/train_state"
+    state = json.loads((state_dir / "state.json").read_text())
+    del state["processes"]
+    (state_dir / "state.json").write_text(json.dumps(state))
+    rng = load_file(str(state_dir / "rng.safetensors"))
+    save_file({k.removesuffix(".0"): v for k, v in rng.items()}, str(state_dir / "rng.safetensors"))
+    resumed = train(config(toy, tmp_path / "b"))
+    a = load_file(str(straight / "train_state/online.safetensors"))
+    b = load_file(str(resumed / "train_state/online.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_warmup_schedule():
     cfg = TrainConfig(lr=1e-4, warmup_steps=10)
     assert lr_at(0, cfg) == pytest.approx(1e-5) and lr_at(9, cfg) == pytest.approx(1e-4)

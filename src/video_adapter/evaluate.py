@@ -192,12 +192,6 @@ def generate(cfg: EvalConfig, method: str, models: Models, tests: TestSet,
     return torch.cat([x for _, x in gathered]), seconds
 
 
-def noised(videos: Tensor, std: float, seed: int) -> Tensor:
-    """Videos in [-1, 1] plus Gaussian noise of standard deviation `std` (from `seed`), clamped to [-1, 1]."""
-    noise = torch.randn(videos.shape, generator=torch.Generator().manual_seed(seed), dtype=videos.dtype)
-    return (videos + std * noise.to(videos.device)).clamp(-1, 1)
-
-
 def parameters(method: str, models: Models) -> int:
     return sum(m.spec.parameters for m in models.of(method).values())
 
@@ -251,7 +245,7 @@ def plot_sweep(sweep: dict[float, dict], metrics: tuple[str, ...], path: Path) -
 def run_evaluation(cfg: EvalConfig) -> dict:
     from accelerate import PartialState
 
-    from .metrics.scores import Scorer
+    from .metrics.scores import Scorer, noised
 
     cfg.validate()
     state = PartialState(cpu=cfg.device == "cpu")
@@ -266,12 +260,14 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         if state.is_main_process else None
     samples, results = {}, {"config": asdict(cfg), "methods": {}, "gamma_sweep": {}}
     if tests.reference is None:
-        state.print(f"no 'Real' reference row: it needs {2 * cfg.num} test clips (2 x --num)")
+        state.print(f"no 'Real' reference row (nor --real-noise rows): it needs {2 * cfg.num} test clips "
+                    "(2 x --num)")
     elif state.is_main_process:
         results["real"] = {k: v.as_dict() for k, v in scorer.score(tests.reference, tests.reference_captions).items()}
         # how much a metric moves for pixel noise alone, e.g. a classifier trained on clean renders
         results["real_noised"] = {f"{std:g}": {k: v.as_dict() for k, v in
-                                               scorer.score(noised(tests.reference, std, cfg.seed),
+                                               scorer.score(noised(tests.reference, std,
+                                                                   torch.Generator().manual_seed(cfg.seed)),
                                                             tests.reference_captions).items()}
                                   for std in cfg.real_noise}
     for name in names:

@@ -241,9 +241,10 @@ def load_run(run: Path, model, ema, opt, rank: int = 0, processes: int = 1) -> t
     if not (state_dir / "state.json").exists():
         raise ckpt.CheckpointError(f"{run} has no resumable checkpoint ({state_dir}/state.json is missing)")
     state = json.loads((state_dir / "state.json").read_text())
-    if state["processes"] != processes:
-        raise ValueError(f"{run} was trained by {state['processes']} processes and this run has {processes}: resume "
-                         "it with as many (each holds its own noise and data shard), or start a new run from its "
+    trained_by = state.get("processes", 1)  # a state without the count was written by one process
+    if trained_by != processes:
+        raise ValueError(f"{run} was trained by {trained_by} processes and this run has {processes}: resume it with "
+                         "as many (the data position and RNG states are per process), or start a new run from its "
                          f"weights with --init {run / 'checkpoint'}")
     model.load_state_dict(load_file(str(state_dir / "online.safetensors")))
     lora_ema = state_dir / "ema.safetensors"
@@ -251,9 +252,11 @@ def load_run(run: Path, model, ema, opt, rank: int = 0, processes: int = 1) -> t
     opt.load_state_dict(ckpt.optimizer_from_tensors(load_file(str(state_dir / "optimizer.safetensors")),
                                                     state["optimizer"]))
     rng = load_file(str(state_dir / "rng.safetensors"))
-    torch.set_rng_state(rng[f"torch_cpu.{rank}"])
-    if f"torch_cuda.{rank}" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state(rng[f"torch_cuda.{rank}"])
+    # one-process states written before per-process RNG states carried unsuffixed names
+    suffix = f".{rank}" if f"torch_cpu.{rank}" in rng else ""
+    torch.set_rng_state(rng[f"torch_cpu{suffix}"])
+    if f"torch_cuda{suffix}" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng[f"torch_cuda{suffix}"])
     return state["step"], state["data"]
 
 

@@ -144,6 +144,15 @@ class Scorer:
         return out
 
 
+def noised(videos: Tensor, std: float, generator) -> Tensor:
+    """Videos in [-1, 1] plus Gaussian pixel noise of standard deviation `std` from `generator`, clamped to [-1, 1]:
+    how far a metric moves for noise alone."""
+    import torch
+
+    noise = torch.randn(videos.shape, generator=generator, dtype=videos.dtype)
+    return (videos + std * noise.to(videos.device)).clamp(-1, 1)
+
+
 def feature_separation(features, a: Tensor, b: Tensor, seed: int = 0) -> dict[str, float]:
     """Does a feature network see what FVD must? The Fréchet distance from real set `a` to another real set `b` (the
     sampling floor at this N) and to `b` shuffled in time, with Gaussian noise of 0.3, and frozen on its first frame.
@@ -155,7 +164,7 @@ def feature_separation(features, a: Tensor, b: Tensor, seed: int = 0) -> dict[st
 
     gen = torch.Generator().manual_seed(seed)
     variants = {"same distribution": b, "shuffled in time": b[:, :, torch.randperm(b.shape[2], generator=gen)],
-                "noise 0.3": (b + 0.3 * torch.randn(b.shape, generator=gen)).clamp(-1, 1),
+                "noise 0.3": noised(b, 0.3, gen),
                 "frozen on the first frame": b[:, :, :1].expand_as(b)}
     ref = feature_stats(features(a))
     return {name: frechet_distance(*ref, *feature_stats(features(v))) for name, v in variants.items()}
