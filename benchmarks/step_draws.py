@@ -1,10 +1,11 @@
 """What a training step pays for randomness that does not depend on the process count.
 
-    python benchmarks/step_draws.py [--batch 128] [--steps 20] [--device cpu|cuda]
+    python benchmarks/step_draws.py [--batch 128] [--processes 2] [--steps 20] [--device cpu|cuda]
 
-`train.step_draws` seeds one generator per sample from (seed, step, index in the global batch); the peer is one
-generator drawing the whole batch at once, which is what training did before (and what most trainers do), but whose
-draws change with the number of processes. Prints ms per step for both at the video shape of the paper (16x24x40).
+`train.step_draws` draws the step's whole global batch (--processes x --batch) from one generator keyed by the step
+and keeps one process's rows; the peer is one generator drawing only the process's own batch, which is what most
+trainers do, but whose draws change with the number of processes. Prints ms per step for both at the video shape of
+the paper (16x24x40).
 """
 
 import argparse
@@ -40,17 +41,20 @@ def ms_per_step(draw, steps: int, device: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128, help="samples per step (per process)")
+    parser.add_argument("--processes", type=int, default=2, help="processes sharing the global batch")
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--device", default="cpu", help="where the draws are made: cpu or cuda")
     args = parser.parse_args()
     shape = (args.batch, 3, 16, 24, 40)
     gen = torch.Generator(device=args.device).manual_seed(0)
-    ours = ms_per_step(lambda step: step_draws(0, step, 0, shape, args.device), args.steps, args.device)
+    rows, global_shape = slice(0, args.batch), (args.processes * args.batch, *shape[1:])
+    ours = ms_per_step(lambda step: step_draws(0, step, rows, global_shape, args.device), args.steps, args.device)
     peer = ms_per_step(lambda step: peer_draws(gen, shape, args.device), args.steps, args.device)
-    print(f"batch {args.batch} x {shape[1:]} on {args.device}, {torch.get_num_threads()} threads\n")
+    print(f"batch {args.batch} x {shape[1:]} per process, {args.processes} processes, on {args.device}, "
+          f"{torch.get_num_threads()} threads\n")
     print("| draws | ms / step |\n|---|---:|")
     print(f"| peer: one generator for the batch | {peer:.2f} |")
-    print(f"| ours: `step_draws`, a generator per sample | {ours:.2f} |")
+    print(f"| ours: `step_draws`, the global batch's draws, one process's rows kept | {ours:.2f} |")
     print(f"\nours/peer: {ours / peer:.2f}x the time")
 
 

@@ -9,7 +9,7 @@ from video_adapter.conditioning import Cond
 from video_adapter.text import load_text_encoder
 from video_adapter.toy import make_toy_dataset
 from video_adapter.schedule import diffuse
-from video_adapter.train import TrainConfig, diffusion_loss, heldout_loss, lr_at, make_cond, train
+from video_adapter.train import TrainConfig, diffusion_loss, heldout_loss, lr_at, make_cond, step_draws, train
 
 TINY = dict(frames=4, height=8, width=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(4,),
             head_dim=16, emb_dim=32)
@@ -282,3 +282,14 @@ def test_each_dropout_probability_reaches_its_own_condition(dropped):
     out = drop_conditions(cond, cfg.drop, torch.Generator().manual_seed(0))
     for name in fields:  # probability 1 drops that condition in every sample, 0 in none
         assert out.present(name).tolist() == [name != dropped] * b, name
+
+
+def test_step_draws_of_the_processes_make_up_one_process_draws_and_change_with_the_step():
+    global_shape = (6, 3, 2, 4, 4)
+    whole = step_draws(0, 5, slice(0, 6), global_shape)
+    per_process = [step_draws(0, 5, slice(rank * 2, rank * 2 + 2), global_shape) for rank in range(3)]
+    for drawn, *parts in zip(whole, *per_process):
+        assert torch.equal(drawn, torch.cat(parts))
+    assert whole[1].shape == global_shape and whole[2].shape[0] == 6
+    assert not torch.equal(whole[1], step_draws(0, 6, slice(0, 6), global_shape)[1])
+    assert not torch.equal(whole[1], step_draws(1, 5, slice(0, 6), global_shape)[1])

@@ -5,10 +5,11 @@
 
 The loop (`train`) fits on one screen; everything it calls is a small function above it.
 Exact resume: the online and EMA weights, optimizer, step, data position and RNG state are all in the
-checkpoint, so a run killed and resumed ends bit-identical to an uninterrupted one on CPU. Any process count: each
-sample's noise, time and condition dropout are keyed by its place in the step's global batch (`step_draws`), and
-the folder sampler deals each process its chunk of that batch, so N processes of batch B train on what one process
-of batch N x B does (folder or stream data; equal up to float rounding in the gradient average).
+checkpoint, so a run killed and resumed ends bit-identical to an uninterrupted one on CPU. Any process count: the
+step's noise, times and condition dropout are drawn for its whole global batch, keyed by the step (`step_draws`),
+each process keeping its rows, and the folder sampler deals each process its chunk of that batch, so N processes of
+batch B train on what one process of batch N x B does (folder or stream data; equal up to float rounding in the
+gradient average).
 """
 
 from __future__ import annotations
@@ -161,21 +162,20 @@ def diffusion_loss(model, video: Tensor, cond: Cond, gen: torch.Generator, predi
     return denoising_loss(model, video, cond, t, eps, prediction)
 
 
-def step_draws(seed: int, step: int, first: int, shape: tuple[int, ...],
+def step_draws(seed: int, step: int, rows: slice, global_shape: tuple[int, ...],
                device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
-    """One training step's randomness for a batch of `shape` [B, C, F, H, W]: times t [B], noise eps and dropout
-    uniforms [B, len(CONDITIONS)], sample i from its own generator keyed by (seed, step, first + i), its place in
-    the step's global batch. The draws depend on neither the process count nor the per-process batch: N processes
-    of batch B draw what one process of batch N x B draws, and a resumed run what an uninterrupted one draws. They
-    are drawn on `device` (a CUDA generator's stream differs from the CPU's: compare runs on one device type)."""
-    t, eps, uniforms = [], [], []
-    for index in range(first, first + shape[0]):
-        key = np.random.SeedSequence((seed, step, index)).generate_state(1, np.uint64)[0]
-        gen = torch.Generator(device=device).manual_seed(int(key))
-        t.append(torch.rand((), generator=gen, device=device))
-        uniforms.append(torch.rand(len(CONDITIONS), generator=gen, device=device))
-        eps.append(torch.randn(shape[1:], generator=gen, device=device))
-    return torch.stack(t), torch.stack(eps), torch.stack(uniforms)
+    """One training step's randomness, `rows` of the step's global batch of `global_shape` [G, C, F, H, W]: times
+    t, noise eps and dropout uniforms [., len(CONDITIONS)]. Every process draws the whole global batch from one
+    generator keyed by (seed, step) and keeps its rows, so N processes of batch B draw what one process of batch
+    N x B draws, and a resumed run what an uninterrupted one draws. Drawing all G rows costs each process a few
+    elementwise kernels; a generator per sample cost 200x more on CUDA (docs/benchmarks.md). Drawn on `device` (a
+    CUDA generator's stream differs from the CPU's: compare runs on one device type)."""
+    key = np.random.SeedSequence((seed, step)).generate_state(1, np.uint64)[0]
+    gen = torch.Generator(device=device).manual_seed(int(key))
+    t = torch.rand(global_shape[0], generator=gen, device=device)
+    uniforms = torch.rand(global_shape[0], len(CONDITIONS), generator=gen, device=device)
+    eps = torch.randn(global_shape, generator=gen, device=device)
+    return t[rows], eps[rows], uniforms[rows]
 
 
 @torch.no_grad()
@@ -337,7 +337,9 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         batch, data_state = next(stream)
         video = batch["video"].to(device).contiguous(memory_format=memory_format)
         text = text_encoder.encode(batch["caption"], device=device)
-        t, eps, uniforms = step_draws(cfg.seed, step, acc.process_index * video.shape[0], video.shape, device)
+        rows = slice(acc.process_index * len(video), (acc.process_index + 1) * len(video))
+        global_shape = (acc.num_processes * len(video), *video.shape[1:])
+        t, eps, uniforms = step_draws(cfg.seed, step, rows, global_shape, device)
         cond = drop_conditions(make_cond(video, text, model_cfg), cfg.drop, uniforms=uniforms)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
