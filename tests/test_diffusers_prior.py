@@ -354,3 +354,15 @@ def test_not_a_pipeline_directory(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(ValueError, match="supported: TextToVideoSDPipeline, WanPipeline, CogVideoXPipeline"):
         load_diffusers_prior(tmp_path, frames=FRAMES, height=SIZE, width=SIZE)
+
+
+def test_pickled_pipeline_weights_are_refused(modelscope_dir, tmp_path):
+    import shutil
+
+    pickled = tmp_path / "pipeline"
+    shutil.copytree(modelscope_dir, pickled)
+    for weights in (pickled / "unet").glob("*.safetensors"):
+        weights.rename(weights.with_suffix(".bin"))
+    with pytest.raises(FileNotFoundError, match="no .safetensors weights; pickled weights") as info:
+        load_diffusers_prior(pickled, frames=FRAMES, height=SIZE, width=SIZE)
+    assert "unet" in str(info.value) and "safe_serialization=True" in str(info.value)

@@ -451,6 +451,21 @@ def test_directory_without_model_files(tmp_path, t5_dir):
     assert "tokenizer" in str(info.value) and str(tmp_path) in str(info.value)
 
 
+def test_pickled_weights_are_refused_before_anything_is_unpickled(tmp_path, t5_dir, monkeypatch):
+    import shutil
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("torch.load must not be reached for pickled weights")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    pickled = tmp_path / "t5"
+    shutil.copytree(t5_dir, pickled)
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    with pytest.raises(TextEncoderNotFoundError, match="only pickled weights") as info:
+        load_text_encoder(f"t5:{pickled}").load()
+    assert "safe_serialization=True" in str(info.value) and str(pickled) in str(info.value)
+
+
 def test_hub_id_is_refused_without_download(monkeypatch):
     import transformers
 

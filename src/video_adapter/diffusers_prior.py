@@ -297,8 +297,17 @@ class LatentSpace:
     def codec(self, device=None) -> LatentCodec:
         import diffusers
 
-        vae = getattr(diffusers, self.pipeline.vae).from_pretrained(self.root / "vae")
+        vae = from_safetensors(getattr(diffusers, self.pipeline.vae), self.root / "vae")
         return LatentCodec(vae.to(device).eval().requires_grad_(False), self.pipeline.per_frame_vae)
+
+
+def from_safetensors(model_class, folder: Path, **kwargs):
+    """`model_class.from_pretrained(folder)` from safetensors only: pickled weights (.bin) can run code on load."""
+    if not any(folder.glob("*.safetensors")):
+        raise FileNotFoundError(f"{folder} has no .safetensors weights; pickled weights (.bin) are never loaded here. "
+                                "Re-save the pipeline where you trust its files: "
+                                "pipeline.save_pretrained(DIR, safe_serialization=True)")
+    return model_class.from_pretrained(folder, use_safetensors=True, **kwargs)
 
 
 def latent_space(path: str | Path) -> LatentSpace:
@@ -330,7 +339,7 @@ def load_diffusers_prior(path: str | Path, frames: int, height: int, width: int,
 
     latents = latent_space(path)
     kind, root = latents.pipeline, latents.root
-    denoiser = getattr(diffusers, kind.denoiser).from_pretrained(root / kind.folder, torch_dtype=dtype)
+    denoiser = from_safetensors(getattr(diffusers, kind.denoiser), root / kind.folder, torch_dtype=dtype)
     denoiser = denoiser.eval().requires_grad_(False)
     device = torch.device(device or "cpu")
     if offload:

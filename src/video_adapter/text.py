@@ -18,7 +18,8 @@ Offline by construction: only existing local directories are ever given to ``fro
 ``local_files_only=True``); anything else fails with an error saying what to provide. Importing this module
 touches neither disk nor network and does not import transformers. Constructing an encoder checks the
 directory and reads its config (small files only); the weights load lazily on the first ``encode`` (or an
-explicit ``load()``).
+explicit ``load()``). Weights load from safetensors only: a directory holding only pickled weights
+(``pytorch_model.bin``) is refused with how to convert it, since unpickling a file can run code.
 """
 
 from __future__ import annotations
@@ -64,12 +65,11 @@ SPEC_FORMS = (
 )
 _SAVED_DIR_HELP = (
     "a directory saved with save_pretrained containing config.json, model weights "
-    "(model.safetensors or pytorch_model.bin, possibly sharded) and tokenizer files "
+    "(model.safetensors, possibly sharded) and tokenizer files "
     "(tokenizer.json / tokenizer_config.json / spiece.model / vocab files)"
 )
-_WEIGHT_FILES = (
-    "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json"
-)
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+_PICKLED_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")  # refused: unpickling can run code
 _TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "spiece.model", "tokenizer.model", "vocab.json", "vocab.txt"
 )
@@ -284,6 +284,13 @@ def _resolve_model_dir(path, kind: str) -> tuple[Path, Path]:
     if not (model_dir / "config.json").is_file():
         missing.append("config.json")
     if not any((model_dir / f).is_file() for f in _WEIGHT_FILES):
+        if any((model_dir / f).is_file() for f in _PICKLED_WEIGHT_FILES):
+            raise TextEncoderNotFoundError(
+                f"{kind} text encoder directory {str(model_dir)!r} has only pickled weights (pytorch_model.bin), "
+                f"which are never loaded here: unpickling a file can run code. Convert them once where you trust "
+                f"the file: `transformers.AutoModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)`"
+                f" writes model.safetensors."
+            )
         missing.append("model weights (" + " / ".join(_WEIGHT_FILES) + ")")
     if not any((tok_dir / f).is_file() for f in _TOKENIZER_FILES):
         missing.append("tokenizer files (" + " / ".join(_TOKENIZER_FILES) + ")")
@@ -378,7 +385,7 @@ class HFTextEncoder(TextEncoder):
                 f"({type(e).__name__}: {e}). Provide {_SAVED_DIR_HELP}; a T5 directory with only spiece.model "
                 f"also needs the sentencepiece package, a tokenizer.json (fast tokenizer) does not."
             ) from e
-        model = self._model_class().from_pretrained(str(self.model_dir), local_files_only=True)
+        model = self._model_class().from_pretrained(str(self.model_dir), local_files_only=True, use_safetensors=True)
         model.to(device=self.device, dtype=self.dtype)
         model.eval().requires_grad_(False)
         self._tokenizer, self._model = tokenizer, model
