@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from .base import TextEmbedding, TextEncoder, _as_dtype
+from .base import TextEmbedding, TextEncoder, as_dtype
 from .cache import CachedTextEncoder
 from .hf import CLIPTextEncoder, HFTextEncoder, MiniLMEncoder, T5Encoder, TextEncoderNotFoundError, UMT5Encoder
 
@@ -74,7 +74,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict]:
                     raise ValueError(f"max_length must be an integer in text encoder spec, got {value!r}")
                 options[key] = int(value)
             else:
-                options[key] = _as_dtype(value)
+                options[key] = as_dtype(value)
     kind, sep, path = spec.partition(":")
     kind = kind.strip().lower()
     if kind not in _ENCODERS:
@@ -106,7 +106,7 @@ def load_text_encoder(
     if max_length is not None:
         options["max_length"] = int(max_length)
     if dtype is not None:
-        options["dtype"] = _as_dtype(dtype)
+        options["dtype"] = as_dtype(dtype)
     cls = _ENCODERS[kind]
     encoder = cls(path=path, device=device, batch_size=batch_size, **options)
     if cache or cache_dir is not None:

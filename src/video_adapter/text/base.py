@@ -77,7 +77,7 @@ class TextEmbedding:
 # Interface
 
 
-def _check_captions(captions) -> list[str]:
+def check_captions(captions) -> list[str]:
     if isinstance(captions, (str, bytes)):
         raise TypeError("encode() takes a list of captions, not a single string; wrap it: encode([caption])")
     captions = list(captions)
@@ -89,11 +89,11 @@ def _check_captions(captions) -> list[str]:
     return captions
 
 
-def _default_device() -> torch.device:
+def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _as_dtype(dtype) -> torch.dtype:
+def as_dtype(dtype) -> torch.dtype:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -106,7 +106,7 @@ def _as_dtype(dtype) -> torch.dtype:
     return _DTYPES[name]
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
     return next(k for k, v in _DTYPES.items() if v == dtype)
 
 
@@ -125,7 +125,7 @@ class TextEncoder(ABC):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.max_length = int(max_length)
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = torch.device(device) if device is not None else default_device()
         self.batch_size = int(batch_size)
 
     @property
@@ -152,7 +152,7 @@ class TextEncoder(ABC):
         """tokens [b, L, D], mask [b, L], pooled [b, D] for a non-empty chunk, on any device/dtype."""
 
     def encode(self, captions: Sequence[str], device=None) -> TextEmbedding:
-        captions = _check_captions(captions)
+        captions = check_captions(captions)
         out = torch.device(device) if device is not None else torch.device("cpu")
         parts = []
         with torch.no_grad():

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .base import TextEmbedding, TextEncoder, _check_captions
+from .base import TextEmbedding, TextEncoder, check_captions
 
 _CACHE_FORMAT = "video_adapter.text_cache/1"
 
@@ -78,7 +78,7 @@ class CachedTextEncoder(TextEncoder):
         return emb.tokens, emb.mask, emb.pooled
 
     def encode(self, captions: Sequence[str], device=None) -> TextEmbedding:
-        captions = _check_captions(captions)
+        captions = check_captions(captions)
         missing = [c for c in dict.fromkeys(captions) if c not in self._memory]
         if missing:
             emb = self.encoder.encode(missing)
@@ -95,7 +95,7 @@ class CachedTextEncoder(TextEncoder):
 
     def precompute(self, captions: Sequence[str]) -> int:
         """Encodes every not-yet-cached caption (e.g. a whole dataset) and saves; returns how many were new."""
-        captions = [c for c in dict.fromkeys(_check_captions(captions)) if c not in self._memory]
+        captions = [c for c in dict.fromkeys(check_captions(captions)) if c not in self._memory]
         chunk = max(self.batch_size, 1) * 16
         for i in range(0, len(captions), chunk):
             self.encode(captions[i : i + chunk])

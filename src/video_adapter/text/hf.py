@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..conditioning import masked_mean
-from .base import TextEncoder, _as_dtype, _dtype_name
+from .base import TextEncoder, as_dtype, dtype_name
 
 _SAVED_DIR_HELP = (
     "a directory saved with save_pretrained containing config.json, model weights "
@@ -118,7 +118,7 @@ class HFTextEncoder(TextEncoder):
         super().__init__(max_length, device, batch_size)
         self.model_dir, self.tokenizer_dir = _resolve_model_dir(path, self.kind)
         self.path = str(self.model_dir if self.model_dir == self.tokenizer_dir else self.model_dir.parent)
-        self.dtype = _as_dtype(dtype)
+        self.dtype = as_dtype(dtype)
         self._model = None
         self._tokenizer = None
         self._warned_truncation = False
@@ -145,7 +145,7 @@ class HFTextEncoder(TextEncoder):
     def spec(self) -> str:
         spec = f"{self._path_part()}?max_length={self.max_length}"
         if self.dtype != torch.float32:
-            spec += f"&dtype={_dtype_name(self.dtype)}"
+            spec += f"&dtype={dtype_name(self.dtype)}"
         return spec
 
     @property
