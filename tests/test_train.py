@@ -9,7 +9,7 @@ from video_adapter.conditioning import Cond
 from video_adapter.text import load_text_encoder
 from video_adapter.toy import make_toy_dataset
 from video_adapter.schedule import diffuse
-from video_adapter.train import TrainConfig, diffusion_loss, heldout_loss, lr_at, make_cond, step_draws, train
+from video_adapter.train import TrainConfig, denoising_loss, heldout_loss, lr_at, make_cond, step_draws, train
 
 TINY = dict(frames=4, height=8, width=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(4,),
             head_dim=16, emb_dim=32)
@@ -34,8 +34,9 @@ def held_out_loss(model, data, seed=123) -> float:
     video = torch.stack([ds[i]["video"] for i in range(len(ds))])
     text = load_text_encoder("minilm").encode([ds[i]["caption"] for i in range(len(ds))])
     cond = make_cond(video, text, model.cfg)
+    t, eps, _ = step_draws(seed, 0, slice(0, len(video)), video.shape)
     with torch.no_grad():
-        return diffusion_loss(model, video, cond, torch.Generator().manual_seed(seed), model.cfg.prediction).item()
+        return denoising_loss(model, video, cond, t, eps, model.cfg.prediction).item()
 
 
 def test_training_drives_loss_far_below_start(toy, tmp_path):

@@ -155,20 +155,13 @@ def denoising_loss(model, video: Tensor, cond: Cond, t: Tensor, eps: Tensor, pre
     return F.mse_loss(model(x_t, logsnr, cond, output="native").float(), target)
 
 
-def diffusion_loss(model, video: Tensor, cond: Cond, gen: torch.Generator, prediction: str) -> Tensor:
-    """`denoising_loss` at t ~ U(0, 1) and eps ~ N(0, I) drawn from `gen`."""
-    t = torch.rand(video.shape[0], generator=gen, device=gen.device)
-    eps = torch.randn(video.shape, generator=gen, device=gen.device)
-    return denoising_loss(model, video, cond, t, eps, prediction)
-
-
 def step_draws(seed: int, step: int, rows: slice, global_shape: tuple[int, ...],
                device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
     """One training step's randomness, `rows` of the step's global batch of `global_shape` [G, C, F, H, W]: times
     t, noise eps and dropout uniforms [., len(CONDITIONS)]. Every process draws the whole global batch from one
     generator keyed by (seed, step) and keeps its rows, so N processes of batch B draw what one process of batch
     N x B draws, and a resumed run what an uninterrupted one draws. Drawing all G rows costs each process a few
-    elementwise kernels; a generator per sample cost 200x more on CUDA (docs/benchmarks.md). Drawn on `device` (a
+    elementwise kernels; a generator per sample cost 120x more on CUDA (docs/benchmarks.md). Drawn on `device` (a
     CUDA generator's stream differs from the CPU's: compare runs on one device type)."""
     key = np.random.SeedSequence((seed, step)).generate_state(1, np.uint64)[0]
     gen = torch.Generator(device=device).manual_seed(int(key))
