@@ -366,3 +366,6 @@ def test_pickled_pipeline_weights_are_refused(modelscope_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="no .safetensors weights; pickled weights") as info:
         load_diffusers_prior(pickled, frames=FRAMES, height=SIZE, width=SIZE)
     assert "unet" in str(info.value) and "safe_serialization=True" in str(info.value)
+    shutil.rmtree(pickled / "unet")
+    with pytest.raises(FileNotFoundError, match="lacks its unet/ folder"):
+        load_diffusers_prior(pickled, frames=FRAMES, height=SIZE, width=SIZE)

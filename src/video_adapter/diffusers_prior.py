@@ -303,6 +303,9 @@ class LatentSpace:
 
 def from_safetensors(model_class, folder: Path, **kwargs):
     """`model_class.from_pretrained(folder)` from safetensors only: pickled weights (.bin) can run code on load."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the pipeline directory lacks its {folder.name}/ folder ({folder}); save the whole "
+                                "pipeline with pipeline.save_pretrained(DIR)")
     if not any(folder.glob("*.safetensors")):
         raise FileNotFoundError(f"{folder} has no .safetensors weights; pickled weights (.bin) are never loaded here. "
                                 "Re-save the pipeline where you trust its files: "
