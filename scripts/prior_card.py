@@ -38,9 +38,10 @@ def plot_loss(runs, out: Path, window: int = 10) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     for name, steps, loss in runs:
-        ax.plot(steps, loss, alpha=0.25, lw=0.8)
+        raw, = ax.plot(steps, loss, alpha=0.25, lw=0.8)
         smooth = np.convolve(loss, np.ones(window) / window, mode="valid")  # one logged batch per point: noisy
-        ax.plot(steps[window - 1:], smooth, lw=1.8, label=f"{name} (mean of {window} logged batches)")
+        ax.plot(steps[window - 1:], smooth, lw=1.8, color=raw.get_color(),
+                label=f"{name} (mean of {window} logged batches)")
     ax.set(yscale="log", xlabel="optimizer step (batch 128)", ylabel="v-prediction MSE",
            title="prior training loss")
     ax.grid(alpha=0.3, which="both")

@@ -14,6 +14,8 @@
 # is per process, so N GPUs take N x 128 clips a step, and loss.csv's samples_per_s counts all of them. A run
 # resumes with the GPU count it started with; change it by starting a new run from the weights with --init.
 set -euo pipefail
+# PyTorch's default of a thread per core in each of 14 DataLoader workers oversubscribes the CPU (runs 4-6 used 3).
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-3}"
 accelerate launch --num_processes "${GPUS:-1}" --num_machines 1 --dynamo_backend no -m video_adapter.cli train --data "${DATA:?set DATA to a folder of broad-bullet clips}" \
     --stream broad-procedural --stream-share 0.5 --out "${RUN:-runs/prior}" --preset prior --text-encoder minilm \
     --batch-size 128 --lr 2e-4 --warmup-steps 500 --ema-decay 0.9995 --steps 100000 \
