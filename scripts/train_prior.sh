@@ -7,8 +7,8 @@
 #
 # Continuing the shipped prior in a new session (weights only: its optimizer state is not shipped), annealed:
 #
-#   DATA=... RUN=runs/prior3 scripts/train_prior.sh --init checkpoints/prior --seed 2 --steps 2000 \
-#       --warmup-steps 200 --lr-decay cosine --lr-end 2e-6 --ema-decay 0.999 --max-minutes 9
+#   DATA=... RUN=runs/prior7 scripts/train_prior.sh --init checkpoints/prior --seed 6 --steps 3000 \
+#       --warmup-steps 150 --lr-decay cosine --lr-end 2e-6 --ema-decay 0.999 --max-minutes 14 --sample-every 0
 #
 # GPUS=N runs it under `accelerate launch` on N GPUs of one machine (DDP), the same script and config: --batch-size
 # is per process, so N GPUs take N x 128 clips a step, and loss.csv's samples_per_s counts all of them. A run
