@@ -20,7 +20,8 @@ import numpy as np
 def load_runs(logs: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, global step, loss) per run, each run continuing from where the previous one ended."""
     runs, offset = [], 0
-    for path in sorted(logs.glob("loss_run*.csv")):
+    # by run number: a plain sort would put loss_run10 before loss_run2
+    for path in sorted(logs.glob("loss_run*.csv"), key=lambda p: int(p.stem.removeprefix("loss_run"))):
         rows = list(csv.DictReader(path.open()))
         steps = np.array([int(r["step"]) for r in rows]) + offset
         runs.append((path.stem.removeprefix("loss_"), steps, np.array([float(r["loss"]) for r in rows])))
