@@ -1,8 +1,11 @@
-"""The figures of the prior's model card (checkpoints/prior/README.md): the loss curve and a samples grid.
+"""The figures of the prior's model card (checkpoints/prior/README.md): the loss curve, a samples grid, the runs table.
 
     python scripts/prior_card.py --prior checkpoints/prior --bullet-test data/broad-bullet/test
+    python scripts/prior_card.py --table checkpoints/prior/train_logs checkpoints/prior/train_logs/unshipped
 
-The loss curve joins the runs in `train_logs/` (loss_run1.csv, loss_run2.csv, ...) on one step axis. The samples are
+The loss curve joins the runs in `train_logs/` (loss_run1.csv, loss_run2.csv, ...) on one step axis. The runs
+table (docs/benchmarks.md) is read off the same logs: each row of a loss.csv covers the steps since the row before at
+its samples/s, so the first row's interval is torch.compile's warm-up and the rest is the training wall time. The samples are
 held out: pybullet clips from the broad corpus's test split and procedural clips from stream positions far beyond
 any that training reached, each sampled from its caption alone, with its first frame, and with its edges.
 """
@@ -12,23 +15,63 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import re
+import statistics
 from pathlib import Path
 
 import numpy as np
 
 
+LOG_NAME = re.compile(r"loss_run(\d+)([a-z]*)\.csv")
+
+
+def run_key(path: Path) -> tuple[int, str]:
+    """Run order: by number (a plain sort puts loss_run10 before loss_run2), then suffix (7a before 7b)."""
+    match = LOG_NAME.fullmatch(path.name)
+    if not match:
+        raise SystemExit(f"{path}: a loss log must be named loss_run<N>.csv or loss_run<N><letters>.csv; rename it")
+    return int(match[1]), match[2]
+
+
+def read_log(path: Path) -> dict[str, np.ndarray]:
+    rows = list(csv.DictReader(path.open()))
+    missing = {"step", "loss", "samples_per_s"} - set(rows[0] if rows else ())
+    if missing:
+        raise SystemExit(f"{path}: not a training loss.csv (no rows, or no column {', '.join(sorted(missing))}); "
+                         "pass the loss.csv a run wrote")
+    return {key: np.array([float(r[key]) for r in rows]) for key in rows[0]}
+
+
 def load_runs(logs: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, global step, loss) per run, each run continuing from where the previous one ended."""
     runs, offset = [], 0
-    # by run number: a plain sort would put loss_run10 before loss_run2
-    for path in sorted(logs.glob("loss_run*.csv"), key=lambda p: int(p.stem.removeprefix("loss_run"))):
-        rows = list(csv.DictReader(path.open()))
-        steps = np.array([int(r["step"]) for r in rows]) + offset
-        runs.append((path.stem.removeprefix("loss_"), steps, np.array([float(r["loss"]) for r in rows])))
+    for path in sorted(logs.glob("loss_run*.csv"), key=run_key):
+        log = read_log(path)
+        steps = log["step"].astype(int) + offset
+        runs.append((path.stem.removeprefix("loss_"), steps, log["loss"]))
         offset = int(steps[-1])
     if not runs:
         raise SystemExit(f"no loss_run*.csv in {logs}")
     return runs
+
+
+def run_summary(path: Path, batch: int, last: int = 10) -> dict[str, float]:
+    """One row of the runs table from a loss log."""
+    log = read_log(path)
+    seconds = np.diff(log["step"], prepend=0) * batch / log["samples_per_s"]
+    return {"steps": int(log["step"][-1]), "warmup_s": float(seconds[0]), "train_min": float(seconds[1:].sum() / 60),
+            "median_samples_per_s": statistics.median(log["samples_per_s"][1:]) if len(seconds) > 1 else float("nan"),
+            "loss_last": float(log["loss"][-last:].mean())}
+
+
+def print_table(dirs: list[Path], batch: int) -> None:
+    print("| run | steps | compile warm-up | training wall time | median samples/s | loss, last 10 logged batches |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for d in dirs:
+        for path in sorted(d.glob("loss_run*.csv"), key=run_key):
+            r = run_summary(path, batch)
+            print(f"| {path.stem.removeprefix('loss_run')} | {r['steps']:,} | {r['warmup_s']:.0f} s | "
+                  f"{r['train_min']:.1f} min | {r['median_samples_per_s']:.0f} | {r['loss_last']:.4f} |")
 
 
 def plot_loss(runs, out: Path, window: int = 10) -> None:
@@ -70,12 +113,20 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prior", default="checkpoints/prior", help="the model directory")
-    p.add_argument("--bullet-test", required=True, help="test split of `make-data broad-bullet`")
+    p.add_argument("--bullet-test", help="test split of `make-data broad-bullet` (for the figures)")
+    p.add_argument("--table", nargs="+", type=Path, metavar="LOG_DIR",
+                   help="only print the runs table of the loss logs in these folders")
+    p.add_argument("--batch", type=int, default=128, help="global batch of the logged runs (for --table)")
     p.add_argument("--num", type=int, default=3, help="clips of each source")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    if args.table:
+        print_table(args.table, args.batch)
+        return
+    if not args.bullet_test:
+        p.error("--bullet-test is needed for the samples grid (or pass --table to print the runs table only)")
     prior = Path(args.prior)
     plot_loss(load_runs(prior / "train_logs"), prior / "loss.png")
     torch.manual_seed(args.seed)
