@@ -7,11 +7,11 @@
 #
 # Continuing the shipped prior in a new session (weights only: its optimizer state is not shipped), annealed:
 #
-#   DATA=... RUN=runs/prior8 scripts/train_prior.sh --init checkpoints/prior --seed 6 --steps 4000 \
-#       --warmup-steps 150 --lr-decay cosine --lr-end 2e-6 --ema-decay 0.999 --max-minutes 18 --sample-every 0
+#   DATA=... RUN=runs/prior10 scripts/train_prior.sh --init checkpoints/prior --seed 8 --steps 3000 \
+#       --warmup-steps 150 --lr-decay cosine --lr-end 2e-6 --ema-decay 0.999 --max-minutes 13.5 --sample-every 0
 #
-# --max-minutes counts from the start, torch.compile's warm-up included (2.6 min on a fresh machine): 4,000 steps
-# at ~4.7 steps/s take 14 minutes more.
+# --max-minutes counts from the start, torch.compile's warm-up included (2.6-3 min on a fresh machine): 3,000 steps
+# at ~4.7 steps/s take 10.6 minutes more.
 #
 # GPUS=N runs it under `accelerate launch` on N GPUs of one machine (DDP), the same script and config: --batch-size
 # is per process, so N GPUs take N x 128 clips a step, and loss.csv's samples_per_s counts all of them. A run
