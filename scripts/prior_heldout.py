@@ -39,7 +39,7 @@ def score(model, text_encoder, clips: list[dict], logsnrs, seed: int, batch: int
 
     device = next(model.parameters()).device
     totals = dict.fromkeys(condition_sets(model.cfg), 0.0)
-    for start in range(0, len(clips), batch):
+    for start in tqdm(range(0, len(clips), batch), desc="batches", leave=False):
         part = clips[start:start + batch]
         video = torch.stack([torch.as_tensor(c["video"]) for c in part]).to(device)
         cond = make_cond(video, text_encoder.encode([c["caption"] for c in part], device=device), model.cfg)
@@ -66,6 +66,8 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = p.parse_args()
+    if len(set(args.models)) != len(args.models):
+        p.error("--models names a directory twice: the figures are keyed by directory, so list each once")
     # midpoints of equal bins of t: the levels that training samples uniformly
     logsnrs = logsnr_cosine((torch.arange(args.levels, dtype=torch.float64) + 0.5) / args.levels).float()
     results, sources, encoders = {}, None, {}
