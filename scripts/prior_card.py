@@ -80,6 +80,8 @@ def plot_loss(runs, out: Path, window: int = 10) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from video_adapter.video_io import atomic_path
+
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     for name, steps, loss in runs:
         raw, = ax.plot(steps, loss, alpha=0.25, lw=0.8)
@@ -91,7 +93,8 @@ def plot_loss(runs, out: Path, window: int = 10) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp)
     print(f"wrote {out}")
 
 

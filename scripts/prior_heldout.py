@@ -52,7 +52,7 @@ def score(model, text_encoder, clips: list[dict], logsnrs, seed: int, batch: int
 
 
 def main() -> None:
-    from video_adapter.checkpoint import load_model
+    from video_adapter.checkpoint import atomic_write_text, load_model
     from video_adapter.schedule import logsnr_cosine
     from video_adapter.text import load_text_encoder
 
@@ -66,22 +66,26 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = p.parse_args()
-    if len(set(args.models)) != len(args.models):
+    if len({Path(m).resolve() for m in args.models}) != len(args.models):
         p.error("--models names a directory twice: the figures are keyed by directory, so list each once")
+    # All loaded before any is scored, so a missing or mismatched model stops the run at once, not after an hour.
+    models = {path: load_model(path) for path in args.models}
+    shapes = {path: (m.cfg.frames, m.cfg.height, m.cfg.width) for path, (m, _) in models.items()}
+    if len(set(shapes.values())) > 1:
+        p.error(f"the models take different videos (frames, height, width): {shapes}; compare models of one size")
+    frames, height, width = shapes[args.models[0]]
+    sources = held_out_sources(args.bullet_test, args.num, (height, width), frames)
     # midpoints of equal bins of t: the levels that training samples uniformly
     logsnrs = logsnr_cosine((torch.arange(args.levels, dtype=torch.float64) + 0.5) / args.levels).float()
-    results, sources, encoders = {}, None, {}
-    for path in args.models:
-        model, config = load_model(path)
+    results, encoders = {}, {}
+    for path, (model, config) in models.items():
         model = model.float().to(args.device).eval()
-        if sources is None:
-            sources = held_out_sources(args.bullet_test, args.num, (model.cfg.height, model.cfg.width),
-                                       model.cfg.frames)
         spec = config["text_encoder"]
         if spec not in encoders:
             encoders[spec] = load_text_encoder(spec, device=args.device, cache=True)
         results[path] = {name: score(model, encoders[spec], clips, logsnrs, args.seed, args.batch)
                          for name, clips in tqdm(sources.items(), desc=Path(path).name)}
+        model.cpu()
     reference = results[args.models[0]]
     print(f"| model | source | condition | held-out MSE | x {args.models[0]} |\n|---|---|---|---:|---:|")
     for path, per_source in results.items():
@@ -89,8 +93,8 @@ def main() -> None:
             for cond, value in per_cond.items():
                 print(f"| {path} | {source} | {cond} | {value:.5f} | {value / reference[source][cond]:.3f} |")
     if args.out:
-        args.out.write_text(json.dumps({"levels": logsnrs.tolist(), "num": args.num, "seed": args.seed,
-                                        "results": results}, indent=1))
+        atomic_write_text(args.out, json.dumps({"levels": logsnrs.tolist(), "num": args.num, "seed": args.seed,
+                                                "results": results}, indent=1))
 
 
 if __name__ == "__main__":

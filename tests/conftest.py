@@ -1,4 +1,6 @@
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,3 +37,12 @@ def model_inputs(cfg, b: int = 3, seed: int = 0, logsnr_range: float = 5.0):
     cond = Cond.make(text=torch.randn(b, 5, cfg.text_dim, generator=g), first_frame=video[:, :, 0],
                      edges=sobel_x(video))
     return x, torch.linspace(-logsnr_range, logsnr_range, b), cond
+
+
+def load_script(name: str):
+    """A module of scripts/ (not a package), imported from its file."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,19 +1,13 @@
 """The model card's figures from the loss logs: the curve joins the runs in run order, the table's times are exact."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prior_card.py"
+import conftest
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("prior_card", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return conftest.load_script("prior_card")
 
 
 def test_load_runs_orders_by_run_number_and_offsets_steps(tmp_path):

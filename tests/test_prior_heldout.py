@@ -1,6 +1,5 @@
 """scripts/prior_heldout.py: every model sees the same clips, levels and noise, so equal weights give equal figures."""
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -9,17 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import randomize
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prior_heldout.py"
+from conftest import load_script, randomize
 
 
 def run_script(monkeypatch, *args):
-    spec = importlib.util.spec_from_file_location("prior_heldout", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     monkeypatch.setattr(sys, "argv", ["prior_heldout.py", *map(str, args)])
-    module.main()
+    load_script("prior_heldout").main()
 
 
 def test_same_weights_same_figures_other_weights_other_figures(tmp_path, monkeypatch, tiny_cfg):
@@ -43,7 +37,24 @@ def test_same_weights_same_figures_other_weights_other_figures(tmp_path, monkeyp
     assert len(figures["levels"]) == 2 and figures["num"] == 3
 
 
-def test_a_directory_named_twice_is_refused(monkeypatch, capsys):
+def test_a_directory_named_twice_is_refused(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
-        run_script(monkeypatch, "--models", "x", "x")
+        run_script(monkeypatch, "--models", tmp_path / "x", f"{tmp_path}/x/")
     assert "names a directory twice" in capsys.readouterr().err
+
+
+def test_a_missing_or_mismatched_model_stops_before_any_scoring(tmp_path, monkeypatch, capsys, tiny_cfg):
+    from video_adapter.checkpoint import CheckpointError, save_model
+    from video_adapter.unet import SpaceTimeUNet
+
+    small = replace(tiny_cfg, height=16, width=16, attention_resolutions=(8,), text_dim=384)
+    save_model(tmp_path / "a", SpaceTimeUNet(small), "minilm")
+    save_model(tmp_path / "wide", SpaceTimeUNet(replace(small, width=32)), "minilm")
+    monkeypatch.setattr("video_adapter.datagen.stream.ClipStream.__init__",
+                        lambda *a, **k: pytest.fail("clips were made before the models were checked"))
+
+    with pytest.raises(CheckpointError, match="nowhere"):
+        run_script(monkeypatch, "--models", tmp_path / "a", tmp_path / "nowhere")
+    with pytest.raises(SystemExit):
+        run_script(monkeypatch, "--models", tmp_path / "a", tmp_path / "wide")
+    assert "different videos" in capsys.readouterr().err
