@@ -1,5 +1,6 @@
 import json
 import os
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -8,8 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import video_adapter.checkpoint as ckpt
-from video_adapter.checkpoint import (CheckpointError, load_model, load_tensors, optimizer_from_tensors,
-                                      optimizer_to_tensors, read_config, save_model)
+from video_adapter.checkpoint import (CheckpointError, atomic_write_text, load_model, load_tensors,
+                                      optimizer_from_tensors, optimizer_to_tensors, read_config, save_model)
 from video_adapter.unet import SpaceTimeUNet, UNetConfig
 
 from conftest import model_inputs, randomize
@@ -312,6 +313,21 @@ def test_overwrite_replaces_stale_files(model, tmp_path):
     save_model(target, model, "minilm")
     assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_written_files_honour_the_umask(model, tmp_path):
+    """Checkpoints are readable by others where the umask allows it, as plainly created files are (mkstemp, mkdtemp
+    and safetensors alone would make them private: 0600 / 0700)."""
+    old = os.umask(0o022)
+    try:
+        target = save_model(tmp_path / "ck", model, "minilm", max_shard_bytes=200_000)
+        atomic_write_text(tmp_path / "note.txt", "hi")
+        atomic_write_text(tmp_path / "note.txt", "again")  # replacing keeps it so
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    files = [*target.iterdir(), tmp_path / "note.txt"]
+    assert len(files) > 3 and {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {p.name: 0o644 for p in files}
 
 
 # ------------------------------------------------------------------------------------------------- optimizer

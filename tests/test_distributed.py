@@ -14,7 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 from test_evaluate import setup  # noqa: F401  (the fixture: tiny prior, adapter, encoder and toy test split)
 from test_train import TINY, assert_same_training_state, config

@@ -92,6 +92,40 @@ def test_an_export_can_be_exported_again(exported, tmp_path):
     assert verify_model_dir(out)[1]["dtype_name"] == "float16"
 
 
+def test_export_never_deletes_what_is_not_a_model(source, tmp_path):
+    """--out is replaced whole, so a run directory, a folder of models, a model card's folder or a file is refused,
+    untouched; an earlier export is replaced."""
+    run = source[0].parent
+    (run / "loss.csv").write_text("step,loss\n")
+    card = tmp_path / "card"
+    card.mkdir()
+    (card / "README.md").write_text("the model card")
+    (tmp_path / "config.json").write_text("{}")
+    before = {p: p.read_bytes() for p in [*run.rglob("*"), *card.rglob("*"), tmp_path / "config.json"] if p.is_file()}
+    for out, complaint in [(run, "holds more than model files (checkpoint, loss.csv)"),
+                           (tmp_path, "holds more than model files"),
+                           (card, "holds more than model files (README.md)"),
+                           (tmp_path / "config.json", "is a file")]:
+        with pytest.raises(SystemExit, match=re.escape(complaint)):
+            main(["export", str(source[0]), "--out", str(out)])
+    assert {p: p.read_bytes() for p in before} == before
+    out = export_model(source[0], tmp_path / "new")
+    assert export_model(source[0], out, torch.float16) == out  # an export is replaced by the next
+    assert verify_model_dir(out)[1]["dtype_name"] == "float16"
+
+
+@pytest.mark.parametrize("mib", [0, -5, 0.05])
+def test_a_shard_limit_below_the_largest_tensor_is_refused(source, tmp_path, mib):
+    largest = max(v.numel() * 2 for v in source[1].values())  # bf16
+    with pytest.raises(SystemExit, match=r"cannot hold the largest tensor, \S+ \([\d.]+ MiB in torch.bfloat16") as e:
+        main(["export", str(source[0]), "--out", str(tmp_path / "x"), "--max-shard-mib", str(mib)])
+    assert float(re.search(r"\(([\d.]+) MiB", str(e.value))[1]) == pytest.approx(largest / 2**20, rel=1e-2)
+    least = float(re.search(r"at least ([\d.]+) MiB", str(e.value))[1])
+    assert not (tmp_path / "x").exists()
+    main(["export", str(source[0]), "--out", str(tmp_path / "x"), "--max-shard-mib", str(least * 1.01)])
+    assert max(p.stat().st_size for p in weight_files(tmp_path / "x")) <= least * 1.01 * 2**20
+
+
 # ---------------------------------------------------------------------------------------------- verify_model_dir
 
 

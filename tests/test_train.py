@@ -78,6 +78,30 @@ def test_killed_and_resumed_run_is_bit_identical(toy, tmp_path):
     assert steps == list(range(1, 13))
 
 
+def test_a_save_cut_short_leaves_the_previous_checkpoint_resumable(toy, tmp_path, monkeypatch):
+    import video_adapter.train as train_module
+
+    straight = train(config(toy, tmp_path / "a"))
+    real_save_file, optimizer_saves = train_module.save_file, []
+
+    def killed_at_the_second_optimizer_write(tensors, filename, *args, **kwargs):
+        if filename.endswith("optimizer.safetensors"):
+            optimizer_saves.append(filename)
+            if len(optimizer_saves) == 2:  # step 8's checkpoint: weights written, train_state not yet
+                raise KeyboardInterrupt
+        return real_save_file(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "save_file", killed_at_the_second_optimizer_write)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(toy, tmp_path / "b"))
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "b/checkpoint/train_state/state.json").read_text())["step"] == 4
+    assert load_model(tmp_path / "b/checkpoint")[1]["step"] == 4  # weights and train_state of one step
+    assert not [p.name for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]
+    resumed = train(config(toy, tmp_path / "b"))
+    assert_same_training_state(straight, resumed, step=12)
+
+
 def test_resume_differs_without_restored_data_position(toy, tmp_path):
     """The resume test above must be sensitive: dropping the data position changes the weights."""
     straight = train(config(toy, tmp_path / "a"))

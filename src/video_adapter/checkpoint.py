@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -30,16 +32,48 @@ class CheckpointError(ValueError):
     pass
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def share_as_umask(path: Path) -> None:
+    """Give `path` (and all below it) the permissions a plainly created file or directory would have.
+
+    mkstemp makes files 0600, mkdtemp directories 0700 and safetensors writes 0600, so without this a checkpoint
+    could be read by its owner alone on a shared machine."""
+    mask = _umask()
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        share_as_umask(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(directory: str | Path) -> Iterator[Path]:
+    """Yield a hidden temp directory beside `directory` to fill; on success it replaces `directory` (`replace_dir`),
+    on error it is removed, so a crash never leaves a half-written directory where a complete one is expected."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        share_as_umask(tmp)
+        replace_dir(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_tensors(tensors: dict[str, Tensor], directory: Path, prefix: str = "model",
@@ -103,21 +137,19 @@ def model_config(model: SpaceTimeUNet, text_encoder: str, **extra) -> dict:
             "text_encoder": text_encoder, **extra}
 
 
-def save_model(directory: str | Path, model: SpaceTimeUNet, text_encoder: str, *, dtype: torch.dtype | None = None,
-               max_shard_bytes: int | None = None, **extra) -> Path:
-    """Writes a self-describing model directory atomically (a temp directory renamed into place)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
-    try:
-        state = {k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in model.state_dict().items()}
-        save_tensors(state, tmp, "model", max_shard_bytes)
-        atomic_write_text(tmp / CONFIG_NAME, json.dumps(model_config(model, text_encoder, **extra), indent=2))
-        replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+def write_model(directory: Path, model: SpaceTimeUNet, text_encoder: str, *, dtype: torch.dtype | None = None,
+                max_shard_bytes: int | None = None, **extra) -> None:
+    """Writes a self-describing model (weights + config.json) into an existing directory, e.g. an `atomic_dir`."""
+    state = {k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_tensors(state, directory, "model", max_shard_bytes)
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(model_config(model, text_encoder, **extra), indent=2))
+
+
+def save_model(directory: str | Path, model: SpaceTimeUNet, text_encoder: str, **kwargs) -> Path:
+    """Writes a self-describing model directory atomically (`write_model`'s keywords)."""
+    with atomic_dir(directory) as tmp:
+        write_model(tmp, model, text_encoder, **kwargs)
+    return Path(directory)
 
 
 SHIP_SHARD_BYTES = 16 * 2**20  # a file that git hosts comfortably, and the device tool's largest return
@@ -125,15 +157,38 @@ SHIP_SHARD_BYTES = 16 * 2**20  # a file that git hosts comfortably, and the devi
 
 def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.bfloat16,
                  max_file_bytes: int = SHIP_SHARD_BYTES) -> Path:
-    """A model directory re-written in `dtype` as shards whose files (header included) stay under `max_file_bytes`."""
+    """A model directory re-written in `dtype` as shards whose files (header included) stay under `max_file_bytes`.
+
+    `dst` is replaced whole, so it must be new or hold nothing but an earlier export's files: a run directory, a
+    folder of checkpoints or a model card beside the weights is never deleted."""
+    check_export_target(Path(dst))
     model, config = load_model(src)
     # dtype_name is written anew: a directory that was itself exported must not pass it twice
     extra = {k: v for k, v in config.items()
              if k not in ("format_version", "model_type", "unet", "text_encoder", "dtype_name")}
     # each safetensors header is a few KiB of JSON: 64 KiB of room per 100 tensors is plenty
     headroom = 64 * 1024 * (1 + len(model.state_dict()) // 100)
+    name, largest = max(((k, v.numel() * dtype.itemsize) for k, v in model.state_dict().items()), key=lambda kv: kv[1])
+    if largest + headroom > max_file_bytes:
+        raise CheckpointError(f"a shard limit of {max_file_bytes / 2**20:g} MiB cannot hold the largest tensor, "
+                              f"{name} ({largest / 2**20:.3g} MiB in {dtype}) with its file's header; pass a limit of "
+                              f"at least {(largest + headroom) / 2**20:.3g} MiB")
     return save_model(dst, model, config["text_encoder"], dtype=dtype, max_shard_bytes=max_file_bytes - headroom,
                       dtype_name=str(dtype).removeprefix("torch."), **extra)
+
+
+def check_export_target(dst: Path) -> None:
+    """An error unless `dst` is absent or a directory of model files alone (what `export` writes)."""
+    if not dst.exists():
+        return
+    if not dst.is_dir():
+        raise CheckpointError(f"export --out {dst} is a file; pass a directory path to write the model into")
+    model_file = lambda p: p.is_file() and (p.name in (CONFIG_NAME, INDEX_NAME) or
+                                            (p.name.startswith("model") and p.suffix == ".safetensors"))
+    if others := sorted(p.name for p in dst.iterdir() if not model_file(p)):
+        raise CheckpointError(f"export --out {dst} exists and holds more than model files ({', '.join(others[:5])}"
+                              f"{', ...' if len(others) > 5 else ''}); export replaces the whole directory, so pass a "
+                              "new directory (and copy the files in), or empty it first")
 
 
 # config.json's dtype_name -> (the safetensors header's dtype, `video-adapter export --dtype`)
@@ -150,7 +205,12 @@ def verify_model_dir(directory: str | Path, max_file_bytes: int | None = None) -
     """
     directory = Path(directory)
     config = read_config(directory)
-    export = lambda *flags: " ".join([f"`video-adapter export SRC --out {directory}", *flags]) + "`"
+    try:  # export replaces a directory of model files alone; beside a model card it writes elsewhere
+        check_export_target(directory)
+        export = lambda *flags: " ".join([f"`video-adapter export SRC --out {directory}", *flags]) + "`"
+    except CheckpointError:
+        export = lambda *flags: (" ".join(["`video-adapter export SRC --out NEW_DIR", *flags]) +
+                                 f"`, then copy NEW_DIR's files over {directory}'s")
     problems = []
     if max_file_bytes is not None:
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -56,7 +54,7 @@ def cached_latents(videos: VideoFolderDataset, space, device=None, batch_size: i
     encoding leaves no entry rather than half of one."""
     from tqdm.auto import tqdm
 
-    from .checkpoint import atomic_write_text, replace_dir
+    from .checkpoint import atomic_dir, atomic_write_text
 
     entry = cache_dir() / _key(videos, space.space)
     if (entry / "meta.json").is_file():
@@ -67,13 +65,8 @@ def cached_latents(videos: VideoFolderDataset, space, device=None, batch_size: i
         clips = torch.stack([videos[i]["video"] for i in range(start, min(start + batch_size, len(videos)))])
         chunks.append(codec.encode(clips).float().cpu())
     latents, paths = torch.cat(chunks), [str(p) for p in videos.paths]
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(entry) as tmp:
         save_file({"latents": latents.contiguous()}, str(tmp / "latents.safetensors"))
         atomic_write_text(tmp / "meta.json", json.dumps({"captions": videos.captions, "paths": paths,
                                                          "space": space.space}))
-        replace_dir(tmp, entry)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return LatentDataset(latents, list(videos.captions), paths)

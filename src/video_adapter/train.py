@@ -209,24 +209,25 @@ def gather_rng_states(acc) -> list[dict[str, Tensor]]:
 
 def save_run(run: Path, model, ema, opt, rngs: list[dict[str, Tensor]], step: int, data_state: dict,
              cfg: TrainConfig, text_spec: str) -> None:
-    """EMA weights as the run's model directory (LoRA merged in), plus train_state/ for exact resume; each atomic.
+    """EMA weights as the run's model directory (LoRA merged in) with train_state/ for exact resume inside it, the
+    whole directory replaced at once: a save cut short leaves the previous checkpoint, resumable.
 
     `rngs` holds one RNG state per process (`gather_rng_states`); the data position is the same on every process
     (the sampler and the stream shard by rank themselves)."""
     lora = is_lora(ema)
-    model_dir = ckpt.save_model(run / "checkpoint", merged(ema) if lora else ema, text_spec, step=step,
-                                train_config=asdict(cfg))
-    state_dir = model_dir / "train_state"
-    state_dir.mkdir()
-    if lora:  # the merged weights cannot be split into base and LoRA again
-        save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(state_dir / "ema.safetensors"))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(state_dir / "online.safetensors"))
-    opt_tensors, opt_meta = ckpt.optimizer_to_tensors(opt.state_dict())
-    save_file({k: v.contiguous().cpu() for k, v in opt_tensors.items()}, str(state_dir / "optimizer.safetensors"))
-    save_file({f"{k}.{rank}": v.cpu() for rank, state in enumerate(rngs) for k, v in state.items()},
-              str(state_dir / "rng.safetensors"))
-    ckpt.atomic_write_text(state_dir / "state.json", json.dumps(
-        {"step": step, "processes": len(rngs), "data": data_state, "optimizer": opt_meta}, indent=1))
+    with ckpt.atomic_dir(run / "checkpoint") as model_dir:
+        ckpt.write_model(model_dir, merged(ema) if lora else ema, text_spec, step=step, train_config=asdict(cfg))
+        state_dir = model_dir / "train_state"
+        state_dir.mkdir()
+        if lora:  # the merged weights cannot be split into base and LoRA again
+            save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(state_dir / "ema.safetensors"))
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(state_dir / "online.safetensors"))
+        opt_tensors, opt_meta = ckpt.optimizer_to_tensors(opt.state_dict())
+        save_file({k: v.contiguous().cpu() for k, v in opt_tensors.items()}, str(state_dir / "optimizer.safetensors"))
+        save_file({f"{k}.{rank}": v.cpu() for rank, state in enumerate(rngs) for k, v in state.items()},
+                  str(state_dir / "rng.safetensors"))
+        ckpt.atomic_write_text(state_dir / "state.json", json.dumps(
+            {"step": step, "processes": len(rngs), "data": data_state, "optimizer": opt_meta}, indent=1))
 
 
 def load_run(run: Path, model, ema, opt, rank: int = 0, processes: int = 1) -> tuple[int, dict]:

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
-import tempfile
 import warnings
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
@@ -34,8 +32,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..checkpoint import CONFIG_NAME, CheckpointError, atomic_write_text, check_state, load_tensors, read_config, \
-    replace_dir, save_tensors
+from ..checkpoint import CONFIG_NAME, CheckpointError, atomic_dir, atomic_write_text, check_state, load_tensors, \
+    read_config, save_tensors
 from ..pipeline import resolve_device
 from ..train import warmup_cosine
 from ..unet import config_from_dict
@@ -362,18 +360,11 @@ def train_video_net(cfg: VideoNetTrainConfig) -> Path:
 def save_video_net(directory: str | Path, net: VideoNet, **extra) -> Path:
     """Writes config.json (the net's config and `extra`) + model.safetensors into a temp directory renamed into place,
     so a crash never leaves a half-written net where a complete one is expected."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(directory) as tmp:
         save_tensors(net.state_dict(), tmp, "model")
         config = {"format_version": FORMAT_VERSION, "model_type": MODEL_TYPE, "model": net.cfg.to_dict(), **extra}
         atomic_write_text(tmp / CONFIG_NAME, json.dumps(config, indent=2))
-        replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    return Path(directory)
 
 
 def read_video_net_config(directory: str | Path) -> dict:
