@@ -287,6 +287,26 @@ def test_sample_conditions_matter(capsys, files, tmp_path):
     assert not np.array_equal(gif_frames(Path(run(capsys, *prompt).split()[-1])), base)
 
 
+def test_sample_reads_a_16_bit_and_a_rotated_first_frame_as_the_image_they_show(capsys, files, tmp_path):
+    """A 16-bit greyscale PNG (Pillow's convert("RGB") made it all white) and a JPEG-like photo stored sideways with an
+    EXIF orientation tag condition the sample as their 8-bit, upright equivalents do."""
+    grey = np.random.RandomState(1).randint(0, 256, (12, 10), dtype=np.uint8)
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=-1)).save(tmp_path / "grey8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "grey16.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the stored pixels must be turned 90 degrees clockwise to show upright
+    upright = Image.open(files["image"]).convert("RGB")
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif)
+    outputs = {}
+    for name in ("grey8.png", "grey16.png", "sideways.png"):
+        args = sample_args(files, tmp_path / f"{name}.gif")
+        args[args.index("--first-frame") + 1] = str(tmp_path / name)
+        outputs[name] = gif_frames(Path(run(capsys, *args).split()[-1]))
+    base = gif_frames(Path(run(capsys, *sample_args(files, tmp_path / "base.gif")).split()[-1]))
+    assert np.array_equal(outputs["grey16.png"], outputs["grey8.png"])
+    assert np.array_equal(outputs["sideways.png"], base)
+
+
 def test_sample_edges(capsys, files, tmp_path):
     args = ["sample", "--prompt", "a red square", "--steps", "2", "--sampler", "ddim", "--edges-from",
             str(files["video"]), "--out", str(tmp_path / "x.gif")]
@@ -346,6 +366,17 @@ def test_sample_errors(capsys, files, tmp_path, change, words):
         assert w in msg, (w, msg)
     assert "Traceback" not in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+def test_sample_refuses_an_out_it_cannot_write_before_sampling(capsys, files, tmp_path, monkeypatch):
+    sampled = []
+    monkeypatch.setattr("video_adapter.pipeline.sample_mode", lambda *a, **k: sampled.append(1))
+    (tmp_path / "taken.gif").write_bytes(b"a file")
+    (tmp_path / "folder.gif").mkdir()
+    msg = fails(capsys, *sample_args(files, tmp_path / "taken.gif" / "x.gif"))
+    assert f"cannot make the folder {tmp_path / 'taken.gif'}: {tmp_path / 'taken.gif'} is a file" in msg
+    assert f"--out {tmp_path / 'folder.gif'} is a folder" in fails(capsys, *sample_args(files, tmp_path / "folder.gif"))
+    assert not sampled
 
 
 def test_sample_dry_run_keeps_prompts_as_text(capsys):

@@ -176,6 +176,32 @@ def test_missing_captions_are_listed(tmp_path):
         VideoFolderDataset(tmp_path, frames=2)
 
 
+def test_captions_not_in_utf8_name_the_file_and_line(tmp_path):
+    write_gif(tmp_path / "a.gif", clip(frames=2, h=4, w=4))
+    write_gif(tmp_path / "b.gif", clip(frames=2, h=4, w=4))
+    (tmp_path / "captions.jsonl").write_bytes('{"video": "a.gif", "caption": "a cafe"}\n'
+                                              '{"video": "b.gif", "caption": "a café"}\n'.encode("cp1252"))
+    with pytest.raises(DatasetError) as err:
+        VideoFolderDataset(tmp_path, frames=2)
+    assert f"{tmp_path / 'captions.jsonl'}:2: not UTF-8 (byte 0xe9); save the file as UTF-8" in str(err.value)
+    (tmp_path / "captions.jsonl").unlink()
+    (tmp_path / "a.txt").write_text("a cafe")
+    (tmp_path / "b.txt").write_bytes("a café".encode("cp1252"))
+    with pytest.raises(DatasetError, match=r"b\.txt:1: not UTF-8"):
+        VideoFolderDataset(tmp_path, frames=2)
+
+
+def test_folder_of_splits_points_at_one(tmp_path):
+    for split in ("train", "test"):
+        make_toy_dataset(tmp_path / "data" / split, num=2, frames=2, progress=False)
+    (tmp_path / "data" / "data_card.json").write_text("{}")
+    with pytest.raises(DatasetError) as err:
+        VideoFolderDataset(tmp_path / "data", frames=2)
+    msg = str(err.value)
+    assert "4 of 4 videos" in msg and "test/, train/ each hold their own captions.jsonl" in msg
+    assert msg.endswith(f"--data {tmp_path / 'data' / 'train'}")
+
+
 @pytest.fixture
 def with_bad_files(tmp_path):
     for i in range(3):

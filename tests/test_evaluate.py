@@ -148,6 +148,16 @@ def test_errors_before_sampling(setup, tmp_path, monkeypatch):
     assert not any((tmp_path / name).exists() for name in "abcdef") and not sampled
 
 
+def test_an_out_that_cannot_be_written_is_refused_before_sampling(setup, tmp_path, monkeypatch):
+    cfg, _ = setup
+    sampled = []
+    monkeypatch.setattr("video_adapter.evaluate.sample_mode", lambda *a, **k: sampled.append(1))
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ValueError, match=f"cannot make the folder {tmp_path / 'taken'}: .* is a file"):
+        run_evaluation(replace(cfg, out=str(tmp_path / "taken")))
+    assert not sampled
+
+
 def test_cli_dry_run_and_error(capsys, setup):
     cfg, _ = setup
     main(["evaluate", "--domain", cfg.domain, "--small-s", cfg.small_s, "--num", "8", "--dry-run"])

@@ -5,10 +5,12 @@ from PIL import Image
 
 from video_adapter import video_io
 from video_adapter.video_io import (
+    ImageReadError,
     VideoReadError,
     from_uint8,
     make_grid,
     probe_video,
+    read_image,
     read_video,
     to_uint8,
     write_gif,
@@ -77,6 +79,56 @@ def test_frame_folder_natural_order(tmp_path):
     assert y.shape == (3, 6, 8, 3)
     assert [int(f[0, 0, 0]) for f in y] == [20, 40, 200]
     assert read_video(folder, max_frames=2).shape[0] == 2
+
+
+GREY16 = np.array([[0, 128, 129, 257], [32896, 60000, 65407, 65535]], np.uint16)
+
+
+@pytest.mark.parametrize("ext, mode", [("png", "I;16"), ("tiff", "I;16B"), ("pgm", "I")])
+def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path, ext, mode):
+    big_endian = Image.frombytes("I;16B", (4, 2), GREY16.astype(">u2").tobytes())
+    (big_endian if ext == "tiff" else Image.fromarray(GREY16)).save(tmp_path / f"grey.{ext}")
+    with Image.open(tmp_path / f"grey.{ext}") as im:
+        assert im.mode == mode
+    expected = np.repeat(np.round(GREY16 / 257).astype(np.uint8)[..., None], 3, axis=-1)  # 65535 -> 255, 257 -> 1
+    np.testing.assert_array_equal(read_image(tmp_path / f"grey.{ext}"), expected)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.fromarray(GREY16).save(folder / "0.png")
+    np.testing.assert_array_equal(read_video(folder), expected[None])
+
+
+@pytest.mark.parametrize("mode, values, reason", [("F", [0.0, 0.5], "32-bit floats"),
+                                                  ("I", [-1, 70000], "span -1..70000, beyond 16 bits")])
+def test_images_without_a_white_level_are_refused(tmp_path, mode, values, reason):
+    Image.frombytes(mode, (2, 1), np.array(values, "<f4" if mode == "F" else "<i4").tobytes()).save(tmp_path / "x.tif")
+    with pytest.raises(ImageReadError, match=reason) as err:
+        read_image(tmp_path / "x.tif")
+    assert str(tmp_path / "x.tif") in str(err.value) and "save it as an 8- or 16-bit image" in str(err.value)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    stored = np.zeros((8, 16, 3), np.uint8)
+    stored[:, 8:] = 255  # left half black, right half white, as the camera stored it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: show rotated 90 degrees clockwise, which brings the left half to the top
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.fromarray(stored).save(folder / "photo.jpg", exif=exif, quality=95)
+    for upright in (read_image(folder / "photo.jpg"), read_video(folder)[0]):
+        assert upright.shape == (16, 8, 3)
+        assert upright[:6].max() < 30 and upright[10:].min() > 225
+
+
+def test_read_image_takes_any_pillow_format_and_names_the_problem(tmp_path):
+    x = moving_bar(frames=1)[0]
+    Image.fromarray(x).save(tmp_path / "still.tiff")
+    np.testing.assert_array_equal(read_image(tmp_path / "still.tiff"), x)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ImageReadError, match=r"notes\.txt: Pillow does not recognise it as an image.*\.jpg, \.tiff"):
+        read_image(tmp_path / "notes.txt")
+    with pytest.raises(ImageReadError, match=r"gone\.png: no such file"):
+        read_image(tmp_path / "gone.png")
 
 
 @pytest.mark.parametrize("case", ["missing", "garbage", "truncated", "empty_folder", "extension", "empty_file"])

@@ -73,10 +73,21 @@ def find_videos(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(p.relative_to(root).as_posix()))
 
 
+def read_utf8(path: Path) -> str:
+    """A caption file's text; one in another encoding (Windows editors write é as the single byte 0xe9) is a
+    DatasetError naming the file and line."""
+    data = path.read_bytes()  # decoded whole, so the error's offset counts from the file's start
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x}); save the file as UTF-8") from None
+
+
 def read_captions_jsonl(path: Path) -> dict[str, str]:
     """`captions.jsonl` as {relative posix path: caption}."""
     captions = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -193,11 +204,22 @@ class VideoFolderDataset(Dataset):
             caption = listed.get(p.relative_to(self.root).as_posix())
             sidecar = p.with_name(p.stem + ".txt") if p.is_file() else p.with_name(p.name + ".txt")
             if caption is None and sidecar.is_file():
-                caption = sidecar.read_text(encoding="utf-8").strip()
+                caption = read_utf8(sidecar).strip()
             if caption is None:
                 uncaptioned.append(p.relative_to(self.root).as_posix())
             captions.append(caption)
         if uncaptioned:
+            # captions.jsonl is read from the root only, so the splits of a make-data folder (train/, test/) look
+            # uncaptioned when the folder above them is given
+            splits = sorted(f.parent for f in self.root.rglob(CAPTIONS_FILE) if f.parent != self.root)
+            if splits:
+                split = next((s for s in splits if s.name == "train"), splits[0])
+                raise DatasetError(
+                    f"{len(uncaptioned)} of {len(paths)} videos under {self.root} have no caption, but its "
+                    f"sub-folders {', '.join(s.relative_to(self.root).as_posix() + '/' for s in splits)} each hold "
+                    f"their own {CAPTIONS_FILE}: each is a dataset of its own (make-data writes train/ and test/); "
+                    f"pass one as the dataset, e.g. --data {split}"
+                )
             raise DatasetError(
                 f"{len(uncaptioned)} of {len(paths)} videos under {self.root} have no caption:\n"
                 f"{_listing(uncaptioned)}\nadd them to {CAPTIONS_FILE} "

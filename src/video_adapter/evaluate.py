@@ -28,6 +28,7 @@ from .data import VideoFolderDataset
 from .pipeline import (
     SampleConfig,
     human_count,
+    make_out_dir,
     model_conds,
     resolve_device,
     resolve_dtype,
@@ -258,6 +259,8 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     scorer = Scorer(tuple(cfg.metrics), tests.real, {"i3d": cfg.i3d, "inception": cfg.inception, "encoder": cfg.encoder,
                     "classifier": cfg.classifier}, str(device), cfg.batch_size, cfg.bootstrap, cfg.seed) \
         if state.is_main_process else None
+    if state.is_main_process:
+        make_out_dir(Path(cfg.out))
     samples, results = {}, {"config": asdict(cfg), "methods": {}, "gamma_sweep": {}}
     if tests.reference is None:
         state.print(f"no 'Real' reference row (nor --real-noise rows): it needs {2 * cfg.num} test clips "
@@ -290,7 +293,6 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         return results
     results["networks"] = scorer.records()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     atomic_write_text(out / "table.md", table_markdown(results, cfg))
     paths = [out / "results.json", out / "table.md"]

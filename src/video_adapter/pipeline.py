@@ -4,10 +4,10 @@ a small adapter composed with a frozen prior (Video Adapter) and the paper's bas
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -22,9 +22,8 @@ from .sampling import SAMPLERS, sample
 from .score_model import ModelSpec, NativeScoreModel, ScoreModel, check_compatible, load_score_model
 from .text import TextEmbedding, load_text_encoder
 from .unet import SpaceTimeUNet
-from .video_io import from_uint8, read_video, write_grid
+from .video_io import from_uint8, is_video_path, read_image, read_video, write_grid
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 COMPARE_ROWS = ("prior", "adapter", "composed")  # the paper's Figures 7 and 8
 
@@ -137,12 +136,7 @@ def load_frames(path: str | Path, frames: int, size: tuple[int, int]) -> Tensor:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        from PIL import Image
-
-        array = np.asarray(Image.open(path).convert("RGB"))[None]
-    else:
-        array = read_video(path, max_frames=frames)
+    array = read_video(path, max_frames=frames) if is_video_path(path) else read_image(path)[None]
     return center_crop_resize(from_uint8(array), size)
 
 
@@ -315,8 +309,22 @@ def video_size(cfg: SampleConfig) -> tuple[int, int, int]:
     return frames, height, width
 
 
+def make_out_dir(folder: Path, flag: str = "--out") -> None:
+    """Create the folder results go to, or say why it cannot be: called before sampling, so that a long run is not
+    lost at its end for want of somewhere to write."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise ValueError(f"{flag}: cannot make the folder {folder}: {e.filename} is a file; pass another path") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag}: the folder {folder} is not writable; pass a path you can write to")
+
+
 def sample_to_files(cfg: SampleConfig) -> list[Path]:
     cfg.validate()
+    out = Path(cfg.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; pass a file path ending in .gif or .mp4")
     device = resolve_device(cfg.device)
     models = load_models(cfg)
     spec = next(iter(models.values())).spec
@@ -332,13 +340,11 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
     conds = model_conds(models, prompts, pixels, routes, device)
     shape = (len(prompts), *spec.shape)
-    out = Path(cfg.out)
+    make_out_dir(out.parent)
     show = (lambda x: codec.decode(x).float().cpu()) if latent else (lambda x: x.cpu())
     if cfg.compare:
         rows = [show(sample_mode(cfg, mode, models, conds, shape, device)) for mode in COMPARE_ROWS]
-        out.parent.mkdir(parents=True, exist_ok=True)
         return write_grid(out, [v for row in rows for v in row], labels=prompts * len(rows), nrow=len(prompts),
                           row_labels=list(COMPARE_ROWS), fps=cfg.fps, upscale=cfg.upscale, formats=("gif", "mp4"))
     videos = show(sample_mode(cfg, cfg.resolved_mode, models, conds, shape, device))
-    out.parent.mkdir(parents=True, exist_ok=True)
     return write_grid(out, list(videos), labels=prompts, fps=cfg.fps, upscale=cfg.upscale)

@@ -2,7 +2,8 @@
 
 On disk and in numpy a video is uint8 `[F, H, W, 3]`; in models it is a float tensor `[C, F, H, W]` in [-1, 1]
 (`from_uint8` / `to_uint8` convert). Readers accept mp4/webm/avi/mov/mkv (PyAV), gif (Pillow) and a folder of
-png/jpg frames (natural sort: `2.png` before `10.png`); anything unreadable raises `VideoReadError`.
+png/jpg frames (natural sort: `2.png` before `10.png`); anything unreadable raises `VideoReadError`. `read_image`
+reads one still image in any format Pillow reads (`ImageReadError` if it cannot); frame folders are read with it.
 
 Writers are atomic: they write a hidden temp file in the destination folder and `os.replace` it, so an error never
 leaves a half-written file (and an existing file stays untouched). Notes on the two formats:
@@ -33,6 +34,7 @@ CONTAINER_EXTS = (".mp4", ".webm", ".avi", ".mov", ".mkv")
 GIF_EXTS = (".gif",)
 FRAME_EXTS = (".png", ".jpg", ".jpeg")
 VIDEO_EXTS = CONTAINER_EXTS + GIF_EXTS
+IMAGE_EXAMPLES = ".png, .jpg, .tiff, .bmp, .webp"  # a few of the still formats Pillow reads, for error messages
 
 
 class VideoReadError(ValueError):
@@ -41,6 +43,14 @@ class VideoReadError(ValueError):
     def __init__(self, path, reason: str):
         self.path, self.reason = str(path), reason
         super().__init__(f"cannot read video {self.path}: {reason}")
+
+
+class ImageReadError(ValueError):
+    """A still image that cannot be read (missing, not an image, or pixels with no faithful 8-bit RGB)."""
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
 
 
 def natural_key(name: str) -> list:
@@ -65,8 +75,43 @@ def is_video_path(path: str | os.PathLike) -> bool:
 # ----------------------------------------------------------------------------------------------------------- reading
 
 
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """A still image in any format Pillow reads -> uint8 `[H, W, 3]` (the first frame of an animated one).
+
+    It is turned upright by its EXIF orientation, as viewers show it (phones store photos unrotated and tag them).
+    16-bit greyscale is scaled to 8 bits; 32-bit float pixels are refused, having no white level to scale by.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode == "F":
+                raise ImageReadError(path, "its pixels are 32-bit floats, which have no defined white level; "
+                                           "save it as an 8- or 16-bit image")
+            if im.mode == "I" or im.mode.startswith("I;16"):
+                # Pillow's convert("RGB") clips these at 255 (all white); mode I is how it opens 16-bit PGM/PPM
+                grey = np.asarray(im).astype(np.int64)
+                if grey.min() < 0 or grey.max() > 65535:
+                    raise ImageReadError(path, f"its pixels span {grey.min()}..{grey.max()}, beyond 16 bits, so "
+                                               "their white level is unknown; save it as an 8- or 16-bit image")
+                return np.repeat(((grey + 128) // 257).astype(np.uint8)[..., None], 3, axis=-1)  # round(v / 257)
+            return np.asarray(im.convert("RGB"))
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(path, f"Pillow does not recognise it as an image; give a still image in a format "
+                                   f"Pillow reads ({IMAGE_EXAMPLES}, ...)") from None
+    except Exception as e:  # Pillow's decoders raise many types; at this boundary all mean "unreadable"
+        raise ImageReadError(path, f"{type(e).__name__}: {e}") from e
+
+
 def _iter_frames(path: Path, rgb: bool = True) -> Iterator:
-    """Decoded frames, as uint8 [H, W, 3] arrays when rgb else as the library's own frame objects."""
+    """Decoded frames, as uint8 [H, W, 3] arrays when rgb (or from a frame folder) else as the library's own frame
+    objects."""
     from PIL import Image, ImageSequence
 
     if path.is_dir():
@@ -74,8 +119,7 @@ def _iter_frames(path: Path, rgb: bool = True) -> Iterator:
         if not files:
             raise VideoReadError(path, f"folder has no frame images ({', '.join(FRAME_EXTS)})")
         for f in files:
-            with Image.open(f) as im:
-                yield np.asarray(im.convert("RGB")) if rgb else im.load()
+            yield read_image(f)  # even when only counting: reading a frame is where bad pixel formats are refused
     elif path.suffix.lower() in GIF_EXTS:
         with Image.open(path) as im:
             for frame in ImageSequence.Iterator(im):
