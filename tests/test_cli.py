@@ -79,10 +79,16 @@ def test_info_unknown(capsys, tmp_path, monkeypatch):
         assert name in msg
 
 
-def test_info_bad_checkpoint(capsys, tmp_path):
+def test_info_bad_checkpoint(capsys, tiny_cfg, tmp_path):
     (tmp_path / "empty").mkdir()
     msg = fails(capsys, "info", str(tmp_path / "empty"))
     assert msg.startswith("error:") and "config.json" in msg
+    directory = save_model(tmp_path / "ck", SpaceTimeUNet(tiny_cfg), "minilm")
+    config = json.loads((directory / "config.json").read_text())
+    for unet, words in [(None, "must be a JSON object"), ({**config["unet"], "height": "24"}, "height='24'")]:
+        (directory / "config.json").write_text(json.dumps({**config, "unet": unet}))
+        msg = fails(capsys, "info", str(directory))
+        assert msg.startswith(f"error: {directory / 'config.json'}: invalid unet config") and words in msg, msg
 
 
 # --------------------------------------------------------------------------------------------------------- train
@@ -121,6 +127,12 @@ def test_train_dry_run_inconsistent_override(capsys):
     (["--model", "base_channels"], ["KEY=VALUE", "'base_channels'"]),
     (["--preset", "XL"], ["'XL'", "bench-35m"]),
     (["--steps", "many"], ["--steps", "invalid int value"]),
+    (["--steps", "0"], ["--steps must be at least 1, got 0"]),
+    (["--batch-size", "0"], ["--batch-size must be at least 1, got 0"]),
+    (["--cond-drop", "1.5"], ["--cond-drop must be in [0, 1], got 1.5"]),
+    (["--ema-decay", "nan"], ["--ema-decay must be in [0, 1], got nan"]),
+    (["--lr=-1e-4"], ["--lr must be at least 0, got -0.0001"]),
+    (["--betas", "0.9", "1"], ["--betas two numbers in [0, 1)", "(0.9, 1.0)"]),
 ])
 def test_train_bad_arguments(capsys, args, words):
     msg = fails(capsys, "train", "--dry-run", *args)
@@ -154,7 +166,17 @@ def test_train_bad_config_file(capsys, tmp_path):
     msg = fails(capsys, "train", "--dry-run", "--config", str(path))
     assert msg.startswith("error:") and "stepz" in msg
     path.write_text("{steps: 3")
-    assert fails(capsys, "train", "--dry-run", "--config", str(path)).startswith("error:")
+    assert fails(capsys, "train", "--dry-run", "--config", str(path)).startswith(f"error: --config {path}:")
+    for wrong, words in [({"lr": "1e-4"}, "lr='1e-4' should be a float"),
+                         ({"steps": "abc"}, "steps='abc' should be a int"),
+                         ({"model": ["base_channels=8"]}, "model=['base_channels=8'] should be a dict"),
+                         ({"keywords": "cat"}, "keywords='cat' should be a tuple"),
+                         ({"betas": [0.9, "x"]}, "betas=[0.9, 'x'] should be a tuple")]:
+        path.write_text(json.dumps(wrong))
+        msg = fails(capsys, "train", "--dry-run", "--config", str(path))
+        assert msg.startswith(f"error: --config {path}: TrainConfig: {words}"), msg
+    path.write_text(json.dumps([1, 2]))
+    assert "must be a JSON object" in fails(capsys, "train", "--dry-run", "--config", str(path))
     assert fails(capsys, "train", "--dry-run", "--config", str(tmp_path)).startswith("error:")  # a directory
 
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -249,6 +250,20 @@ def test_max_minutes_stops_with_a_checkpoint_and_reruns_continue_bit_identically
     # loss.csv: each log step once, with the uninterrupted run's loss, lr and gradient norm
     rows = lambda run: [r.split(",")[:4] for r in (run / "loss.csv").read_text().splitlines()]
     assert rows(tmp_path / "b") == rows(tmp_path / "a") and len(rows(tmp_path / "a")) == 5
+
+
+def test_a_run_resumes_only_with_its_own_model_and_text_encoder(toy, tmp_path):
+    train(config(toy, tmp_path / "r"), stop_after=5)
+    with pytest.raises(ValueError, match=r"holds a model of other settings than this command's \(emb_dim 32 -> 64\)"
+                                         r".*a new --out \(--init .*checkpoint starts a new run"):
+        train(config(toy, tmp_path / "r", model={**TINY, "emb_dim": 64}))
+    # another encoder of the same width would load and silently train on other embeddings
+    spec = json.loads((tmp_path / "r/checkpoint/config.json").read_text())["text_encoder"]
+    assert spec.startswith("minilm") and spec != "minilm?max_length=8"
+    with pytest.raises(ValueError, match=re.escape(f"text encoder {spec!r}, this command uses 'minilm?max_length=8'")):
+        train(config(toy, tmp_path / "r", text_encoder="minilm?max_length=8"))
+    assert json.loads((tmp_path / "r/checkpoint/config.json").read_text())["text_encoder"] == spec
+    assert load_model(tmp_path / "r/checkpoint")[1]["step"] == 4
 
 
 def test_init_loads_weights_into_online_and_ema_with_a_fresh_optimizer(toy, tmp_path):

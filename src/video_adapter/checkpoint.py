@@ -303,14 +303,19 @@ def read_config(directory: str | Path, model_type: str = "SpaceTimeUNet", key: s
     return config
 
 
+def read_unet_config(directory: str | Path) -> tuple[UNetConfig, dict]:
+    """The model's UNetConfig and the whole config.json of a model directory."""
+    config = read_config(directory)
+    try:
+        return UNetConfig.from_dict(config["unet"]), config
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: invalid unet config: {e}") from e
+
+
 def load_model(directory: str | Path, device: torch.device | str | None = None,
                dtype: torch.dtype | None = None) -> tuple[SpaceTimeUNet, dict]:
     """Builds the model from config.json and loads its weights strictly; returns (model in eval mode, config)."""
-    config = read_config(directory)
-    try:
-        cfg = UNetConfig.from_dict(config["unet"])
-    except (ValueError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: invalid unet config: {e}") from e
+    cfg, config = read_unet_config(directory)
     with torch.device("meta"):
         model = SpaceTimeUNet(cfg)
     state = load_tensors(Path(directory))

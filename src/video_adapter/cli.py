@@ -86,35 +86,28 @@ def _key_values(items: list[str], name: str) -> dict:
 
 def _check_model_overrides(overrides: dict) -> None:
     """Unknown UNetConfig fields and values of the wrong type are usage errors, not tracebacks later on."""
-    from .unet import UNetConfig
+    from .unet import UNetConfig, field_type_errors
 
-    defaults = UNetConfig()
     known = [f.name for f in dataclasses.fields(UNetConfig)]
-    for key, value in overrides.items():
+    for key in overrides:
         if key not in known:
             raise SystemExit(f"error: unknown --model field {key!r}; UNetConfig fields are: {', '.join(known)}")
-        default = getattr(defaults, key)
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        elif isinstance(default, tuple):
-            ok = isinstance(value, (list, tuple)) and all(type(v) is type(d) for v in value for d in default[:1])
-        else:
-            ok = True
-        if not ok:
-            raise SystemExit(f"error: --model {key}={value!r} should be a {type(default).__name__} "
-                             f"like the default {default!r}")
+    if wrong := field_type_errors(UNetConfig, overrides):
+        raise SystemExit(f"error: --model {wrong[0]}")
 
 
 def cmd_train(args) -> None:
     from .train import TrainConfig, train
 
-    base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else None
+    base = None
+    if args.config:
+        try:
+            base = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+        except (ValueError, OSError) as e:  # JSON's own errors say neither which file nor that it is --config's
+            raise ValueError(f"--config {args.config}: {e}") from e
     cfg = dataclass_from_args(TrainConfig, args, base)
     _check_model_overrides(cfg.model)
+    cfg.validate()
     model_cfg = cfg.model_config()  # validates preset and overrides before any work
     if args.dry_run:
         print(json.dumps({"train": dataclasses.asdict(cfg), "model": model_cfg.to_dict()}, indent=2))
@@ -143,17 +136,16 @@ def cmd_sample(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from .checkpoint import read_config
+    from .checkpoint import read_unet_config
     from .pipeline import human_count
-    from .unet import PRESETS, UNetConfig, build_unet, count_parameters, preset
+    from .unet import PRESETS, build_unet, count_parameters, preset
 
     target = args.target
     if target in PRESETS:
         cfg, where = preset(target), f"preset {target}"
         extra = {}
     elif Path(target).exists():
-        config = read_config(target)
-        cfg, where = UNetConfig.from_dict(config["unet"]), str(target)
+        (cfg, config), where = read_unet_config(target), str(target)
         extra = {k: config[k] for k in ("text_encoder", "step") if k in config}
     else:
         raise SystemExit(f"{target!r} is neither a checkpoint directory nor a preset ({', '.join(sorted(PRESETS))})")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import atomic_write_text, read_config
+from .checkpoint import atomic_write_text, read_unet_config
 from .data import VideoFolderDataset
 from .datagen.make import CARD_NAME, MakeDataConfig, make_dataset
 from .pipeline import (COMPARE_ROWS, SampleConfig, human_count, load_models, model_conds, resolve_device,
@@ -228,8 +228,7 @@ def write_outputs(out: Path, rows: dict[str, Tensor], table: list[dict], markdow
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
     prior_dir = resolve_prior(cfg.prior)
-    prior_config = read_config(prior_dir)
-    prior = UNetConfig.from_dict(prior_config["unet"])
+    prior, prior_config = read_unet_config(prior_dir)
     clock, stages = time.perf_counter(), {}
 
     def lap(name: str) -> None:

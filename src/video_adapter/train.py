@@ -82,7 +82,7 @@ class TrainConfig:
         rest = {k: v for k, v in self.model.items() if k not in ("frames", "height", "width")} if self.space \
             else self.model
         if self.init:
-            return replace(UNetConfig.from_dict(ckpt.read_config(self.init)["unet"]), **rest)
+            return replace(ckpt.read_unet_config(self.init)[0], **rest)
         if not self.space:
             return preset(self.preset, **self.model)
         from .diffusers_prior import latent_space
@@ -104,6 +104,27 @@ class TrainConfig:
             return frames, (height, width)
         cfg = self.model_config()
         return cfg.frames, (cfg.height, cfg.width)
+
+    def validate(self) -> None:
+        """Every problem that can be seen without reading data or building the model."""
+        if self.lr_decay not in ("constant", "cosine"):
+            raise ValueError(f"--lr-decay must be constant or cosine, not {self.lr_decay!r}")
+        if self.lora_rank and not self.init:
+            raise ValueError("--lora-rank trains LoRA on a pretrained model's frozen weights: pass --init MODEL_DIR")
+        at_least = {"steps": 1, "batch_size": 1, "stride": 1, "log_every": 1, "save_every": 1, "warmup_steps": 0,
+                    "sample_every": 0, "num_workers": 0, "lora_rank": 0, "max_minutes": 0, "lr": 0, "lr_end": 0,
+                    "weight_decay": 0}
+        for name, low in at_least.items():
+            if not getattr(self, name) >= low:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+        unit = {"stream_share": self.stream_share, "ema_decay": self.ema_decay, **{
+            f"{c}_drop".replace("text_", "cond_"): p for c, p in self.drop.items()}}
+        for name, value in unit.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
+        if not (self.grad_clip > 0 and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"--grad-clip must be positive and --betas two numbers in [0, 1), got {self.grad_clip} "
+                             f"and {self.betas}")
 
     @property
     def drop(self) -> dict[str, float]:
@@ -254,6 +275,20 @@ def load_run(run: Path, model, ema, opt, rank: int = 0, processes: int = 1) -> t
     return state["step"], state["data"]
 
 
+def check_resumable(run: Path, model_cfg: UNetConfig, text_spec: str) -> None:
+    """A run resumes only with the model and text encoder it was started with (an encoder of the same width would
+    load without complaint and silently train on other embeddings)."""
+    saved = ckpt.read_config(run / "checkpoint")
+    fix = (f"pass the settings it was started with, or a new --out (--init {run / 'checkpoint'} starts a new run "
+           "from its weights)")
+    wanted = json.loads(json.dumps(model_cfg.to_dict()))  # tuples as lists, as config.json holds them
+    if changed := [f"{k} {saved['unet'].get(k)!r} -> {v!r}" for k, v in wanted.items() if saved["unet"].get(k) != v]:
+        raise ValueError(f"{run} holds a model of other settings than this command's ({', '.join(changed)}); {fix}")
+    if saved.get("text_encoder") != text_spec:
+        raise ValueError(f"{run} was trained with text encoder {saved.get('text_encoder')!r}, this command uses "
+                         f"{text_spec!r}; {fix}")
+
+
 def init_weights(cfg: TrainConfig, model: SpaceTimeUNet, ema: SpaceTimeUNet, text_spec: str) -> None:
     """--init: online and EMA weights from a model directory (continuing elsewhere, or finetuning a prior)."""
     config = ckpt.read_config(cfg.init)
@@ -276,10 +311,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
 
     from .preview import write_preview
 
-    if cfg.lr_decay not in ("constant", "cosine"):
-        raise ValueError(f"--lr-decay must be constant or cosine, not {cfg.lr_decay!r}")
-    if cfg.lora_rank and not cfg.init:
-        raise ValueError("--lora-rank trains LoRA on a pretrained model's frozen weights: pass --init MODEL_DIR")
+    cfg.validate()
     acc = Accelerator(mixed_precision=_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
     run, device = Path(cfg.out), acc.device
     model_cfg = cfg.model_config()
@@ -304,6 +336,8 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     ema = SpaceTimeUNet(model_cfg).to(device).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
     resuming = (run / "checkpoint" / "train_state" / "state.json").exists()
+    if resuming:
+        check_resumable(run, model_cfg, text_encoder.spec)
     if cfg.init and not resuming:
         init_weights(cfg, model, ema, text_encoder.spec)
         acc.print(f"initialised from {cfg.init}")
