@@ -83,7 +83,8 @@ def test_info_bad_checkpoint(capsys, tiny_cfg, tmp_path):
     (tmp_path / "empty").mkdir()
     msg = fails(capsys, "info", str(tmp_path / "empty"))
     assert msg.startswith("error:") and "config.json" in msg
-    directory = save_model(tmp_path / "ck", SpaceTimeUNet(tiny_cfg), "minilm")
+    directory = save_model(tmp_path / "run" / "checkpoint", SpaceTimeUNet(tiny_cfg), "minilm")
+    assert f"is a training run: pass {directory}" in fails(capsys, "info", str(tmp_path / "run"))
     config = json.loads((directory / "config.json").read_text())
     for unet, words in [(None, "must be a JSON object"), ({**config["unet"], "height": "24"}, "height='24'")]:
         (directory / "config.json").write_text(json.dumps({**config, "unet": unet}))

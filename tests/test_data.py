@@ -189,6 +189,8 @@ def test_captions_not_in_utf8_name_the_file_and_line(tmp_path):
     (tmp_path / "b.txt").write_bytes("a café".encode("cp1252"))
     with pytest.raises(DatasetError, match=r"b\.txt:1: not UTF-8"):
         VideoFolderDataset(tmp_path, frames=2)
+    (tmp_path / "b.txt").write_bytes("a café".encode("utf-8-sig"))  # UTF-8 with a byte-order mark, as Notepad saves
+    assert VideoFolderDataset(tmp_path, frames=2).captions == ["a cafe", "a café"]
 
 
 def test_folder_of_splits_points_at_one(tmp_path):

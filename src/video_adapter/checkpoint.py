@@ -292,7 +292,9 @@ def read_config(directory: str | Path, model_type: str = "SpaceTimeUNet", key: s
         raise CheckpointError(f"checkpoint {directory} is not a directory; pass a model directory written by "
                               f"`{written_by}` (config.json + model*.safetensors)")
     if not path.exists():
-        raise CheckpointError(f"{path} is missing: a checkpoint directory needs config.json beside its weights")
+        inside = directory / "checkpoint" / CONFIG_NAME  # a training run keeps its model in checkpoint/
+        hint = f"; {directory} is a training run: pass {inside.parent}" if inside.exists() else ""
+        raise CheckpointError(f"{path} is missing: a checkpoint directory needs config.json beside its weights{hint}")
     try:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as e:

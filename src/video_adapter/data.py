@@ -78,7 +78,7 @@ def read_utf8(path: Path) -> str:
     DatasetError naming the file and line."""
     data = path.read_bytes()  # decoded whole, so the error's offset counts from the file's start
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # Windows editors may start UTF-8 with a byte-order mark
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise DatasetError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x}); save the file as UTF-8") from None
