@@ -264,6 +264,12 @@ def test_a_run_resumes_only_with_its_own_model_and_text_encoder(toy, tmp_path):
         train(config(toy, tmp_path / "r", text_encoder="minilm?max_length=8"))
     assert json.loads((tmp_path / "r/checkpoint/config.json").read_text())["text_encoder"] == spec
     assert load_model(tmp_path / "r/checkpoint")[1]["step"] == 4
+    # a run started before a UNetConfig field existed (its config.json lacks it) resumes: the default applies
+    path = tmp_path / "r/checkpoint/config.json"
+    saved = json.loads(path.read_text())
+    del saved["unet"]["space"]
+    path.write_text(json.dumps(saved))
+    assert load_model(train(config(toy, tmp_path / "r")))[1]["step"] == 12
 
 
 def test_init_loads_weights_into_online_and_ema_with_a_fresh_optimizer(toy, tmp_path):

@@ -278,11 +278,12 @@ def load_run(run: Path, model, ema, opt, rank: int = 0, processes: int = 1) -> t
 def check_resumable(run: Path, model_cfg: UNetConfig, text_spec: str) -> None:
     """A run resumes only with the model and text encoder it was started with (an encoder of the same width would
     load without complaint and silently train on other embeddings)."""
-    saved = ckpt.read_config(run / "checkpoint")
+    # parsed, not compared as JSON: a field added since the run started takes its default in both
+    saved_cfg, saved = ckpt.read_unet_config(run / "checkpoint")
     fix = (f"pass the settings it was started with, or a new --out (--init {run / 'checkpoint'} starts a new run "
            "from its weights)")
-    wanted = json.loads(json.dumps(model_cfg.to_dict()))  # tuples as lists, as config.json holds them
-    if changed := [f"{k} {saved['unet'].get(k)!r} -> {v!r}" for k, v in wanted.items() if saved["unet"].get(k) != v]:
+    if changed := [f"{k} {v!r} -> {getattr(model_cfg, k)!r}" for k, v in saved_cfg.to_dict().items()
+                   if getattr(model_cfg, k) != v]:
         raise ValueError(f"{run} holds a model of other settings than this command's ({', '.join(changed)}); {fix}")
     if saved.get("text_encoder") != text_spec:
         raise ValueError(f"{run} was trained with text encoder {saved.get('text_encoder')!r}, this command uses "
