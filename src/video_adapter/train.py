@@ -282,8 +282,9 @@ def check_resumable(run: Path, model_cfg: UNetConfig, text_spec: str) -> None:
     saved_cfg, saved = ckpt.read_unet_config(run / "checkpoint")
     fix = (f"pass the settings it was started with, or a new --out (--init {run / 'checkpoint'} starts a new run "
            "from its weights)")
-    if changed := [f"{k} {v!r} -> {getattr(model_cfg, k)!r}" for k, v in saved_cfg.to_dict().items()
-                   if getattr(model_cfg, k) != v]:
+    as_json = lambda cfg: json.loads(json.dumps(cfg.to_dict()))  # tuples and lists alike, as config.json holds them
+    saved_model, wanted = as_json(saved_cfg), as_json(model_cfg)
+    if changed := [f"{k} {v!r} -> {wanted[k]!r}" for k, v in saved_model.items() if wanted[k] != v]:
         raise ValueError(f"{run} holds a model of other settings than this command's ({', '.join(changed)}); {fix}")
     if saved.get("text_encoder") != text_spec:
         raise ValueError(f"{run} was trained with text encoder {saved.get('text_encoder')!r}, this command uses "
