@@ -3,7 +3,7 @@
     python scripts/prior_heldout.py --models checkpoints/prior runs/prior/checkpoint \
         --bullet-test data/broad-bullet/test --num 256 --out heldout.json
 
-Every model sees the same clips, noise levels and noise (train.heldout_loss), under each condition set it takes
+Every model sees the same clips, noise levels and noise (heldout.heldout_loss), under each condition set it takes
 (text alone, with the first frame, with the edges), so the differences are the weights'. The clips are held out from
 training: the test split of a `make-data broad-bullet` set and procedural clips from stream positions far beyond any
 a run reaches. The first model is the reference every other one is compared with.
@@ -35,7 +35,8 @@ def held_out_sources(bullet_test: Path | None, num: int, size, frames) -> dict[s
 def score(model, text_encoder, clips: list[dict], logsnrs, seed: int, batch: int) -> dict[str, float]:
     """Mean held-out MSE per condition set, over `logsnrs` and clips."""
     from video_adapter.preview import condition_sets
-    from video_adapter.train import heldout_loss, make_cond
+    from video_adapter.conditioning import make_cond
+    from video_adapter.heldout import heldout_loss
 
     device = next(model.parameters()).device
     totals = dict.fromkeys(condition_sets(model.cfg), 0.0)

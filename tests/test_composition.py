@@ -38,15 +38,17 @@ def conds(batch: int) -> Conds:
     return Conds(small=text_cond(batch), prior=text_cond(batch))
 
 
-def target_terms(small, prior, gamma, alpha, level=None):
-    """(weight, mean, cov) of p_small(x)^(1-alpha) p_small(x|c)^alpha p_prior(x|c)^(alpha gamma), clean or noised."""
+def target_terms(small, prior, gamma, alpha, level=None, composition="paper"):
+    """(weight, mean, cov) of p_small(x)^(1-alpha) p_small(x|c)^alpha p_prior(x|c)^(alpha gamma), clean or noised;
+    for the normalized composition p_small(x|c)'s exponent is alpha (1 - gamma), so the exponents sum to 1."""
     def law(expert, text):
         if level is None:
             return (expert.mean, expert.cov) if text else (expert.mean_u, expert.cov_u)
         mean, prec = expert.noised(level, text)
         return mean, torch.linalg.inv(prec)
 
-    terms = [(alpha, *law(small, True)), (alpha * gamma, *law(prior, True))]
+    small_weight = alpha * (1 - gamma) if composition == "normalized" else alpha
+    terms = [(small_weight, *law(small, True)), (alpha * gamma, *law(prior, True))]
     if alpha != 1:
         terms.append((1 - alpha, *law(small, False)))
     return terms
@@ -55,18 +57,22 @@ def target_terms(small, prior, gamma, alpha, level=None):
 CASES = [(0.1, 1.0), (1.0, 1.0), (0.4, 3.0), (0.2, 2.0)]  # (gamma, alpha): paper's Bridge gamma, large, guided
 
 
+@pytest.mark.parametrize("composition", ["paper", "normalized"])
 @pytest.mark.parametrize("gamma, alpha", CASES)
-def test_composed_eps_and_energy_are_the_product_at_every_level(experts, gamma, alpha):
+def test_composed_eps_and_energy_are_the_product_at_every_level(experts, gamma, alpha, composition):
     """Sec 3.2/3.3 exactly: the composed eps is sigma times minus the score of the weighted product of the noised
-    experts, and the composed energy is that product's energy, whose gradient gives the same eps."""
+    experts, and the composed energy is that product's energy, whose gradient gives the same eps; for the paper's
+    Algorithm 1 and for its normalized form (exponents summing to 1)."""
     small, prior = experts
     strength = PriorStrength(gamma, cutoff_logsnr=NO_CUTOFF)
-    eps_fn = mode_fn("composed", small.eps, prior.eps, alpha=alpha, strength=strength)
-    energy_fn = mode_fn("composed", small.energy, prior.energy, alpha=alpha, strength=strength)
+    eps_fn = mode_fn("composed", small.eps, prior.eps, alpha=alpha, strength=strength, composition=composition)
+    energy_fn = mode_fn("composed", small.energy, prior.energy, alpha=alpha, strength=strength,
+                        composition=composition)
     x = torch.randn(16, D, 1, 1, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for level in (-8.0, -1.0, 0.5, 4.0, 12.0):
         logsnr = torch.full((16,), level, dtype=torch.float64)
-        terms = target_terms(small, prior, gamma, alpha, level)
+        terms = target_terms(small, prior, gamma, alpha, level, composition)
+        assert sum(w for w, _, _ in terms) == pytest.approx(1 + alpha * gamma if composition == "paper" else 1)
         prec = sum(w * torch.linalg.inv(c) for w, _, c in terms)
         shift = sum(w * torch.linalg.inv(c) @ m for w, m, c in terms)
         sigma = alpha_sigma(torch.tensor(level, dtype=torch.float64))[1]
@@ -175,19 +181,75 @@ def tiny_cfg_module():
                       attention_resolutions=(4,), head_dim=8, emb_dim=32, text_dim=16, edge_cond=True)
 
 
+@pytest.mark.parametrize("composition", ["paper", "normalized"])
 @pytest.mark.parametrize("alpha", [1.0, 5.0])
-def test_gamma_zero_reproduces_the_adapter_sample_bit_for_bit(native_pair, tiny_cfg_module, alpha):
+def test_gamma_zero_reproduces_the_adapter_sample_bit_for_bit(native_pair, tiny_cfg_module, alpha, composition):
     small, prior = native_pair
     calls = []
     prior_eps = lambda *a: calls.append(1) or prior.eps(*a)
     _, _, cond = model_inputs(tiny_cfg_module, b=2)
     pair = Conds(small=cond, prior=cond)
     shape = (2, *small.spec.shape)
-    run = lambda mode, gamma: sample(mode_fn(mode, small.eps, prior_eps, alpha=alpha, strength=PriorStrength(gamma)),
-                                     shape, pair, sampler="ddpm", steps=6, seed=3)
+    run = lambda mode, gamma: sample(mode_fn(mode, small.eps, prior_eps, alpha=alpha, strength=PriorStrength(gamma),
+                                             composition=composition), shape, pair, sampler="ddpm", steps=6, seed=3)
     adapter = run("adapter", 0.1)
     assert torch.equal(run("composed", 0.0), adapter) and calls == []
     assert not torch.equal(run("composed", 0.5), adapter) and calls
+
+
+@pytest.mark.parametrize("composition", ["paper", "normalized"])
+@pytest.mark.parametrize("space", ["x0", "v"])
+def test_composing_x0_or_v_adds_the_weights_deficit_times_x(experts, composition, space):
+    """Composing x0 (or v) predictions with weights w_i is composing eps with them plus (1 - sum w_i) x / sigma
+    (or (1 - sum w_i) sigma x): the normalized composition, whose weights sum to 1, is the same in every space."""
+    small, prior = experts
+    gamma, alpha = 0.2, 3.0
+    strength = PriorStrength(gamma, cutoff_logsnr=NO_CUTOFF)
+    fn = lambda s: mode_fn("composed", small.eps, prior.eps, alpha=alpha, strength=strength, composition=composition,
+                           compose_in=s)
+    x = torch.randn(8, D, 1, 1, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for level in (-6.0, 0.0, 5.0):
+        logsnr = torch.full((8,), level, dtype=torch.float64)
+        sigma = alpha_sigma(torch.tensor(level, dtype=torch.float64))[1]
+        deficit = 0.0 if composition == "normalized" else -alpha * gamma
+        scale = 1 / sigma if space == "x0" else sigma
+        torch.testing.assert_close(fn(space)(x, logsnr, conds(8)), fn("eps")(x, logsnr, conds(8)) + deficit * scale * x,
+                                   rtol=1e-9, atol=1e-9)
+
+
+def test_normalized_composition_samples_the_product_gaussian_with_mcmc(experts):
+    """Sampled, the normalized composition reaches its own target p_small(x)^(1-alpha) p_small(x|c)^(alpha (1-gamma))
+    p_prior(x|c)^(alpha gamma) on Gaussian experts (MALA between levels), as Algorithm 1 reaches its own."""
+    small, prior = experts
+    gamma, alpha = 0.4, 2.0
+    strength = PriorStrength(gamma, cutoff_logsnr=NO_CUTOFF)
+    eps_fn = mode_fn("composed", small.eps, prior.eps, alpha=alpha, strength=strength, composition="normalized")
+    energy_fn = mode_fn("composed", small.energy, prior.energy, alpha=alpha, strength=strength,
+                        composition="normalized")
+
+    def step_size(level):
+        prec = sum(w * torch.linalg.inv(c) for w, _, c in target_terms(small, prior, gamma, alpha, level,
+                                                                        "normalized"))
+        return 0.5 / torch.linalg.eigvalsh(prec).max().item()
+
+    corrector = LangevinCorrector(MCMCConfig("mala", steps=5), eps_fn, energy_fn, step_size_fn=step_size)
+    n = 12_000
+    x = sample(eps_fn, (n, D, 1, 1, 1), conds(n), sampler="ddpm", steps=100, seed=0, dtype=torch.float64,
+               corrector=corrector).flatten(1)
+    mean, cov = product(target_terms(small, prior, gamma, alpha, composition="normalized"))
+    white = torch.linalg.inv(torch.linalg.cholesky(cov))
+    assert (white @ (x.mean(0) - mean)).abs().max().item() < MEAN_TOL
+    assert (white @ torch.cov(x.T) @ white.T - torch.eye(D, dtype=torch.float64)).abs().max().item() < COV_TOL
+
+
+def test_prior_strength_band():
+    """--min-logsnr: the prior acts only inside [min_logsnr, cutoff), and is not called outside it."""
+    grid = logsnr_grid(100)
+    band = PriorStrength(0.3, cutoff_logsnr=2.0, min_logsnr=-4.0)(grid)
+    inside = (grid >= -4.0) & (grid < 2.0)
+    assert torch.equal(band, inside.double() * 0.3) and 0 < int(inside.sum()) < 100
+    with pytest.raises(ValueError, match="band is empty"):
+        PriorStrength(0.3, cutoff_logsnr=2.0, min_logsnr=2.0)
 
 
 def test_prior_strength_schedule():

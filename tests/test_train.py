@@ -10,7 +10,9 @@ from video_adapter.conditioning import Cond
 from video_adapter.text import load_text_encoder
 from video_adapter.toy import make_toy_dataset
 from video_adapter.schedule import diffuse
-from video_adapter.train import TrainConfig, denoising_loss, heldout_loss, lr_at, make_cond, step_draws, train
+from video_adapter.conditioning import make_cond
+from video_adapter.heldout import heldout_loss
+from video_adapter.train import TrainConfig, denoising_loss, lr_at, step_draws, train
 
 TINY = dict(frames=4, height=8, width=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(4,),
             head_dim=16, emb_dim=32)

@@ -1,5 +1,5 @@
 """The `video-adapter` command: train, sample, info, export, make-data, train-video-net,
-evaluate, demo.
+evaluate, diagnose, demo.
 
 Config dataclasses are the single source of options: every field becomes a `--flag` whose help is the
 field's aligned comment, and `--dry-run` prints the resolved config without running anything.
@@ -190,6 +190,31 @@ def cmd_evaluate(args) -> None:
         run_evaluation(cfg)
 
 
+def cmd_diagnose(args) -> None:
+    from .diagnose import DiagnoseConfig, run_diagnose
+
+    cfg = dataclass_from_args(DiagnoseConfig, args)
+    if not _dry_run(args, cfg):
+        run_diagnose(cfg)
+
+
+def cmd_embed_captions(args) -> None:
+    from .data import VideoFolderDataset
+    from .text import CachedTextEncoder, load_text_encoder
+
+    captions = list(args.prompt)
+    for root in map(Path, args.data):
+        splits = [root / s for s in ("train", "test") if (root / s).is_dir()] or [root]  # a make-data root: both
+        for folder in splits:
+            captions += VideoFolderDataset(folder, verify="header").captions
+    if not captions:
+        raise SystemExit("no captions: pass --data FOLDER ... and/or --prompt TEXT ...")
+    encoder = CachedTextEncoder(load_text_encoder(args.text_encoder))
+    path = encoder.write_table(args.out, captions)
+    print(f"wrote {path}: {len(encoder)} captions of {encoder.spec}; where the encoder's weights are missing, "
+          f"VIDEO_ADAPTER_TEXT_TABLE={path} stands in for it")
+
+
 def cmd_train_video_net(args) -> None:
     from .metrics.video_net import VideoNetTrainConfig, train_video_net
 
@@ -217,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .datagen import KINDS
     from .datagen.make import MakeDataConfig
     from .demo import DemoConfig
+    from .diagnose import DiagnoseConfig
     from .evaluate import EvalConfig
     from .metrics.video_net import VideoNetTrainConfig
     from .pipeline import SampleConfig
@@ -259,6 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "the prior, CFG Mix, the prior finetuned or with LoRA), score them against the real test clips "
                     "(FVD-VA, task accuracy; FVD, FID, KID, IS with detector files) with bootstrap intervals, and "
                     "write results.json, table.md, a gamma-sweep plot and a qualitative grid.")
+    _config_command(sub, "diagnose", DiagnoseConfig, cmd_diagnose,
+                    "held-out denoising error of the adapter, the prior and their compositions per noise level",
+                    "Noise held-out clips at a grid of log-SNRs and measure the eps and x0 errors of the adapter, "
+                    "the prior and each composition (no sampling), and the prior strength gamma that minimises the "
+                    "composed error at each level: where the prior can help. Writes diagnose.json, .md and .png.")
+    p = sub.add_parser("embed-captions", help="a text table: every caption of some datasets, embedded once",
+                       description="Embed every caption of the given datasets (and prompts) with a text encoder into "
+                                   "one safetensors table. On a machine without the encoder's weights, "
+                                   "VIDEO_ADAPTER_TEXT_TABLE=FILE makes train, sample, evaluate and diagnose read "
+                                   "embeddings from it instead (a caption it lacks is an error).")
+    p.add_argument("--data", nargs="*", default=[], help="dataset folders (a make-data root: train/ and test/)")
+    p.add_argument("--prompt", nargs="*", default=[], help="more captions to include")
+    p.add_argument("--text-encoder", default="minilm", help="text encoder spec (default: minilm)")
+    p.add_argument("--out", required=True, help="the table file to write (.safetensors)")
+    p.set_defaults(func=cmd_embed_captions)
     _config_command(sub, "train-video-net", VideoNetTrainConfig, cmd_train_video_net,
                     "train our metric network: the FVD-VA encoder or a domain's caption classifier",
                     "Train the compact (2+1)D video net of video_adapter.metrics.video_net: --objective text "

@@ -20,7 +20,17 @@ from torch import Tensor
 from .conditioning import Cond
 from .guidance import cfg, classifier_free, cond_uncond
 from .sampling import EpsFn
-from .schedule import LOGSNR_MAX, LOGSNR_MIN, broadcast, logsnr_cosine, t_from_logsnr_cosine
+from .schedule import (
+    LOGSNR_MAX,
+    LOGSNR_MIN,
+    broadcast,
+    eps_from_v,
+    eps_from_x0,
+    logsnr_cosine,
+    t_from_logsnr_cosine,
+    v_from_eps,
+    x0_from_eps,
+)
 
 # Paper appendix B: scores are combined "for all timesteps except the last 100" of 1000. On the cosine grid of
 # `sampling.logsnr_grid`, the last 100 of 1000 steps start at t = 0.1; as a log-SNR the cutoff means the same for
@@ -41,13 +51,63 @@ def product_of_experts(small: Tensor, prior: Tensor, gamma: Tensor | float) -> T
     return small + gamma * prior
 
 
+def geometric_mean(small: Tensor, prior: Tensor, gamma: Tensor | float) -> Tensor:
+    """eps_small(x|text) + gamma (eps_prior(x|text) - eps_small(x|text)): the score of the weighted geometric mean
+    p_small^(1 - gamma) p_prior^gamma, whose exponents sum to 1 (the product's sum to 1 + gamma)."""
+    return small + gamma * (prior - small)
+
+
 def low_temperature(small_uncond: Tensor, small_cond: Tensor, prior_cond: Tensor, alpha: float,
                     gamma: Tensor | float) -> Tensor:
     """Sec 3.3, Algorithm 1: eps_small(x) + alpha (eps_small(x|text) + gamma eps_prior(x|text) - eps_small(x)).
 
     Guidance sharpens the product p_small(x|text) p_prior(x|text)^gamma against the small model's unconditional
-    p_small(x) alone: the prior needs no unconditional pass."""
+    p_small(x) alone: the prior needs no unconditional pass. The exponents of p_small(x), p_small(x|text) and
+    p_prior(x|text) sum to 1 + alpha gamma, so at low SNR, where every expert's eps is about x / sigma, the composed
+    eps is (1 + alpha gamma) times too long and the implied x0 overshoots (docs/analysis.md)."""
     return classifier_free(small_uncond, product_of_experts(small_cond, prior_cond, gamma), alpha)
+
+
+def normalized_low_temperature(small_uncond: Tensor, small_cond: Tensor, prior_cond: Tensor, alpha: float,
+                               gamma: Tensor | float) -> Tensor:
+    """Algorithm 1 with exponents summing to 1: eps_small(x) + alpha (eps_small(x|text) - eps_small(x))
+    + alpha gamma (eps_prior(x|text) - eps_small(x|text)), i.e. guidance alpha towards
+    p_small(x|text)^(1 - gamma) p_prior(x|text)^gamma. Exponents 1 - alpha, alpha (1 - gamma) and alpha gamma: the
+    same prior weight relative to the guided small model as Algorithm 1, at the temperature of plain CFG."""
+    return classifier_free(small_uncond, geometric_mean(small_cond, prior_cond, gamma), alpha)
+
+
+# Algorithm 1 as the paper writes it, and with its exponents summing to 1 (`--composition`); each entry is
+# (the guided equation, the same combination without guidance, alpha = 1, where no unconditional pass is needed).
+COMPOSITIONS = {
+    "paper": (low_temperature, product_of_experts),
+    "normalized": (normalized_low_temperature, geometric_mean),
+}
+
+
+# Composing predictions of x0 or v with weights w_i equals composing eps with the same weights plus
+# (1 - sum w_i) x / sigma (x0) or (1 - sum w_i) sigma x (v): the three agree whenever the weights sum to 1.
+_PREDICTIONS = {"x0": (x0_from_eps, eps_from_x0), "v": (v_from_eps, eps_from_v)}
+COMPOSE_IN = ("eps", "x0", "v")
+
+
+def in_prediction(equation, space: str):
+    """`equation(*predictions, *scalars)` applied to the models' x0 or v predictions instead of their eps,
+    returning eps: fn(x, logsnr, eps_tuple, *scalars). Space "eps" is the equation itself, bit for bit."""
+    if space == "eps":
+        return lambda x, logsnr, eps, *scalars: equation(*eps, *scalars)
+    if space not in _PREDICTIONS:
+        raise ValueError(f"unknown prediction space {space!r}; choose one of {', '.join(COMPOSE_IN)}")
+    to, back = _PREDICTIONS[space]
+
+    def composed(x: Tensor, logsnr: Tensor, eps: tuple, *scalars):
+        dtype = torch.promote_types(x.dtype, torch.float32)  # 1/alpha reaches e^10: not for bf16
+        xf, logsnr_f = x.to(dtype), logsnr.to(x.device, dtype)
+        # an absent expert (0.0: its weight is zero here) stays 0; its conversion would not change the result
+        preds = [e if not isinstance(e, Tensor) else to(xf, e.to(dtype), logsnr_f) for e in eps]
+        return back(xf, equation(*preds, *scalars), logsnr_f).to(x.dtype)
+
+    return composed
 
 
 def cfg_mix(small_cfg: Tensor, prior_cfg: Tensor, w: float) -> Tensor:
@@ -63,15 +123,20 @@ class PriorStrength:
     cutoff_logsnr: float = PAPER_CUTOFF_LOGSNR  # compose only where logsnr < this (paper: all but the last 100 of 1000 steps)
     decay: str = "constant"                     # constant | linear: from gamma at pure noise to gamma_end at the cutoff
     gamma_end: float = 0.0                      # strength reached at the cutoff by the linear decay
+    min_logsnr: float = -math.inf               # and only where logsnr >= this: a band of noise levels
 
     def __post_init__(self):
         if self.decay not in ("constant", "linear"):
             raise ValueError(f"prior strength decay must be 'constant' or 'linear', not {self.decay!r}")
         if not (math.isfinite(self.gamma) and math.isfinite(self.gamma_end)):
             raise ValueError(f"prior strengths must be finite, got gamma={self.gamma}, gamma_end={self.gamma_end}")
+        if not self.min_logsnr < self.cutoff_logsnr:
+            raise ValueError(f"the composition's band is empty: --min-logsnr {self.min_logsnr} must be below "
+                             f"--cutoff-logsnr {self.cutoff_logsnr}")
 
     def __call__(self, logsnr: Tensor) -> Tensor:
-        """gamma per sample [B] (float64; callers cast to their dtype), exactly 0 where logsnr >= cutoff_logsnr."""
+        """gamma per sample [B] (float64; callers cast to their dtype), exactly 0 outside [min_logsnr,
+        cutoff_logsnr)."""
         logsnr = logsnr.double()
         gamma = torch.full_like(logsnr, self.gamma)
         if self.decay == "linear":
@@ -81,7 +146,8 @@ class PriorStrength:
                                                       dtype=torch.float64))
             frac = ((t - t_cut) / (1 - t_cut)).clamp(0, 1) if t_cut < 1 else torch.ones_like(logsnr)
             gamma = self.gamma_end + (self.gamma - self.gamma_end) * frac
-        return torch.where(logsnr < self.cutoff_logsnr, gamma, torch.zeros_like(gamma))
+        inside = (logsnr < self.cutoff_logsnr) & (logsnr >= self.min_logsnr)
+        return torch.where(inside, gamma, torch.zeros_like(gamma))
 
 
 # -- model calls
@@ -116,9 +182,12 @@ def prior_only(prior: EpsFn, alpha: float) -> EpsFn:
     return lambda x, logsnr, cond: prior_cfg(x, logsnr, cond.prior)
 
 
-def _low_temperature_fn(base: EpsFn, expert: EpsFn, alpha: float, strength: PriorStrength,
-                        base_role: str) -> EpsFn:
+def _low_temperature_fn(base: EpsFn, expert: EpsFn, alpha: float, strength: PriorStrength, base_role: str,
+                        composition: str, compose_in: str) -> EpsFn:
     expert_role = "prior" if base_role == "small" else "small"
+    if composition not in COMPOSITIONS:
+        raise ValueError(f"unknown composition {composition!r}; choose one of {', '.join(COMPOSITIONS)}")
+    guided, unguided = (in_prediction(eq, compose_in) for eq in COMPOSITIONS[composition])
 
     def composed(x: Tensor, logsnr: Tensor, cond: Conds) -> Tensor:
         gamma = strength(logsnr)
@@ -127,22 +196,26 @@ def _low_temperature_fn(base: EpsFn, expert: EpsFn, alpha: float, strength: Prio
         base_cond = getattr(cond, base_role)
         if alpha == 1:  # sec 3.2 without guidance: no unconditional pass at all
             base_eps = base(x, logsnr, base_cond)
-            return product_of_experts(base_eps, expert_eps, broadcast(gamma, base_eps).to(base_eps.dtype))
+            return unguided(x, logsnr, (base_eps, expert_eps), broadcast(gamma, base_eps).to(base_eps.dtype))
         c, u = cond_uncond(base, x, logsnr, base_cond)
-        return low_temperature(u, c, expert_eps, alpha, broadcast(gamma, c).to(c.dtype))
+        return guided(x, logsnr, (u, c, expert_eps), alpha, broadcast(gamma, c).to(c.dtype))
 
     return composed
 
 
-def video_adapter(small: EpsFn, prior: EpsFn, alpha: float, strength: PriorStrength) -> EpsFn:
-    """Video Adapter (sec 3.3, Algorithm 1): `low_temperature` with the prior weighted by `strength` per level."""
-    return _low_temperature_fn(small, prior, alpha, strength, base_role="small")
+def video_adapter(small: EpsFn, prior: EpsFn, alpha: float, strength: PriorStrength, composition: str = "paper",
+                  compose_in: str = "eps") -> EpsFn:
+    """Video Adapter (sec 3.3, Algorithm 1): `low_temperature` with the prior weighted by `strength` per level;
+    `composition` "normalized" uses `normalized_low_temperature`, and `compose_in` "x0" or "v" combines those
+    predictions instead of eps."""
+    return _low_temperature_fn(small, prior, alpha, strength, "small", composition, compose_in)
 
 
-def inverse_adapter(small: EpsFn, prior: EpsFn, alpha: float, strength: PriorStrength) -> EpsFn:
+def inverse_adapter(small: EpsFn, prior: EpsFn, alpha: float, strength: PriorStrength, composition: str = "paper",
+                    compose_in: str = "eps") -> EpsFn:
     """Baseline with the roles swapped: the prior with its guidance is the base, the small model the added expert,
     eps_prior(x) + alpha (eps_prior(x|text) + gamma eps_small(x|text) - eps_prior(x))."""
-    return _low_temperature_fn(prior, small, alpha, strength, base_role="prior")
+    return _low_temperature_fn(prior, small, alpha, strength, "prior", composition, compose_in)
 
 
 def cfg_mix_fn(small: EpsFn, prior: EpsFn, alpha: float, w: float) -> EpsFn:
@@ -155,14 +228,15 @@ MODES = ("composed", "adapter", "prior", "cfg-mix", "inverse")
 
 
 def mode_fn(mode: str, small: EpsFn | None, prior: EpsFn | None, *, alpha: float,
-            strength: PriorStrength = PriorStrength(), mix: float = 0.5) -> EpsFn:
+            strength: PriorStrength = PriorStrength(), mix: float = 0.5, composition: str = "paper",
+            compose_in: str = "eps") -> EpsFn:
     """The eps_fn (over `Conds`) of one sampling mode; `small` and `prior` are model eps (or energy) functions."""
     builders = {
-        "composed": lambda: video_adapter(small, prior, alpha, strength),
+        "composed": lambda: video_adapter(small, prior, alpha, strength, composition, compose_in),
         "adapter": lambda: adapter_only(small, alpha),
         "prior": lambda: prior_only(prior, alpha),
         "cfg-mix": lambda: cfg_mix_fn(small, prior, alpha, mix),
-        "inverse": lambda: inverse_adapter(small, prior, alpha, strength),
+        "inverse": lambda: inverse_adapter(small, prior, alpha, strength, composition, compose_in),
     }
     if mode not in builders:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")

@@ -131,3 +131,11 @@ def sobel_x(video: Tensor) -> Tensor:
     kernel = _SOBEL_X.to(video).view(1, 1, 3, 3)
     grad = F.conv2d(F.pad(frames, (1, 1, 1, 1), mode="replicate"), kernel)
     return grad.view(b, f, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
+
+
+def make_cond(video: Tensor, text, model_cfg) -> Cond:
+    """Every condition the model accepts (`model_cfg`: its UNetConfig), taken from the clean video itself and its
+    caption's `TextEmbedding`."""
+    return Cond.make(text=text.tokens, text_mask=text.mask, pooled=text.pooled,
+                     first_frame=video[:, :, 0] if model_cfg.first_frame_cond else None,
+                     edges=sobel_x(video) if model_cfg.edge_cond else None)

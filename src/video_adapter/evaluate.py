@@ -77,11 +77,19 @@ class EvalConfig:
     batch_size: int = 16                  # samples per batch; results depend on it (each batch has its own seed)
     prior_strength: float = 0.1           # gamma (paper: 0.1 Bridge, 0.2 Ego4D)
     guidance: float = 5.0                 # alpha, each method's classifier-free guidance
+    composition: str = "paper"            # paper: Algorithm 1 as written | normalized: its exponents summing to 1
+    compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
+    min_logsnr: float = -math.inf         # compose only at or above this log-SNR (and below the paper's cutoff)
     mix: float = 0.5                      # CFG Mix weight of the prior
     gamma_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)  # Figure 6: Small (S) + Prior at these gammas
     real_noise: tuple[float, ...] = ()    # also score the Real row's clips plus Gaussian noise of these std devs
     sampler: str = "ddim"                 # ddpm | ddim | dpmpp-2m | heun
     steps: int = 100                      # denoising steps per sample
+    clip_x0: float = 1.0                  # clip each step's x0 prediction to [-v, v] (0: off)
+    dynamic_threshold: float = 0.0        # Imagen's dynamic thresholding at this quantile of |x0| (0: off)
+    mcmc: str = ""                        # MCMC between noise levels: ula | uhmc ("": none)
+    mcmc_steps: int = 2                   # MCMC steps at every noise level
+    mcmc_step_size: float = 0.1           # MCMC step = this x sigma^2
     bootstrap: int = 200                  # bootstrap resamples per interval (0: none)
     grid: int = 4                         # conditions shown in the qualitative grid
     seed: int = 0                         # base seed: batch i uses seed + i
@@ -109,6 +117,7 @@ class EvalConfig:
             raise ValueError(f"--condition must be first_frame, edges or none, not {self.condition!r}")
         if self.num < 2 or self.batch_size < 1:
             raise ValueError(f"--num must be at least 2 and --batch-size at least 1, got {self.num}, {self.batch_size}")
+        sample_config(self, "small-s+prior", self.prior_strength).validate_sampling()
         if not all(math.isfinite(std) and std >= 0 for std in self.real_noise):
             raise ValueError(f"--real-noise takes standard deviations >= 0 (videos span [-1, 1]), "
                              f"got {self.real_noise}")
@@ -161,6 +170,15 @@ class Models:
         return models
 
 
+def sample_config(cfg: EvalConfig, method: str, prior_strength: float) -> SampleConfig:
+    """The sampling settings of one method under this evaluation."""
+    return SampleConfig(mode=METHODS[method].mode, guidance=cfg.guidance, prior_strength=prior_strength, mix=cfg.mix,
+                        composition=cfg.composition, compose_in=cfg.compose_in, min_logsnr=cfg.min_logsnr,
+                        sampler=cfg.sampler, steps=cfg.steps, clip_x0=cfg.clip_x0,
+                        dynamic_threshold=cfg.dynamic_threshold, mcmc=cfg.mcmc, mcmc_steps=cfg.mcmc_steps,
+                        mcmc_step_size=cfg.mcmc_step_size, prompt=("-",))
+
+
 def generate(cfg: EvalConfig, method: str, models: Models, tests: TestSet,
              prior_strength: float) -> tuple[Tensor, float]:
     """All --num samples of one method, [N, C, F, H, W] on the CPU, and the seconds this process spent sampling.
@@ -174,8 +192,7 @@ def generate(cfg: EvalConfig, method: str, models: Models, tests: TestSet,
     mode_models = models.of(method)
     requested = {"text", *tests.pixels}
     routes = route_conditions(mode_models, requested, partial=False)
-    scfg = SampleConfig(mode=METHODS[method].mode, guidance=cfg.guidance, prior_strength=prior_strength, mix=cfg.mix,
-                        sampler=cfg.sampler, steps=cfg.steps, prompt=("-",))
+    scfg = sample_config(cfg, method, prior_strength)
     starts = list(range(0, cfg.num, cfg.batch_size))
     mine, seconds = [], 0.0
     for index in range(state.process_index, len(starts), state.num_processes):
@@ -216,7 +233,8 @@ def table_markdown(results: dict, cfg: EvalConfig) -> str:
         f"\n\n{cfg.num} samples per method conditioned on the caption"
         f"{'' if cfg.condition == 'none' else ' and ' + cfg.condition.replace('_', ' ')} of test clips of "
         f"{cfg.domain}, the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, "
-        f"gamma {cfg.prior_strength:g}. Brackets: bootstrap 95% intervals over the generated set "
+        f"gamma {cfg.prior_strength:g}, composition {cfg.composition} in {cfg.compose_in}. Brackets: bootstrap 95% "
+        "intervals over the generated set "
         f"({cfg.bootstrap} resamples).{real_note} fvd-va and accuracy use our own networks and are not comparable "
         "with published numbers.\n")
 

@@ -12,11 +12,11 @@ import torch
 from torch import Tensor
 
 from .checkpoint import read_config
-from .composition import MODES, PAPER_CUTOFF_LOGSNR, Conds, PriorStrength, mode_fn
+from .composition import COMPOSE_IN, COMPOSITIONS, MODES, PAPER_CUTOFF_LOGSNR, Conds, PriorStrength, mode_fn
 from .conditioning import Cond, sobel_x
 from .data import center_crop_resize
 from .guidance import cfg as cfg_guidance
-from .guidance import clip_denoised
+from .guidance import clip_denoised, denoised_range
 from .mcmc import LangevinCorrector, MCMCConfig
 from .sampling import SAMPLERS, sample
 from .score_model import ModelSpec, NativeScoreModel, ScoreModel, check_compatible, load_score_model
@@ -42,6 +42,9 @@ class SampleConfig:
     strength_decay: str = "constant"      # constant | linear: gamma decays to --strength-end at the cutoff
     strength_end: float = 0.0             # prior strength reached at the cutoff with --strength-decay linear
     cutoff_logsnr: float = PAPER_CUTOFF_LOGSNR  # compose only below this log-SNR (paper: all but the last 100 steps)
+    min_logsnr: float = -math.inf         # ... and only at or above this one (a band of noise levels; -inf: none)
+    composition: str = "paper"            # paper: Algorithm 1 as written | normalized: its exponents summing to 1
+    compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
     mix: float = 0.5                      # cfg-mix: weight w of the prior's guided prediction (0: adapter, 1: prior)
     guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: sec 3.3, Algorithm 1)
     sampler: str = "ddpm"                 # ddpm | ddim | dpmpp-2m | heun
@@ -51,6 +54,7 @@ class SampleConfig:
     mcmc_steps: int = 2                   # MCMC steps K at every noise level
     mcmc_step_size: float = 0.1           # MCMC step delta = this * sigma^2 at each noise level
     clip_x0: float = 1.0                  # clip each step's x0 prediction to [-v, v] (Imagen; 0: off; pixels only)
+    dynamic_threshold: float = 0.0        # Imagen's dynamic thresholding at this quantile of |x0| (e.g. 0.995; 0: off)
     video_size: str = ""                  # FRAMESxHEIGHTxWIDTH of a diffusers prior's videos ("": the adapter's)
     seed: int = 0                         # samples are a deterministic function of the seed
     compare: bool = False                 # one grid of prior / adapter / composed rows from the same seeds (gif + mp4)
@@ -77,7 +81,8 @@ class SampleConfig:
         return {"adapter": ("small",), "prior": ("prior",)}.get(self.resolved_mode, ("small", "prior"))
 
     def strength(self) -> PriorStrength:
-        return PriorStrength(self.prior_strength, self.cutoff_logsnr, self.strength_decay, self.strength_end)
+        return PriorStrength(self.prior_strength, self.cutoff_logsnr, self.strength_decay, self.strength_end,
+                             self.min_logsnr)
 
     def validate(self) -> None:
         """Every problem that can be seen without loading anything."""
@@ -93,21 +98,32 @@ class SampleConfig:
                 raise ValueError(f"{what} needs {flag} DIR")
         if not self.prompt:
             raise ValueError("pass at least one --prompt")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if Path(self.out).suffix.lower() not in (".gif", ".mp4"):
             raise ValueError(f"--out must end in .gif or .mp4, not {self.out!r}")
         for name in ("num", "fps", "upscale"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if not math.isfinite(self.guidance) or not 0.0 <= self.mix <= 1.0:
-            raise ValueError(f"--guidance must be finite and --mix in [0, 1], got {self.guidance} and {self.mix}")
         for name in ("dtype", "prior_dtype"):
             if getattr(self, name) not in ("", "auto", *DTYPES) or (name == "dtype" and not self.dtype):
                 raise ValueError(f"--{name.replace('_', '-')} must be auto, {', '.join(DTYPES)}")
+        self.validate_sampling()
+
+    def validate_sampling(self) -> None:
+        """The sampling settings alone (sampler, guidance, composition, x0 handling, MCMC), also for evaluate."""
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if not math.isfinite(self.guidance) or not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"--guidance must be finite and --mix in [0, 1], got {self.guidance} and {self.mix}")
         self.strength()
+        if self.composition not in COMPOSITIONS or self.compose_in not in COMPOSE_IN:
+            raise ValueError(f"--composition must be one of {', '.join(COMPOSITIONS)} and --compose-in one of "
+                             f"{', '.join(COMPOSE_IN)}; got {self.composition!r} and {self.compose_in!r}")
+        if not 0 <= self.dynamic_threshold <= 1:
+            raise ValueError(f"--dynamic-threshold is a quantile in (0, 1] (0: off), got {self.dynamic_threshold}")
         if self.mcmc:
             self.mcmc_config()
+            if self.mcmc in ("mala", "hmc") and self.compose_in != "eps":
+                raise ValueError(f"--mcmc {self.mcmc} composes energies, which have no x0 or v: use --compose-in eps")
 
     def mcmc_config(self) -> MCMCConfig:
         return MCMCConfig(kind=self.mcmc, steps=self.mcmc_steps, step_size=self.mcmc_step_size)
@@ -251,16 +267,19 @@ def sample_mode(cfg: SampleConfig, mode: str, models: dict[str, ScoreModel], con
     def composed(method: str):
         fns = {role: getattr(model, method) for role, model in models.items()}
         return mode_fn(mode, fns.get("small"), fns.get("prior"), alpha=cfg.guidance, strength=cfg.strength(),
-                       mix=cfg.mix)
+                       mix=cfg.mix, composition=cfg.composition, compose_in=cfg.compose_in)
 
     corrector = None
     if cfg.mcmc:
         # MCMC targets the composed distribution itself: the unclipped score (and energy, where models have one).
-        energy_fn = composed("energy") if all(m.has_energy for m in models.values()) else None
+        # (energies [B] have no x0 or v form: only an eps composition has one)
+        energy_fn = composed("energy") if cfg.compose_in == "eps" and all(m.has_energy for m in models.values()) \
+            else None
         corrector = LangevinCorrector(cfg.mcmc_config(), composed("eps"), energy_fn)
     kwargs = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
     pixel_space = next(iter(models.values())).spec.space == "pixels"  # latents have no data range to clip to
-    x = sample(clip_denoised(composed("eps"), cfg.clip_x0 if pixel_space else 0.0), shape, conds,
+    eps_fn = denoised_range(composed("eps"), cfg.clip_x0, cfg.dynamic_threshold) if pixel_space else composed("eps")
+    x = sample(eps_fn, shape, conds,
                sampler=cfg.sampler, steps=cfg.steps, seed=cfg.seed, device=device, progress=True, corrector=corrector,
                **kwargs)
     if corrector is not None and corrector.mean_acceptance is not None:

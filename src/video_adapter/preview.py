@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from .conditioning import make_cond
 from .pipeline import generate
-from .train import make_cond
 from .video_io import write_grid
 
 

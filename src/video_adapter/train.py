@@ -29,7 +29,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .conditioning import CONDITIONS, Cond, drop_conditions, sobel_x
+from .conditioning import CONDITIONS, Cond, drop_conditions, make_cond
+from .heldout import HeldOutLog
 from .lora import add_lora, is_lora, merged, trainable_parameters
 from .schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
 from .sources import data_source
@@ -68,6 +69,9 @@ class TrainConfig:
     num_workers: int = 4                  # DataLoader worker processes decoding videos (0: in the main process)
     cache_videos: bool = False            # keep decoded, resized videos in RAM (small datasets, many epochs)
     log_every: int = 10                   # steps between loss.csv rows
+    heldout: str = ""                     # held-out clips (a folder, or a make-data root's test/) for heldout.csv
+    heldout_every: int = 0                # steps between held-out losses of the EMA weights (0: never)
+    heldout_num: int = 128                # held-out clips scored (the folder's first N)
     sample_every: int = 1_000             # steps between sample previews (0: never)
     save_every: int = 1_000               # steps between checkpoints (and at the end)
     max_minutes: float = 0.0              # stop with a checkpoint after this long (0: never); the same command resumes
@@ -112,7 +116,8 @@ class TrainConfig:
         if self.lora_rank and not self.init:
             raise ValueError("--lora-rank trains LoRA on a pretrained model's frozen weights: pass --init MODEL_DIR")
         at_least = {"steps": 1, "batch_size": 1, "stride": 1, "log_every": 1, "save_every": 1, "warmup_steps": 0,
-                    "sample_every": 0, "num_workers": 0, "lora_rank": 0, "max_minutes": 0, "lr": 0, "lr_end": 0,
+                    "sample_every": 0, "heldout_every": 0, "heldout_num": 1, "num_workers": 0, "lora_rank": 0,
+                    "max_minutes": 0, "lr": 0, "lr_end": 0,
                     "weight_decay": 0}
         for name, low in at_least.items():
             if not getattr(self, name) >= low:
@@ -122,6 +127,8 @@ class TrainConfig:
         for name, value in unit.items():
             if not 0 <= value <= 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
+        if bool(self.heldout) != bool(self.heldout_every):
+            raise ValueError("--heldout DIR and --heldout-every N go together: the clips and how often to score them")
         if not (self.grad_clip > 0 and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
             raise ValueError(f"--grad-clip must be positive and --betas two numbers in [0, 1), got {self.grad_clip} "
                              f"and {self.betas}")
@@ -156,13 +163,6 @@ def ema_update(ema: SpaceTimeUNet, model: SpaceTimeUNet, step: int, decay: float
     torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - d)
 
 
-def make_cond(video: Tensor, text, model_cfg: UNetConfig) -> Cond:
-    """Every condition the model accepts, taken from the clean video itself and its caption."""
-    return Cond.make(text=text.tokens, text_mask=text.mask, pooled=text.pooled,
-                     first_frame=video[:, :, 0] if model_cfg.first_frame_cond else None,
-                     edges=sobel_x(video) if model_cfg.edge_cond else None)
-
-
 def denoising_loss(model, video: Tensor, cond: Cond, t: Tensor, eps: Tensor, prediction: str) -> Tensor:
     """MSE of the network's native prediction (eps or v) for clean `video` noised by `eps` at cosine times `t` [B]
     (paper sec 2). `prediction` is the model's `cfg.prediction`, passed in because `model` may be wrapped (DDP,
@@ -190,25 +190,6 @@ def step_draws(seed: int, step: int, rows: slice, global_shape: tuple[int, ...],
     uniforms = torch.rand(global_shape[0], len(CONDITIONS), generator=gen, device=device)
     eps = torch.randn(global_shape, generator=gen, device=device)
     return t[rows], eps[rows], uniforms[rows]
-
-
-@torch.no_grad()
-def heldout_loss(model, video: Tensor, cond: Cond, logsnrs: Tensor, seed: int, prediction: str) -> Tensor:
-    """The native-prediction MSE of `model` on clean `video` at each of `logsnrs`, one value per level.
-
-    Noise comes from `seed` alone, so two models scored with the same arguments see identical x_t: their difference
-    is the weights', not the draw's (how a retrained prior is compared with the shipped one).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    losses = []
-    for logsnr in logsnrs.tolist():
-        eps = torch.randn(video.shape, generator=gen).to(video.device)
-        level = torch.full((video.shape[0],), logsnr, device=video.device)
-        alpha, sigma = alpha_sigma(broadcast(level, video))
-        target = eps if prediction == "eps" else alpha * eps - sigma * video
-        out = model(diffuse(video, eps, level), level, cond, output="native").float()
-        losses.append(F.mse_loss(out, target))
-    return torch.stack(losses)
 
 
 def rng_state() -> dict[str, Tensor]:
@@ -361,6 +342,9 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     acc.print(f"model: {count_parameters(model) / 1e6:.2f}M parameters ({trained / 1e6:.2f}M trained), {source}, "
               f"device {device}")
     log = _LossLog(run / "loss.csv", acc.is_main_process, resumed_at=step)
+    heldout = HeldOutLog(run / "heldout.csv", heldout_folder(cfg.heldout), cfg.heldout_num, 4 * cfg.batch_size,
+                         model_cfg, text_encoder, device, step, cfg.seed) \
+        if cfg.heldout and acc.is_main_process else None
     end = min(cfg.steps, stop_after or cfg.steps)
     bar = tqdm(range(step, end), initial=step, total=cfg.steps, disable=not acc.is_main_process, desc="train")
     for step in bar:
@@ -384,6 +368,8 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         if done % cfg.log_every == 0 or done == end:
             log.write(done, loss.item(), lr_at(step, cfg), float(grad_norm), video.shape[0] * acc.num_processes)
             bar.set_postfix(loss=f"{loss.item():.4f}")
+        if heldout is not None and done % cfg.heldout_every == 0:
+            acc.print(f"step {done}: held-out loss {heldout(done, ema):.5f}")
         if acc.is_main_process and cfg.sample_every and done % cfg.sample_every == 0:
             write_preview(ema, text_encoder, previews, run / "samples" / f"step_{done:07d}.gif", seed=cfg.seed,
                           decode=decode)
@@ -398,6 +384,11 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             acc.print(f"stopped at step {done} after --max-minutes {cfg.max_minutes}; run the command again to go on")
             break
     return run / "checkpoint"
+
+
+def heldout_folder(path: str) -> str:
+    """--heldout as given, or a make-data root's test/ split."""
+    return str(Path(path) / "test") if (Path(path) / "test").is_dir() else path
 
 
 def _all_agree(acc, flag: bool) -> bool:

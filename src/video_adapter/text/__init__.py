@@ -24,10 +24,12 @@ explicit ``load()``). Weights load from safetensors only: a directory holding on
 
 from __future__ import annotations
 
+import inspect
+import os
 import re
 
 from .base import TextEmbedding, TextEncoder, as_dtype
-from .cache import CachedTextEncoder
+from .cache import CachedTextEncoder, EmbeddingTable
 from .hf import CLIPTextEncoder, HFTextEncoder, MiniLMEncoder, T5Encoder, TextEncoderNotFoundError, UMT5Encoder
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "SPEC_FORMS",
     "CLIPTextEncoder",
     "CachedTextEncoder",
+    "EmbeddingTable",
     "HFTextEncoder",
     "MiniLMEncoder",
     "T5Encoder",
@@ -101,6 +104,8 @@ def load_text_encoder(
     """Builds an encoder from a spec (see module docstring); explicit ``max_length``/``dtype`` override the spec's.
 
     ``cache=True`` wraps it in an in-memory ``CachedTextEncoder``; ``cache_dir`` adds the on-disk cache.
+    Where $VIDEO_ADAPTER_TEXT_TABLE names a text table (``EmbeddingTable``), that table answers instead of the
+    encoder: it must hold this very encoder's embeddings (an error otherwise), and a caption it lacks is an error.
     """
     kind, path, options = parse_spec(spec)
     if max_length is not None:
@@ -108,7 +113,26 @@ def load_text_encoder(
     if dtype is not None:
         options["dtype"] = as_dtype(dtype)
     cls = _ENCODERS[kind]
+    if table := os.environ.get(TABLE_ENV):
+        return _table_for(table, kind, path, options, cls, device, batch_size)
     encoder = cls(path=path, device=device, batch_size=batch_size, **options)
     if cache or cache_dir is not None:
         encoder = CachedTextEncoder(encoder, cache_dir=cache_dir)
+    return encoder
+
+
+TABLE_ENV = "VIDEO_ADAPTER_TEXT_TABLE"
+
+
+def _table_for(table: str, kind: str, path, options: dict, cls, device, batch_size: int) -> EmbeddingTable:
+    """The text table named by $VIDEO_ADAPTER_TEXT_TABLE, checked to hold the requested encoder's embeddings."""
+    encoder = EmbeddingTable(table, device=device, batch_size=batch_size)
+    t_kind, t_path, t_options = parse_spec(encoder.spec)
+    defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()}
+    base = {"max_length": defaults.get("max_length"), "dtype": None}
+    want, have = {**base, **options}, {**base, **t_options}
+    if (t_kind, t_path, have) != (kind, path, want):
+        raise ValueError(f"${TABLE_ENV}={table} holds embeddings of the text encoder {encoder.spec!r}, but "
+                         f"{kind}{':' + path if path else ''} {want} is asked for: unset ${TABLE_ENV}, or make a table "
+                         "with that encoder (`video-adapter embed-captions --text-encoder SPEC`)")
     return encoder

@@ -1,0 +1,83 @@
+"""Held-out denoising loss: how well a model denoises clips it never trained on, per noise level.
+
+`heldout_loss` scores one model on fixed clips, levels and noise (two models scored alike differ only by their
+weights); `HeldOutLog` runs it during training every --heldout-every steps on the EMA weights and appends a row to
+the run's heldout.csv, the curve that says when a run has converged (`scripts/heldout_curve.py` plots it).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import checkpoint as ckpt
+from .conditioning import Cond, make_cond
+from .data import VideoFolderDataset
+from .schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
+
+# Ten levels at the midpoints of ten equal slices of the cosine schedule's time: their mean is the training
+# objective's expectation over t, estimated on held-out clips.
+HELDOUT_LOGSNRS = logsnr_cosine(torch.arange(0.5, 10, dtype=torch.float64) / 10)
+
+
+@torch.no_grad()
+def heldout_loss(model, video: Tensor, cond: Cond, logsnrs: Tensor, seed: int, prediction: str) -> Tensor:
+    """The native-prediction MSE of `model` on clean `video` at each of `logsnrs`, one value per level.
+
+    Noise comes from `seed` alone, so two models scored with the same arguments see identical x_t: their difference
+    is the weights', not the draw's (how a retrained prior is compared with the shipped one).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for logsnr in logsnrs.tolist():
+        eps = torch.randn(video.shape, generator=gen).to(video.device)
+        level = torch.full((video.shape[0],), logsnr, device=video.device)
+        alpha, sigma = alpha_sigma(broadcast(level, video))
+        target = eps if prediction == "eps" else alpha * eps - sigma * video
+        out = model(diffuse(video, eps, level), level, cond, output="native").float()
+        losses.append(F.mse_loss(out, target))
+    return torch.stack(losses)
+
+
+class HeldOutLog:
+    """heldout.csv of a run: step, the mean over HELDOUT_LOGSNRS, then one column per level.
+
+    The first `num` clips of `folder` (captions encoded once, every condition the model takes present) are scored
+    in batches of `batch_size` with noise seeded by the batch, so every row of a run sees the same x_t. Rows after
+    the step a run resumes from are dropped, as in loss.csv."""
+
+    def __init__(self, path: Path, folder: str, num: int, batch_size: int, model_cfg, text_encoder,
+                 device: torch.device, resumed_at: int, seed: int = 0):
+        data = VideoFolderDataset(folder, frames=model_cfg.frames, size=(model_cfg.height, model_cfg.width),
+                                  random_crop=False, progress=False)
+        n = min(num, len(data))
+        self.batches = []
+        for start in range(0, n, batch_size):
+            items = [data[i] for i in range(start, min(n, start + batch_size))]
+            video = torch.stack([item["video"] for item in items]).to(device)
+            text = text_encoder.encode([item["caption"] for item in items], device=device)
+            self.batches.append((video, make_cond(video, text, model_cfg)))
+        self.path, self.seed, self.prediction, self.clips = path, seed, model_cfg.prediction, n
+        header = "step,mean," + ",".join(f"logsnr_{v:.2f}" for v in HELDOUT_LOGSNRS.tolist()) + "\n"
+        rows = path.read_text().splitlines()[1:] if path.exists() else []
+        kept = [r for r in rows if int(r.split(",")[0]) <= resumed_at]
+        ckpt.atomic_write_text(path, header + "".join(r + "\n" for r in kept))
+
+    def __call__(self, step: int, model) -> float:
+        """Scores `model` (eval mode for the call), appends the row and returns the mean."""
+        training = model.training
+        model.eval()
+        total = torch.zeros(len(HELDOUT_LOGSNRS), dtype=torch.float64)
+        for i, (video, cond) in enumerate(self.batches):
+            losses = heldout_loss(model, video, cond, HELDOUT_LOGSNRS, self.seed + i, self.prediction)
+            total += losses.double().cpu() * len(video)
+        model.train(training)
+        per_level = (total / self.clips).tolist()
+        mean = sum(per_level) / len(per_level)
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([step, f"{mean:.6f}", *(f"{v:.6f}" for v in per_level)])
+        return mean
