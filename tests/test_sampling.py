@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -314,3 +315,26 @@ def test_clip_denoised_clamps_the_implied_x0_and_nothing_else():
     inside = x0.abs() <= 1
     torch.testing.assert_close(out[inside], eps[inside], atol=1e-3, rtol=0)
     assert clip_denoised(oracle, 0.0) is oracle
+
+
+def test_dynamic_threshold_rescales_each_sample_by_its_own_quantile():
+    """Imagen's dynamic thresholding: s = the quantile of |x0| per sample (at least 1), x0 -> clip(x0, -s, s) / s;
+    a sample already inside [-1, 1] is untouched."""
+    from video_adapter.guidance import denoised_range, dynamic_threshold
+    from video_adapter.schedule import diffuse, x0_from_eps
+
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(3, 3, 2, 4, 4, generator=g) * torch.tensor([3.0, 1.5, 0.2]).reshape(3, 1, 1, 1, 1)
+    eps = torch.randn(x0.shape, generator=g)
+    logsnr = torch.tensor([-2.0, 0.0, 3.0])
+    x = diffuse(x0, eps, logsnr)
+    oracle = lambda x_, l_, c_: eps  # noqa: E731
+    got = x0_from_eps(x, dynamic_threshold(oracle, 0.9)(x, logsnr, Cond()), logsnr)
+    for i in range(3):
+        s = max(1.0, float(np.quantile(x0[i].abs().numpy(), 0.9, method="higher")))
+        torch.testing.assert_close(got[i], x0[i].clamp(-s, s) / s, atol=1e-4, rtol=0)
+    assert got.abs().max() <= 1 + 1e-4
+    torch.testing.assert_close(got[2], x0[2], atol=1e-4, rtol=0)  # std 0.2: inside the range, s = 1
+    assert denoised_range(oracle, 0.0, 0.0) is oracle
+    with pytest.raises(ValueError, match="percentile"):
+        dynamic_threshold(oracle, 1.5)

@@ -495,3 +495,27 @@ def test_bad_captions(minilm):
         minilm.encode("a single string")
     with pytest.raises(TypeError):
         minilm.encode(["ok", None])
+
+
+def test_text_table_stands_in_for_its_encoder_and_nothing_else(minilm, tmp_path, monkeypatch):
+    """embed-captions writes a table; with $VIDEO_ADAPTER_TEXT_TABLE set, load_text_encoder serves exactly the
+    encoder's embeddings from it and records the encoder's own spec; an absent caption and another encoder are
+    errors that say what to do."""
+    from video_adapter.cli import main
+    from video_adapter.text import TABLE_ENV, EmbeddingTable
+
+    captions = ["push the red block left", "turn toward the blue mug"]
+    main(["embed-captions", "--prompt", *captions, "--out", str(tmp_path / "table.safetensors")])
+    monkeypatch.setenv(TABLE_ENV, str(tmp_path / "table.safetensors"))
+    table = load_text_encoder("minilm")
+    assert isinstance(table, EmbeddingTable) and table.spec == minilm.spec and table.dim == minilm.dim
+    got, want = table.encode(captions[::-1]), minilm.encode(captions[::-1])
+    for name in ("tokens", "mask", "pooled"):
+        assert torch.equal(getattr(got, name), getattr(want, name))
+    with pytest.raises(ValueError, match="not in the text table"):
+        table.encode(["a caption nobody embedded"])
+    with pytest.raises(ValueError, match="holds embeddings of the text encoder"):
+        load_text_encoder("minilm?max_length=16")
+    monkeypatch.setenv(TABLE_ENV, str(tmp_path / "missing.safetensors"))
+    with pytest.raises(FileNotFoundError, match="embed-captions"):
+        load_text_encoder("minilm")

@@ -342,3 +342,31 @@ def test_step_draws_of_the_processes_make_up_one_process_draws_and_change_with_t
     assert whole[1].shape == global_shape and whole[2].shape[0] == 6
     assert not torch.equal(whole[1], step_draws(0, 6, slice(0, 6), global_shape)[1])
     assert not torch.equal(whole[1], step_draws(1, 5, slice(0, 6), global_shape)[1])
+
+
+def test_heldout_log_scores_the_ema_weights_on_fixed_clips_and_survives_resume(toy, tmp_path):
+    """heldout.csv: a row every --heldout-every steps, whose per-level losses are `heldout_loss` of the EMA weights
+    saved at that step (the same clips, levels and noise); a resumed run drops rows past its checkpoint."""
+    from video_adapter.checkpoint import load_model
+    from video_adapter.conditioning import make_cond
+    from video_adapter.data import VideoFolderDataset
+    from video_adapter.heldout import HELDOUT_LOGSNRS
+    from video_adapter.text import load_text_encoder
+
+    cfg = config(toy, tmp_path / "run", heldout=str(toy), heldout_every=4, heldout_num=5)
+    train(cfg, stop_after=10)  # killed after step 10; the last checkpoint is step 8
+    rows = (tmp_path / "run" / "heldout.csv").read_text().splitlines()
+    assert rows[0].startswith("step,mean,logsnr_") and [int(r.split(",")[0]) for r in rows[1:]] == [4, 8]
+    train(cfg)  # resumes at 8: rows 4, 8 kept, then 12
+    rows = (tmp_path / "run" / "heldout.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [4, 8, 12]
+    model, _ = load_model(tmp_path / "run" / "checkpoint")
+    data = VideoFolderDataset(toy, frames=4, size=(8, 16), random_crop=False)
+    video = torch.stack([data[i]["video"] for i in range(5)])
+    cond = make_cond(video, load_text_encoder("minilm").encode([data.captions[i] for i in range(5)]), model.cfg)
+    expected = heldout_loss(model.eval(), video, cond, HELDOUT_LOGSNRS, seed=0, prediction=model.cfg.prediction)
+    got = [float(v) for v in rows[-1].split(",")[2:]]
+    assert got == pytest.approx(expected.tolist(), rel=1e-4)
+    assert float(rows[-1].split(",")[1]) == pytest.approx(expected.mean().item(), rel=1e-4)
+    with pytest.raises(ValueError, match="go together"):
+        config(toy, tmp_path / "x", heldout=str(toy)).validate()

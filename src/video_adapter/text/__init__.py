@@ -38,6 +38,7 @@ __all__ = [
     "CLIPTextEncoder",
     "CachedTextEncoder",
     "EmbeddingTable",
+    "TABLE_ENV",
     "HFTextEncoder",
     "MiniLMEncoder",
     "T5Encoder",
@@ -53,6 +54,7 @@ __all__ = [
 # Specs
 
 DEFAULT_TEXT_ENCODER = "minilm"
+TABLE_ENV = "VIDEO_ADAPTER_TEXT_TABLE"  # a text table (EmbeddingTable) that answers instead of any encoder
 SPEC_FORMS = (
     '"minilm", "t5:/local/dir", "umt5:/local/dir" or "clip:/local/dir", optionally followed by options such as '
     '"?max_length=64&dtype=bfloat16"'
@@ -119,9 +121,6 @@ def load_text_encoder(
     if cache or cache_dir is not None:
         encoder = CachedTextEncoder(encoder, cache_dir=cache_dir)
     return encoder
-
-
-TABLE_ENV = "VIDEO_ADAPTER_TEXT_TABLE"
 
 
 def _table_for(table: str, kind: str, path, options: dict, cls, device, batch_size: int) -> EmbeddingTable:
