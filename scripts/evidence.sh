@@ -7,8 +7,8 @@
 #   DOMAIN=data/robot RUN=runs/robot GAMMA=0.1 MINUTES=9 SIZES="50 200 1000" \
 #       REWRITES="slide the=>push the;touch the=>reach for the" scripts/evidence.sh --num 128 --batch-size 128
 #
-# Every stage skips itself when its output exists, and the trainings resume (the same command continues a run
-# cut off by a time limit, or trains a returned run further with a larger MINUTES budget).
+# Every stage skips itself when its output exists, and the trainings resume: the same command continues a run cut off
+# by a time limit or trains a returned run MINUTES more. STAGES=train stops after the trainings.
 set -euo pipefail
 D=${DOMAIN:?set DOMAIN to a make-data folder}; R=${RUN:?set RUN to an output folder}; G=${GAMMA:-0.1}
 PRIOR=${PRIOR:-checkpoints/prior}; ENCODER=${ENCODER:-checkpoints/video-encoder}; MINUTES=${MINUTES:-9}
@@ -38,13 +38,16 @@ if [ -n "${REWRITES:-}" ]; then IFS=';' read -r -a rw <<< "$REWRITES"; classifie
 
 # Stage 1: everything that trains, at once (the models are too small to fill a GPU alone).
 pids=()
-adapter "$R/small-s" small-s "$D/train" $COMPILE & pids+=($!)
-adapter "$R/small-l" small-l "$D/train" $COMPILE & pids+=($!)
-for n in $SIZES; do subset "$n"; adapter "$R/small-s-$n" small-s "$R/data-$n" & pids+=($!); done
+if [ "$MINUTES" != 0 ]; then  # MINUTES=0: evaluate the adapters as they are
+  adapter "$R/small-s" small-s "$D/train" $COMPILE & pids+=($!)
+  adapter "$R/small-l" small-l "$D/train" $COMPILE & pids+=($!)
+  for n in $SIZES; do subset "$n"; adapter "$R/small-s-$n" small-s "$R/data-$n" & pids+=($!); done
+fi
 done_ "$R/classifier" || $va train-video-net --data "$D/train" --objective caption --out "$R/classifier" \
     --steps "${CLASSIFIER_STEPS:-1500}" --batch-size 128 --num-workers 2 --lr 2e-3 "${classifier_args[@]}" &
 pids+=($!)
 for pid in "${pids[@]}"; do wait "$pid"; done
+[ "${STAGES:-all}" = train ] && { echo "trained: $R"; exit 0; }  # STAGES=train: only this stage (no prior needed)
 
 # Stage 2: the diagnosis, no sampling (minutes of CPU, seconds here).
 for size in s l; do
@@ -56,13 +59,13 @@ done
 ev() { local out=$1; shift; [ -f "$out/results.json" ] || $va evaluate --domain "$D" --prior "$PRIOR" \
     --small-s "$R/small-s/checkpoint" --small-l "$R/small-l/checkpoint" --encoder "$ENCODER" \
     --classifier "$R/classifier" --prior-strength "$G" --out "$out" "$@"; }
+# (gamma 0 is Small (S) itself, bit for bit: tests/test_composition.py)
 ev "$R/eval-paper" --composition paper --methods small-s small-s+prior small-l small-l+prior prior \
-    --gamma-sweep 0 0.05 0.1 0.2 0.4 "${@}"
+    --gamma-sweep 0.05 0.1 0.2 "${@}"
 ev "$R/eval-normalized" --composition normalized --methods small-s+prior small-l+prior \
-    --gamma-sweep 0.05 0.1 0.2 0.4 0.8 "${@}"
-ev "$R/eval-paper-x0" --composition paper --compose-in x0 --methods small-s+prior small-l+prior --gamma-sweep "${@}"
-ev "$R/eval-paper-dynamic" --composition paper --dynamic-threshold 0.995 --methods small-s+prior small-l+prior \
-    --gamma-sweep "${@}"
+    --gamma-sweep 0.05 0.1 0.2 0.4 "${@}"
+ev "$R/eval-paper-x0" --composition paper --compose-in x0 --methods small-s+prior --gamma-sweep "${@}"
+ev "$R/eval-paper-dynamic" --composition paper --dynamic-threshold 0.995 --methods small-s+prior --gamma-sweep "${@}"
 for n in $SIZES; do
   ev "$R/eval-size-$n" --small-s "$R/small-s-$n/checkpoint" --composition normalized \
       --methods small-s small-s+prior --gamma-sweep "${@}"

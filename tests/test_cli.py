@@ -445,6 +445,18 @@ def test_sample_composed_modes(capsys, files, tmp_path):
     assert not np.array_equal(gif_frames(tmp_path / "ula.gif"), gif_frames(tmp_path / "composed.gif"))
 
 
+def test_the_default_composition_is_the_normalized_one_everywhere(capsys, files, tmp_path):
+    """The recipe's default (docs/analysis.md): sample composes with the normalized Algorithm 1 unless --composition
+    paper asks for the paper's exact form, and evaluate and demo default to the same."""
+    run(capsys, *compose_args(files, tmp_path / "default.gif", "--prior-strength", "0.5"))
+    run(capsys, *compose_args(files, tmp_path / "norm.gif", "--prior-strength", "0.5", "--composition", "normalized"))
+    run(capsys, *compose_args(files, tmp_path / "paper.gif", "--prior-strength", "0.5", "--composition", "paper"))
+    assert np.array_equal(gif_frames(tmp_path / "default.gif"), gif_frames(tmp_path / "norm.gif"))
+    assert not np.array_equal(gif_frames(tmp_path / "default.gif"), gif_frames(tmp_path / "paper.gif"))
+    for command in ("evaluate", "demo", "sample"):
+        assert run_json(capsys, command, "--dry-run")["composition"] == "normalized"
+
+
 def test_sample_compare_grid(capsys, files, tmp_path):
     out = run(capsys, *compose_args(files, tmp_path / "cmp.gif", "--compare"))
     assert f"wrote {tmp_path / 'cmp.gif'}" in out and f"wrote {tmp_path / 'cmp.mp4'}" in out

@@ -85,6 +85,11 @@ COMPOSITIONS = {
 }
 
 
+# The default of sample, evaluate and demo: Algorithm 1's exponents sum to 1 + alpha gamma, and at low SNR its x0
+# overshoots by hundreds of times the data range (docs/analysis.md); "paper" keeps the exact Algorithm 1.
+DEFAULT_COMPOSITION = "normalized"
+
+
 # Composing predictions of x0 or v with weights w_i equals composing eps with the same weights plus
 # (1 - sum w_i) x / sigma (x0) or (1 - sum w_i) sigma x (v): the three agree whenever the weights sum to 1.
 _PREDICTIONS = {"x0": (x0_from_eps, eps_from_x0), "v": (v_from_eps, eps_from_v)}

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import atomic_write_text, read_unet_config
+from .composition import DEFAULT_COMPOSITION
 from .data import VideoFolderDataset
 from .datagen.make import CARD_NAME, MakeDataConfig, make_dataset
 from .pipeline import (COMPARE_ROWS, SampleConfig, human_count, load_models, model_conds, resolve_device,
@@ -53,6 +54,7 @@ class DemoConfig:
     sample_steps: int = 25                # denoising steps of each method
     guidance: float = 5.0                 # alpha: each model's classifier-free guidance, Algorithm 1's when composed
     prior_strength: float = 0.1           # gamma, the prior's weight in the composition (paper: 0.1 on Bridge)
+    composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     seed: int = 0                         # data, weights and samples are a deterministic function of it
 
 
@@ -119,7 +121,7 @@ def sample_config(cfg: DemoConfig, adapter: Path, prior: Path, captions: list[st
     training ran (a GPU if there is one, as accelerate picks)."""
     return SampleConfig(adapter=str(adapter), prior=str(prior), prompt=tuple(captions), compare=True,
                         sampler=cfg.sampler, steps=cfg.sample_steps, guidance=cfg.guidance,
-                        prior_strength=cfg.prior_strength, seed=cfg.seed, device="auto",
+                        prior_strength=cfg.prior_strength, composition=cfg.composition, seed=cfg.seed, device="auto",
                         out=str(Path(cfg.out) / "compare.gif"))
 
 
@@ -170,7 +172,8 @@ def table_markdown(table: list[dict], scfg: SampleConfig, frames: int) -> str:
     return "\n".join(lines) + (
         f"\n\n{len(scfg.prompt)} test captions with their first frames, the same seed ({scfg.seed}) for every method; "
         f"{scfg.sampler}, {scfg.steps} steps, guidance alpha {scfg.guidance:g}, prior strength gamma "
-        f"{scfg.prior_strength:g} below log-SNR {scfg.cutoff_logsnr:.3f} (the paper's cutoff); "
+        f"{scfg.prior_strength:g} below log-SNR {scfg.cutoff_logsnr:.3f} (the paper's cutoff), composition "
+        f"{scfg.composition}; "
         f"{sampled_on(resolve_device(scfg.device))}. The composed model's parameters are both models', of which only "
         f"the adapter's were trained on the domain. MSE: mean squared error over frames 2-{frames} against the real "
         "test clip of the same caption and first frame, in [-1, 1] units; a crude proxy (one real clip is one of "

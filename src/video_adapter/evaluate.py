@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import atomic_write_text
+from .composition import DEFAULT_COMPOSITION
 from .conditioning import sobel_x
 from .data import VideoFolderDataset
 from .pipeline import (
@@ -77,7 +78,7 @@ class EvalConfig:
     batch_size: int = 16                  # samples per batch; results depend on it (each batch has its own seed)
     prior_strength: float = 0.1           # gamma (paper: 0.1 Bridge, 0.2 Ego4D)
     guidance: float = 5.0                 # alpha, each method's classifier-free guidance
-    composition: str = "paper"            # paper: Algorithm 1 as written | normalized: its exponents summing to 1
+    composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
     min_logsnr: float = -math.inf         # compose only at or above this log-SNR (and below the paper's cutoff)
     mix: float = 0.5                      # CFG Mix weight of the prior

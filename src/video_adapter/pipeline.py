@@ -12,7 +12,16 @@ import torch
 from torch import Tensor
 
 from .checkpoint import read_config
-from .composition import COMPOSE_IN, COMPOSITIONS, MODES, PAPER_CUTOFF_LOGSNR, Conds, PriorStrength, mode_fn
+from .composition import (
+    COMPOSE_IN,
+    COMPOSITIONS,
+    DEFAULT_COMPOSITION,
+    MODES,
+    PAPER_CUTOFF_LOGSNR,
+    Conds,
+    PriorStrength,
+    mode_fn,
+)
 from .conditioning import Cond, sobel_x
 from .data import center_crop_resize
 from .guidance import cfg as cfg_guidance
@@ -43,7 +52,7 @@ class SampleConfig:
     strength_end: float = 0.0             # prior strength reached at the cutoff with --strength-decay linear
     cutoff_logsnr: float = PAPER_CUTOFF_LOGSNR  # compose only below this log-SNR (paper: all but the last 100 steps)
     min_logsnr: float = -math.inf         # ... and only at or above this one (a band of noise levels; -inf: none)
-    composition: str = "paper"            # paper: Algorithm 1 as written | normalized: its exponents summing to 1
+    composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
     mix: float = 0.5                      # cfg-mix: weight w of the prior's guided prediction (0: adapter, 1: prior)
     guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: sec 3.3, Algorithm 1)
