@@ -164,3 +164,21 @@ def test_cli_dry_run_and_error(capsys, setup):
     assert json.loads(capsys.readouterr().out)["num"] == 8
     with pytest.raises(SystemExit, match="pass --domain DIR"):
         main(["evaluate", "--small-s", cfg.small_s])
+
+
+def test_every_sampling_setting_reaches_each_method():
+    """evaluate's composition, band, x0 handling and MCMC settings are the ones each method samples with, and bad
+    ones are refused before anything loads."""
+    from video_adapter.evaluate import sample_config
+
+    cfg = EvalConfig(domain="d", composition="paper", compose_in="x0", min_logsnr=-4.0, dynamic_threshold=0.99,
+                     clip_x0=0.5, mcmc="ula", mcmc_steps=3, mcmc_step_size=0.05, sampler="dpmpp-2m", steps=7)
+    scfg = sample_config(cfg, "small-s+prior", 0.3)
+    assert (scfg.mode, scfg.prior_strength, scfg.composition, scfg.compose_in, scfg.min_logsnr) == \
+        ("composed", 0.3, "paper", "x0", -4.0)
+    assert (scfg.dynamic_threshold, scfg.clip_x0, scfg.mcmc, scfg.mcmc_steps, scfg.mcmc_step_size) == \
+        (0.99, 0.5, "ula", 3, 0.05)
+    assert (scfg.sampler, scfg.steps, scfg.strength().min_logsnr) == ("dpmpp-2m", 7, -4.0)
+    for bad in (dict(composition="sum"), dict(min_logsnr=5.0), dict(dynamic_threshold=2.0)):
+        with pytest.raises(ValueError):
+            replace(cfg, small_s="s", **bad).validate()
