@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import stat
 from dataclasses import replace
 from pathlib import Path
@@ -245,6 +246,70 @@ def test_corrupt_weights(model, tmp_path, garbage):
     with pytest.raises(CheckpointError, match="corrupt") as e:
         load_model(out)
     assert "model.safetensors" in str(e.value)
+
+
+@pytest.mark.parametrize("limit", [None, 200_000])
+def test_non_finite_weights_are_named_with_their_file(model, tmp_path, limit):
+    with torch.no_grad():
+        model.conv_out.bias[1] = float("nan")
+    out = save_model(tmp_path / "ck", model, "minilm", max_shard_bytes=limit)
+    index = out / ckpt.INDEX_NAME
+    holder = out / (json.loads(index.read_text())["weight_map"]["conv_out.bias"] if limit else "model.safetensors")
+    for load in (load_model, load_tensors):
+        with pytest.raises(CheckpointError, match=re.escape(
+                f"tensor conv_out.bias in {holder} holds NaN or Inf: the checkpoint is corrupt (saved after training "
+                "diverged?); retrain, or use an earlier checkpoint")):
+            load(out)
+
+
+def test_config_without_a_weight_shape_field_is_an_error(model, tmp_path):
+    """A default base_channels would build a model of another size, and the error would blame the weights."""
+    out = save_model(tmp_path / "ck", model, "minilm")
+    config = json.loads((out / "config.json").read_text())
+    del config["unet"]["base_channels"], config["unet"]["edge_cond"]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=re.escape(
+            f"{out / 'config.json'}: the unet config lacks base_channels, edge_cond, which set the shapes of the "
+            "weights")):
+        load_model(out)
+
+
+def test_config_without_a_later_field_loads_with_its_default_and_a_warning(model, tmp_path):
+    out = save_model(tmp_path / "ck", model, "minilm")
+    config = json.loads((out / "config.json").read_text())
+    del config["unet"]["dropout"], config["unet"]["space"]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{out / 'config.json'} lacks unet fields added since it was written; their defaults apply: "
+            "dropout=0.0, space='pixels'")):
+        loaded, _ = load_model(out)
+    assert loaded.cfg == model.cfg
+    assert_state_equal(loaded.state_dict(), model.state_dict())
+
+
+def test_weight_shape_fields_are_exactly_those_that_change_the_weights(tiny_cfg):
+    """Each field of WEIGHT_SHAPE_FIELDS has a value that changes the state dict's names or shapes; no other does."""
+    from dataclasses import fields
+
+    from video_adapter.unet import WEIGHT_SHAPE_FIELDS
+
+    # another valid value of every field (with what it needs to stay valid)
+    others = {"channels": {"channels": 4}, "frames": {"frames": 6}, "width": {"width": 16},
+              "height": {"height": 4}, "base_channels": {"base_channels": 8},
+              "channel_mults": {"channel_mults": (1, 1)}, "num_res_blocks": {"num_res_blocks": 2},
+              "attention_resolutions": {"attention_resolutions": (8,)}, "head_dim": {"head_dim": 4},
+              "emb_dim": {"emb_dim": 16}, "text_dim": {"text_dim": 8}, "first_frame_cond": {"first_frame_cond": False},
+              "edge_cond": {"edge_cond": False}, "temporal_attention": {"temporal_attention": False},
+              "dropout": {"dropout": 0.5}, "norm_groups": {"norm_groups": 4}, "prediction": {"prediction": "eps"},
+              "space": {"space": "latent:vae"}}
+    assert others.keys() == {f.name for f in fields(UNetConfig)}  # a new field must be sorted in too
+
+    def shapes(cfg):
+        with torch.device("meta"):
+            return {k: v.shape for k, v in SpaceTimeUNet(cfg).state_dict().items()}
+
+    changes = {name for name, change in others.items() if shapes(replace(tiny_cfg, **change)) != shapes(tiny_cfg)}
+    assert changes == set(WEIGHT_SHAPE_FIELDS)
 
 
 # ------------------------------------------------------------------------------------------------- atomicity

@@ -92,6 +92,16 @@ def test_info_bad_checkpoint(capsys, tiny_cfg, tmp_path):
         assert msg.startswith(f"error: {directory / 'config.json'}: invalid unet config") and words in msg, msg
 
 
+def test_info_refuses_non_finite_weights(capsys, tiny_cfg, tmp_path):
+    model = randomize(SpaceTimeUNet(tiny_cfg))
+    with torch.no_grad():
+        model.conv_out.bias[0] = float("inf")
+    directory = save_model(tmp_path / "ck", model, "minilm")
+    msg = fails(capsys, "info", str(directory))
+    assert msg == (f"error: tensor conv_out.bias in {directory / 'model.safetensors'} holds NaN or Inf: the checkpoint "
+                   "is corrupt (saved after training diverged?); retrain, or use an earlier checkpoint")
+
+
 # --------------------------------------------------------------------------------------------------------- train
 
 
@@ -367,6 +377,9 @@ def test_sample_edges(capsys, files, tmp_path):
     pytest.param({"--device": "cuda"}, ["--device", "CUDA is not available"],
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
     ({"--prior": "NOTEXT"}, ["text_encoder"]),
+    # guidance that overflows float32: the clamped NaN would be written as a black video
+    ({"--guidance": "1e300", "--clip-x0": "0"}, ["the prior samples hold NaN or Inf", "lower --guidance",
+                                                 "video-adapter info DIR"]),
 ])
 def test_sample_errors(capsys, files, tmp_path, change, words):
     args = sample_args(files, tmp_path / "x.gif")

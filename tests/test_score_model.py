@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import model_inputs, randomize
 
-from video_adapter.checkpoint import save_model
+from video_adapter.checkpoint import CheckpointError, save_model
 from video_adapter.score_model import ModelSpec, NativeScoreModel, check_compatible, load_score_model
 from video_adapter.unet import SpaceTimeUNet, count_parameters
 
@@ -26,6 +26,15 @@ def test_native_checkpoint_is_a_score_model(tiny_cfg, tmp_path):
     assert spec.parameters == count_parameters(unet) and spec.text_encoder == "minilm"
     plain = NativeScoreModel(SpaceTimeUNet(dataclasses.replace(tiny_cfg, edge_cond=False, first_frame_cond=False)))
     assert plain.spec.conditions == ("text",)
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(tiny_cfg, tmp_path):
+    unet = randomize(SpaceTimeUNet(tiny_cfg))
+    with torch.no_grad():
+        unet.conv_in.bias[0] = float("nan")
+    directory = save_model(tmp_path / "ck", unet, "minilm")
+    with pytest.raises(CheckpointError, match=f"tensor conv_in.bias in {directory / 'model.safetensors'} holds NaN"):
+        load_score_model(directory)
 
 
 def test_bfloat16_model_returns_the_callers_dtype(tiny_cfg, tmp_path):

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import pytest
@@ -100,9 +101,65 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint_resumable(toy, tmp_path
     monkeypatch.undo()
     assert json.loads((tmp_path / "b/checkpoint/train_state/state.json").read_text())["step"] == 4
     assert load_model(tmp_path / "b/checkpoint")[1]["step"] == 4  # weights and train_state of one step
-    assert not [p.name for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]
+    assert not [p.name for p in (tmp_path / "b").iterdir() if p.name.startswith(".") and p.name != ".lock"]
     resumed = train(config(toy, tmp_path / "b"))
     assert_same_training_state(straight, resumed, step=12)
+
+
+HOLD_LOCK = """
+import sys
+from pathlib import Path
+from video_adapter.train import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    sys.stdin.read()  # until the test kills it
+"""
+
+
+def test_one_run_per_out_folder_and_a_dead_holder_does_not_block(toy, tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(ValueError, match=re.escape(
+                f"{run} is in use by another training run (PID {holder.pid}); wait for it to end, or pass another "
+                "--out")):
+            train(config(toy, run, steps=4))
+        assert [p.name for p in run.iterdir()] == [".lock"]  # refused before writing anything
+    finally:
+        holder.kill()  # killed, not ended: the kernel releases its lock, the file stays
+        holder.wait()
+    assert (run / ".lock").exists()
+    assert load_model(train(config(toy, run, steps=4)))[1]["step"] == 4
+    assert (run / ".lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_a_non_finite_loss_stops_the_run_before_its_update_is_saved(toy, tmp_path, monkeypatch):
+    """NaN at step 7, no log or save step: the run stops at the next one (8, a save step) before saving, so the
+    step-4 checkpoint stays; resumed without the fault (and no lock left behind), it goes on."""
+    import video_adapter.train as train_module
+
+    real, calls = train_module.denoising_loss, []
+
+    def nan_at_step_8(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 7 else loss
+
+    monkeypatch.setattr(train_module, "denoising_loss", nan_at_step_8)
+    cfg = config(toy, tmp_path / "run", log_every=3)
+    with pytest.raises(FloatingPointError, match=re.escape(
+            f"step 7: the loss or its gradient became non-finite; stopped at step 8 before saving, so the checkpoint "
+            f"of {tmp_path / 'run'} is the last one of finite weights; lower --lr or check the data")):
+        train(cfg)
+    assert load_model(tmp_path / "run/checkpoint")[1]["step"] == 4
+    assert [int(r.split(",")[0]) for r in (tmp_path / "run/loss.csv").read_text().splitlines()[1:]] == [3, 6]
+    monkeypatch.undo()
+    assert load_model(train(cfg))[1]["step"] == 12
 
 
 def test_resume_differs_without_restored_data_position(toy, tmp_path):
@@ -254,8 +311,13 @@ def test_max_minutes_stops_with_a_checkpoint_and_reruns_continue_bit_identically
     assert rows(tmp_path / "b") == rows(tmp_path / "a") and len(rows(tmp_path / "a")) == 5
 
 
-def test_a_run_resumes_only_with_its_own_model_and_text_encoder(toy, tmp_path):
+def test_a_run_resumes_only_with_its_own_model_text_encoder_and_seed(toy, tmp_path):
     train(config(toy, tmp_path / "r"), stop_after=5)
+    # another seed would resume on other noise, dropout and data order
+    with pytest.raises(ValueError, match=re.escape(
+            f"{tmp_path / 'r'} was trained with --seed 0, this command passes --seed 3; pass --seed 0, or a new --out "
+            f"(--init {tmp_path / 'r' / 'checkpoint'} starts a new run from its weights)")):
+        train(config(toy, tmp_path / "r", seed=3))
     with pytest.raises(ValueError, match=r"holds a model of other settings than this command's \(emb_dim 32 -> 64\)"
                                          r".*a new --out \(--init .*checkpoint starts a new run"):
         train(config(toy, tmp_path / "r", model={**TINY, "emb_dim": 64}))
@@ -272,7 +334,9 @@ def test_a_run_resumes_only_with_its_own_model_and_text_encoder(toy, tmp_path):
     del saved["unet"]["space"]
     path.write_text(json.dumps(saved))
     # and a --model given as JSON (lists where the config holds tuples) is the same model
-    assert load_model(train(config(toy, tmp_path / "r", model={**TINY, "channel_mults": [1, 2]})))[1]["step"] == 12
+    with pytest.warns(UserWarning, match="their defaults apply: space='pixels'"):
+        checkpoint = train(config(toy, tmp_path / "r", model={**TINY, "channel_mults": [1, 2]}))
+    assert load_model(checkpoint)[1]["step"] == 12
 
 
 def test_init_loads_weights_into_online_and_ema_with_a_fresh_optimizer(toy, tmp_path):

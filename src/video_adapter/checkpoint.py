@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -21,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .unet import SpaceTimeUNet, UNetConfig
+from .unet import WEIGHT_SHAPE_FIELDS, SpaceTimeUNet, UNetConfig
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -115,10 +117,20 @@ def load_tensors(directory: Path, prefix: str = "model") -> dict[str, Tensor]:
         if not f.exists():
             raise CheckpointError(f"weight shard {f} is missing; the checkpoint directory is incomplete")
         try:
-            out.update(load_file(str(f)))
+            tensors = load_file(str(f))
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"cannot read {f}: {e}; the file is corrupt or not safetensors") from e
+        check_finite(tensors, f)
+        out.update(tensors)
     return out
+
+
+def check_finite(tensors: dict[str, Tensor], where) -> None:
+    """NaN or Inf weights load without complaint and then sample black videos: an error naming the first one."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"tensor {name} in {where} holds NaN or Inf: the checkpoint is corrupt (saved "
+                                  "after training diverged?); retrain, or use an earlier checkpoint")
 
 
 def read_weight_map(index: Path) -> dict[str, str]:
@@ -306,12 +318,24 @@ def read_config(directory: str | Path, model_type: str = "SpaceTimeUNet", key: s
 
 
 def read_unet_config(directory: str | Path) -> tuple[UNetConfig, dict]:
-    """The model's UNetConfig and the whole config.json of a model directory."""
+    """The model's UNetConfig and the whole config.json of a model directory.
+
+    A field that sets the weights' shapes must be there (`WEIGHT_SHAPE_FIELDS`); any other missing field (one added
+    since the checkpoint was written) takes its default, with a warning naming it."""
     config = read_config(directory)
+    path, unet = Path(directory) / CONFIG_NAME, config["unet"]
+    if isinstance(unet, dict) and (missing := [name for name in WEIGHT_SHAPE_FIELDS if name not in unet]):
+        raise CheckpointError(f"{path}: the unet config lacks {', '.join(missing)}, which set the shapes of the "
+                              "weights (a default would build a model of another size); write the value(s) the "
+                              "model was trained with into it")
     try:
-        return UNetConfig.from_dict(config["unet"]), config
+        cfg = UNetConfig.from_dict(unet)
     except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: invalid unet config: {e}") from e
+        raise CheckpointError(f"{path}: invalid unet config: {e}") from e
+    if filled := [f"{f.name}={getattr(cfg, f.name)!r}" for f in fields(UNetConfig) if f.name not in unet]:
+        warnings.warn(f"{path} lacks unet fields added since it was written; their defaults apply: "
+                      f"{', '.join(filled)}", stacklevel=2)
+    return cfg, config
 
 
 def load_model(directory: str | Path, device: torch.device | str | None = None,

@@ -136,7 +136,7 @@ def cmd_sample(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from .checkpoint import read_unet_config
+    from .checkpoint import load_model
     from .pipeline import human_count
     from .unet import PRESETS, build_unet, count_parameters, preset
 
@@ -145,7 +145,8 @@ def cmd_info(args) -> None:
         cfg, where = preset(target), f"preset {target}"
         extra = {}
     elif Path(target).exists():
-        (cfg, config), where = read_unet_config(target), str(target)
+        model, config = load_model(target)  # the weights too: unreadable, non-finite or mismatched ones are errors
+        cfg, where = model.cfg, str(target)
         extra = {k: config[k] for k in ("text_encoder", "step") if k in config}
     else:
         raise SystemExit(f"{target!r} is neither a checkpoint directory nor a preset ({', '.join(sorted(PRESETS))})")
@@ -261,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="config and parameter count of a checkpoint or preset",
                        description="Print the config and parameter count of a checkpoint directory or a preset "
-                                   "name (presets are built on the meta device, so even the 5.6B one is instant).")
+                                   "name (presets are built on the meta device, so even the 5.6B one is instant; a "
+                                   "checkpoint's weights are loaded and checked).")
     p.add_argument("target", help="checkpoint directory or preset name")
     p.set_defaults(func=cmd_info)
 
@@ -317,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, OSError, ImportError) as e:  # FileNotFoundError, checkpoint/video/text errors among these
+    # FileNotFoundError, checkpoint/video/text errors among these; FloatingPointError: a training run diverged
+    except (ValueError, OSError, ImportError, FloatingPointError) as e:
         sys.exit(f"error: {e}")
 
 

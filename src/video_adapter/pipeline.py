@@ -293,6 +293,9 @@ def sample_mode(cfg: SampleConfig, mode: str, models: dict[str, ScoreModel], con
                **kwargs)
     if corrector is not None and corrector.mean_acceptance is not None:
         print(f"{mode}: MCMC acceptance {corrector.mean_acceptance:.3f} (mean over noise levels)")
+    if not bool(torch.isfinite(x).all()):  # clamped, NaN would write a black video as if it were a sample
+        raise ValueError(f"the {mode} samples hold NaN or Inf: lower --guidance or --prior-strength, or check the "
+                         "checkpoints (`video-adapter info DIR`)")
     return x.float().clamp(-1, 1) if pixel_space else x.float()
 
 

@@ -15,9 +15,13 @@ gradient average).
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import math
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -256,9 +260,9 @@ def load_run(run: Path, model, ema, opt, rank: int = 0, processes: int = 1) -> t
     return state["step"], state["data"]
 
 
-def check_resumable(run: Path, model_cfg: UNetConfig, text_spec: str) -> None:
-    """A run resumes only with the model and text encoder it was started with (an encoder of the same width would
-    load without complaint and silently train on other embeddings)."""
+def check_resumable(run: Path, model_cfg: UNetConfig, text_spec: str, seed: int) -> None:
+    """A run resumes only with the model, text encoder and seed it was started with (an encoder of the same width
+    would load without complaint and silently train on other embeddings; another seed, on other noise and data)."""
     # parsed, not compared as JSON: a field added since the run started takes its default in both
     saved_cfg, saved = ckpt.read_unet_config(run / "checkpoint")
     fix = (f"pass the settings it was started with, or a new --out (--init {run / 'checkpoint'} starts a new run "
@@ -270,6 +274,10 @@ def check_resumable(run: Path, model_cfg: UNetConfig, text_spec: str) -> None:
     if saved.get("text_encoder") != text_spec:
         raise ValueError(f"{run} was trained with text encoder {saved.get('text_encoder')!r}, this command uses "
                          f"{text_spec!r}; {fix}")
+    if (saved_seed := saved["train_config"]["seed"]) != seed:
+        raise ValueError(f"{run} was trained with --seed {saved_seed}, this command passes --seed {seed}; pass "
+                         f"--seed {saved_seed}, or a new --out (--init {run / 'checkpoint'} starts a new run from its "
+                         "weights)")
 
 
 def init_weights(cfg: TrainConfig, model: SpaceTimeUNet, ema: SpaceTimeUNet, text_spec: str) -> None:
@@ -284,18 +292,45 @@ def init_weights(cfg: TrainConfig, model: SpaceTimeUNet, ema: SpaceTimeUNet, tex
     ema.load_state_dict(state)
 
 
+@contextmanager
+def run_lock(run: Path) -> Iterator[None]:
+    """Holds `run`/.lock for a run's lifetime: two runs with one --out would interleave loss.csv and overwrite each
+    other's checkpoints. The kernel releases a flock when its holder dies, so a killed run's lock never blocks (the
+    file stays; deleting it would let a third run lock a new file while the second holds the old one)."""
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"  # unknown: the holder has locked but not yet written its PID
+            raise ValueError(f"{run} is in use by another training run (PID {holder}); wait for it to end, or pass "
+                             "another --out") from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+
+
 def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     """Trains (or resumes) the run in cfg.out; `stop_after` ends after that step without saving, as a kill would.
 
     With `max_minutes` the run saves and returns once that much time has passed; running it again continues.
+    A second run with the same cfg.out while this one lives is an error (`run_lock`).
     """
     started = time.monotonic()
     from accelerate import Accelerator
 
-    from .preview import write_preview
-
     cfg.validate()
     acc = Accelerator(mixed_precision=_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
+    # the main process locks for all processes of the run (if it cannot, the launcher ends the others)
+    with run_lock(Path(cfg.out)) if acc.is_main_process else nullcontext():
+        return _train(cfg, acc, started, stop_after)
+
+
+def _train(cfg: TrainConfig, acc, started: float, stop_after: int | None) -> Path:
+    from .preview import write_preview
+
     run, device = Path(cfg.out), acc.device
     model_cfg = cfg.model_config()
     frames, size = cfg.video_shape()
@@ -320,7 +355,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     ema.load_state_dict(model.state_dict())
     resuming = (run / "checkpoint" / "train_state" / "state.json").exists()
     if resuming:
-        check_resumable(run, model_cfg, text_encoder.spec)
+        check_resumable(run, model_cfg, text_encoder.spec, cfg.seed)
     if cfg.init and not resuming:
         init_weights(cfg, model, ema, text_encoder.spec)
         acc.print(f"initialised from {cfg.init}")
@@ -347,6 +382,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         if cfg.heldout and acc.is_main_process else None
     end = min(cfg.steps, stop_after or cfg.steps)
     bar = tqdm(range(step, end), initial=step, total=cfg.steps, disable=not acc.is_main_process, desc="train")
+    diverged_at = torch.zeros((), dtype=torch.long, device=device)  # the first non-finite step (0: none)
     for step in bar:
         batch, data_state = next(stream)
         video = batch["video"].to(device).contiguous(memory_format=memory_format)
@@ -361,10 +397,19 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
             loss = denoising_loss(net, video, cond, t, eps, model_cfg.prediction)
         acc.backward(loss)
         grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        # Kept on the device (a host sync per step would stall a small model's launches) and read where the run
+        # logs or saves: a save never writes weights that a non-finite step touched. (fp16's loss scaler skips the
+        # update of a step whose gradients overflow: that is no divergence.)
+        finite = torch.isfinite(loss.detach()) & (torch.isfinite(grad_norm) if acc.scaler is None else True)
+        diverged_at = torch.where(finite | (diverged_at > 0), diverged_at, step + 1)
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema_update(ema, model, step, cfg.ema_decay)
         done = step + 1
+        if (done % cfg.log_every == 0 or done % cfg.save_every == 0 or done == end) and (bad := int(diverged_at)):
+            raise FloatingPointError(f"step {bad}: the loss or its gradient became non-finite; stopped at step {done} "
+                                     f"before saving, so the checkpoint of {run} is the last one of finite weights; "
+                                     "lower --lr or check the data")
         if done % cfg.log_every == 0 or done == end:
             log.write(done, loss.item(), lr_at(step, cfg), float(grad_norm), video.shape[0] * acc.num_processes)
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -426,7 +471,5 @@ class _LossLog:
         if self.enabled:
             with self.path.open("a", newline="") as f:
                 csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.3e}", f"{grad_norm:.4f}", f"{samples_per_s:.2f}"])
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss} at step {step}; lower --lr or check the data")
 
 

@@ -72,6 +72,14 @@ class UNetConfig:
         return config_from_dict(cls, d)
 
 
+# The UNetConfig fields that decide which parameters the network has and their shapes (height: which levels attend;
+# frames: the temporal attention's frame offsets). A checkpoint's config.json must give each: a default would build a
+# network of another size, and loading would blame the weights.
+WEIGHT_SHAPE_FIELDS = ("channels", "frames", "height", "base_channels", "channel_mults", "num_res_blocks",
+                       "attention_resolutions", "emb_dim", "text_dim", "first_frame_cond", "edge_cond",
+                       "temporal_attention")
+
+
 def _is_like(value, default) -> bool:
     """Whether `value` (from JSON or a command line) has the type of a field whose default is `default`."""
     if isinstance(default, bool):
