@@ -5,6 +5,7 @@ import json
 import re
 import textwrap
 import tokenize
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -116,12 +117,26 @@ def test_train_dry_run(capsys, tmp_path, monkeypatch):
     assert train["steps"] == 7 and train["lr"] == 1e-3 and train["preset"] == "S" and train["compile"] is True
     assert train["model"] == {"base_channels": 8, "channel_mults": [1, 2], "attention_resolutions": [12]}
     assert train["betas"] == [0.5, 0.6] and train["keywords"] == ["cat", "1"]  # a keyword stays text
+    # The automatic defaults are shown resolved: a 7-step run warms up over 7 // 10 = 0 steps.
+    assert train["warmup_steps"] == 0 and train["num_workers"] == TrainConfig().resolved().num_workers >= 1
     # Everything else is TrainConfig's default.
     defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
-    changed = {"steps", "lr", "model", "betas", "keywords", "compile"}
+    changed = {"steps", "lr", "model", "betas", "keywords", "compile", "warmup_steps", "num_workers"}
     assert {k: v for k, v in train.items() if k not in changed} == {k: v for k, v in defaults.items()
                                                                     if k not in changed}
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+
+
+def test_train_dry_run_shows_the_warmup_and_workers_a_run_would_use(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    train = run_json(capsys, "train", "--dry-run", "--steps", "300")["train"]
+    assert train["warmup_steps"] == 30 and train["num_workers"] == 2  # the learning rate is reached at step 30
+    assert run_json(capsys, "train", "--dry-run")["train"]["warmup_steps"] == 1000  # 20k steps: the cap
+    train = run_json(capsys, "train", "--dry-run", "--steps", "300", "--warmup-steps", "50", "--num-workers", "3")
+    assert train["train"]["warmup_steps"] == 50 and train["train"]["num_workers"] == 3  # asked for: kept
+    monkeypatch.setattr("os.cpu_count", lambda: None)  # unknown: one worker
+    assert run_json(capsys, "train", "--dry-run")["train"]["num_workers"] == 1
 
 
 def test_train_dry_run_inconsistent_override(capsys):
@@ -143,6 +158,8 @@ def test_train_dry_run_inconsistent_override(capsys):
     (["--cond-drop", "1.5"], ["--cond-drop must be in [0, 1], got 1.5"]),
     (["--ema-decay", "nan"], ["--ema-decay must be in [0, 1], got nan"]),
     (["--lr=-1e-4"], ["--lr must be at least 0, got -0.0001"]),
+    (["--warmup-steps", "-2"], ["--warmup-steps must be at least 0 (or -1: automatic), got -2"]),
+    (["--num-workers", "-3"], ["--num-workers must be at least 0 (or -1: automatic), got -3"]),
     (["--betas", "0.9", "1"], ["--betas two numbers in [0, 1)", "(0.9, 1.0)"]),
 ])
 def test_train_bad_arguments(capsys, args, words):
@@ -402,6 +419,71 @@ def test_sample_errors(capsys, files, tmp_path, change, words):
         assert w in msg, (w, msg)
     assert "Traceback" not in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("extra, flag", [(["--prior-strength", "-0.5"], "--prior-strength -0.5"),
+                                         (["--strength-decay", "linear", "--strength-end", "-0.1"],
+                                          "--strength-end -0.1")])
+def test_a_negative_prior_strength_needs_asking_for(capsys, files, tmp_path, extra, flag):
+    args = [*sample_args(files, tmp_path / "x.gif"), "--adapter", str(files["prior2"]), *extra]
+    msg = fails(capsys, *args)
+    assert msg == (f"error: {flag} is negative: a negative gamma samples away from the prior, not toward it; pass a "
+                   "value of at least 0, or --allow-negative-strength to do this on purpose")
+    assert list(tmp_path.iterdir()) == []
+    assert run(capsys, *args, "--allow-negative-strength").strip().endswith(f"wrote {tmp_path / 'x.gif'}")
+    SampleConfig(prior_strength=0.0).validate_sampling()  # zero: the adapter alone, fine
+    with pytest.raises(ValueError, match="--allow-negative-strength"):  # what evaluate's settings are checked with
+        SampleConfig(prior_strength=-0.1).validate_sampling()
+
+
+def test_sample_warns_of_a_first_frame_far_below_the_model_size(capsys, files, tmp_path):
+    for size, factor in (((1, 1), "8.0"), ((3, 4), "2.7")):
+        Image.new("RGB", size[::-1], (200, 10, 10)).save(tmp_path / "tiny.png")
+        args = sample_args(files, tmp_path / "x.gif")
+        args[args.index("--first-frame") + 1] = str(tmp_path / "tiny.png")
+        with pytest.warns(UserWarning) as said:
+            run(capsys, *args)
+        assert [str(w.message) for w in said] == [
+            f"{tmp_path / 'tiny.png'} is {size[0]}x{size[1]} pixels (height x width): it is enlarged {factor}x to the "
+            f"model's 8x8, so it conditions on a blurred image; give one of at least 8x8"]
+    Image.new("RGB", (4, 4)).save(tmp_path / "half.png")  # 2x: fine
+    args[args.index("--first-frame") + 1] = str(tmp_path / "half.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(capsys, *args)
+        run(capsys, *sample_args(files, tmp_path / "y.gif"))  # 12x10 for 8x8: shrunk, not enlarged
+
+
+@pytest.mark.parametrize("prompt", ["", "   "])
+def test_sample_warns_that_an_empty_prompt_samples_the_unconditional_model(capsys, files, tmp_path, prompt):
+    args = sample_args(files, tmp_path / "x.gif")
+    args[args.index("--prompt") + 1:args.index("--prompt") + 2] = [prompt, "a cat", prompt]
+    with pytest.warns(UserWarning) as said:
+        run(capsys, *args)
+    assert len(said) == 1 and "empty --prompt" in str(said[0].message) and "unconditional model" in \
+        str(said[0].message)
+
+
+def test_sample_composites_a_transparent_first_frame_over_black_and_says_so(capsys, files, tmp_path):
+    rgba = np.zeros((12, 10, 4), dtype=np.uint8)
+    rgba[..., :3] = np.asarray(Image.open(files["image"]).convert("RGB"))
+    rgba[..., 3] = 255
+    rgba[:, :5, 3] = 0  # the left half transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+    black = rgba[..., :3].copy()
+    black[:, :5] = 0
+    Image.fromarray(black).save(tmp_path / "black.png")
+    outputs = {}
+    for name in ("cut.png", "black.png"):
+        args = sample_args(files, tmp_path / f"{name}.gif")
+        args[args.index("--first-frame") + 1] = str(tmp_path / name)
+        with pytest.warns(UserWarning) if name == "cut.png" else warnings.catch_warnings() as said:
+            outputs[name] = gif_frames(Path(run(capsys, *args).split()[-1]))
+        if name == "cut.png":
+            assert [str(w.message) for w in said] == [
+                f"{tmp_path / 'cut.png'} has transparent pixels; they are composited over black (save it without an "
+                "alpha channel to choose another background)"]
+    assert np.array_equal(outputs["cut.png"], outputs["black.png"])
 
 
 def test_sample_refuses_an_out_it_cannot_write_before_sampling(capsys, files, tmp_path, monkeypatch):

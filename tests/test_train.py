@@ -200,6 +200,39 @@ def test_warmup_schedule():
     assert lr_at(1000, cfg) == pytest.approx(1e-4)
 
 
+def test_default_warmup_scales_with_steps_and_workers_with_cores(monkeypatch):
+    """`--steps 300` used to keep a 1000-step warmup, so its learning rate never reached --lr."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert TrainConfig().warmup_steps == -1 and TrainConfig().num_workers == -1  # static defaults, for --help
+    for steps, warmup in ((300, 30), (5, 0), (20_000, 1000), (2_000_000, 1000)):
+        assert TrainConfig(steps=steps).resolved().warmup_steps == warmup
+    assert TrainConfig(steps=300, warmup_steps=1000).resolved().warmup_steps == 1000  # asked for: kept
+    assert TrainConfig().resolved().num_workers == 2 and TrainConfig(num_workers=0).resolved().num_workers == 0
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert TrainConfig().resolved().num_workers == 4
+    cfg = TrainConfig(lr=1e-4, steps=300)
+    assert lr_at(29, cfg) == pytest.approx(1e-4) and lr_at(14, cfg) == pytest.approx(0.5e-4)
+    with pytest.raises(ValueError, match=r"--warmup-steps must be at least 0 \(or -1: automatic\), got -2"):
+        TrainConfig(warmup_steps=-2).validate()
+
+
+def test_the_checkpoint_records_the_resolved_warmup_and_a_resumed_run_keeps_its_own(toy, tmp_path):
+    run = tmp_path / "run"
+    train(config(toy, run, steps=20, save_every=20, warmup_steps=-1, num_workers=-1))
+    saved = json.loads((run / "checkpoint" / "config.json").read_text())["train_config"]
+    assert saved["warmup_steps"] == 2 and saved["num_workers"] == TrainConfig().resolved().num_workers
+    rates = [float(r.split(",")[2]) for r in (run / "loss.csv").read_text().splitlines()[1:]]
+    assert rates[0] == pytest.approx(1e-3) and rates[1] == pytest.approx(2e-3)  # lr 2e-3 reached at step 2
+    # continued to 200 steps, the run keeps the warmup it started with (not 200 // 10)
+    assert config(toy, run, steps=200, warmup_steps=-1).resolved().warmup_steps == 2
+    # a run written before the automatic default recorded an explicit 1000; resuming it keeps 1000
+    saved["warmup_steps"] = 1000
+    config_json = json.loads((run / "checkpoint" / "config.json").read_text())
+    (run / "checkpoint" / "config.json").write_text(json.dumps({**config_json, "train_config": saved}))
+    assert config(toy, run, steps=300, warmup_steps=-1).resolved().warmup_steps == 1000
+    assert config(toy, tmp_path / "new", steps=300, warmup_steps=-1).resolved().warmup_steps == 30
+
+
 def test_cosine_decay_after_warmup():
     cfg = TrainConfig(lr=1e-4, lr_end=1e-6, warmup_steps=10, steps=110, lr_decay="cosine")
     assert lr_at(4, cfg) == pytest.approx(5e-5)  # warmup is unchanged

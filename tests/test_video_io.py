@@ -131,6 +131,44 @@ def test_read_image_takes_any_pillow_format_and_names_the_problem(tmp_path):
         read_image(tmp_path / "gone.png")
 
 
+def test_transparency_is_composited_over_black_and_said_once_per_file(tmp_path, recwarn):
+    """Pillow's convert("RGB") dropped alpha, showing whatever colour the transparent pixels stored (here white)."""
+    rgba = np.zeros((4, 6, 4), dtype=np.uint8)
+    rgba[..., :3] = 255
+    rgba[..., 3] = [[0, 51, 128, 255, 255, 255]] * 4
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "logo.png")
+    for _ in range(3):
+        out = read_image(tmp_path / "logo.png")
+        assert out.shape == (4, 6, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(out[0, :, 0], [0, 51, 128, 255, 255, 255])
+    said = [str(w.message) for w in recwarn.list]
+    assert said == [(f"{tmp_path / 'logo.png'} has transparent pixels; they are composited over black (save it "
+                     "without an alpha channel to choose another background)")]
+    # a palette image with a transparent colour, and greyscale + alpha, alike
+    Image.fromarray(rgba, "RGBA").convert("LA").save(tmp_path / "grey.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "grey.png")[0, :, 1], [0, 51, 128, 255, 255, 255])
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([255, 0, 0, 0, 255, 0])
+    palette.putdata([0, 1])
+    palette.save(tmp_path / "palette.png", transparency=0)
+    np.testing.assert_array_equal(read_image(tmp_path / "palette.png")[0], [[0, 0, 0], [0, 255, 0]])
+    assert len(recwarn.list) == 3
+    # an alpha channel that is opaque everywhere changes nothing and is not mentioned
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "opaque.png"), rgba[..., :3])
+    assert len(recwarn.list) == 3
+
+
+def test_a_frame_folder_of_transparent_frames_is_said_once(tmp_path, recwarn):
+    rgba = np.full((4, 6, 4), 200, dtype=np.uint8)
+    for i in range(3):
+        Image.fromarray(rgba, "RGBA").save(tmp_path / f"{i}.png")
+    video = read_video(tmp_path)
+    assert video.shape == (3, 4, 6, 3) and (video == round(200 * 200 / 255)).all()
+    assert len(recwarn.list) == 1 and "0.png has transparent pixels" in str(recwarn.list[0].message)
+
+
 @pytest.mark.parametrize("case", ["missing", "garbage", "truncated", "empty_folder", "extension", "empty_file"])
 def test_read_errors_name_the_file(tmp_path, case):
     if case == "missing":

@@ -110,7 +110,7 @@ def cmd_train(args) -> None:
     cfg.validate()
     model_cfg = cfg.model_config()  # validates preset and overrides before any work
     if args.dry_run:
-        print(json.dumps({"train": dataclasses.asdict(cfg), "model": model_cfg.to_dict()}, indent=2))
+        print(json.dumps({"train": dataclasses.asdict(cfg.resolved()), "model": model_cfg.to_dict()}, indent=2))
         return
     if not cfg.data:
         raise SystemExit("--data is required: a folder of videos with captions.jsonl or .txt sidecars, "

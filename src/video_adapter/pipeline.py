@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class SampleConfig:
     partial_conditions: bool = False      # give a condition only to the models that take it, instead of an error
     num: int = 1                          # samples per prompt
     prior_strength: float = 0.1           # gamma (paper: 0.1 Bridge, 0.2 Ego4D, 0.4 animation)
+    allow_negative_strength: bool = False  # accept a negative gamma, which samples away from the prior, on purpose
     strength_decay: str = "constant"      # constant | linear: gamma decays to --strength-end at the cutoff
     strength_end: float = 0.0             # prior strength reached at the cutoff with --strength-decay linear
     cutoff_logsnr: float = PAPER_CUTOFF_LOGSNR  # compose only below this log-SNR (paper: all but the last 100 steps)
@@ -124,6 +126,14 @@ class SampleConfig:
         if not math.isfinite(self.guidance) or not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"--guidance must be finite and --mix in [0, 1], got {self.guidance} and {self.mix}")
         self.strength()
+        strengths = {"--prior-strength": self.prior_strength}
+        if self.strength_decay == "linear":
+            strengths["--strength-end"] = self.strength_end
+        negative = [(flag, value) for flag, value in strengths.items() if value < 0]
+        if negative and not self.allow_negative_strength:
+            flag, value = negative[0]
+            raise ValueError(f"{flag} {value} is negative: a negative gamma samples away from the prior, not toward "
+                             f"it; pass a value of at least 0, or --allow-negative-strength to do this on purpose")
         if self.composition not in COMPOSITIONS or self.compose_in not in COMPOSE_IN:
             raise ValueError(f"--composition must be one of {', '.join(COMPOSITIONS)} and --compose-in one of "
                              f"{', '.join(COMPOSE_IN)}; got {self.composition!r} and {self.compose_in!r}")
@@ -162,6 +172,10 @@ def load_frames(path: str | Path, frames: int, size: tuple[int, int]) -> Tensor:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     array = read_video(path, max_frames=frames) if is_video_path(path) else read_image(path)[None]
+    (h, w), (th, tw) = array.shape[1:3], size
+    if (factor := max(th / h, tw / w)) > 2:  # the centre crop keeps the target's aspect, so this is its enlargement
+        warnings.warn(f"{path} is {h}x{w} pixels (height x width): it is enlarged {factor:.1f}x to the model's "
+                      f"{th}x{tw}, so it conditions on a blurred image; give one of at least {th}x{tw}", stacklevel=2)
     return center_crop_resize(from_uint8(array), size)
 
 
@@ -353,6 +367,9 @@ def make_out_dir(folder: Path, flag: str = "--out") -> None:
 
 def sample_to_files(cfg: SampleConfig) -> list[Path]:
     cfg.validate()
+    if any(not p.strip() for p in cfg.prompt):
+        warnings.warn("an empty --prompt gives the models no text: its samples are those of the unconditional model "
+                      "(no subject, no action); write what the video should show", stacklevel=2)
     out = Path(cfg.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; pass a file path ending in .gif or .mp4")

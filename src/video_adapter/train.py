@@ -55,7 +55,7 @@ class TrainConfig:
     steps: int = 20_000                   # optimizer steps (paper: 2M)
     batch_size: int = 8                   # per process (paper: 2048 in total)
     lr: float = 1e-4                      # paper: 1e-4
-    warmup_steps: int = 1_000             # linear warmup (paper: 10k of 2M steps; scaled for short runs)
+    warmup_steps: int = -1                # linear warmup (paper: 10k of 2M steps; -1: min(1000, --steps // 10))
     lr_decay: str = "constant"            # after warmup: "constant" | "cosine" (to lr_end at --steps)
     lr_end: float = 0.0                   # the cosine decay's final rate
     weight_decay: float = 0.0             # AdamW decoupled weight decay
@@ -70,7 +70,7 @@ class TrainConfig:
     skip_bad: bool = False                # skip unreadable videos instead of stopping with a list
     mixed_precision: str = "auto"         # "auto" (bf16 on GPU, fp32 on CPU) | "no" | "bf16"
     compile: bool = False                 # torch.compile the model (GPU)
-    num_workers: int = 4                  # DataLoader worker processes decoding videos (0: in the main process)
+    num_workers: int = -1                 # DataLoader processes decoding videos (0: the main process; -1: min(4, cores))
     cache_videos: bool = False            # keep decoded, resized videos in RAM (small datasets, many epochs)
     log_every: int = 10                   # steps between loss.csv rows
     heldout: str = ""                     # held-out clips (a folder, or a make-data root's test/) for heldout.csv
@@ -113,14 +113,31 @@ class TrainConfig:
         cfg = self.model_config()
         return cfg.frames, (cfg.height, cfg.width)
 
+    def resolved(self) -> TrainConfig:
+        """A copy with the automatic defaults (-1) made concrete: --num-workers min(4, this machine's CPU cores), and
+        --warmup-steps min(1000, --steps // 10), so a short run reaches its learning rate, or, resuming the run in
+        --out, the warmup it was started with (its schedule must not change midway)."""
+        warmup = self.warmup_steps
+        if warmup == -1:
+            warmup = min(1_000, self.steps // 10)
+            checkpoint = Path(self.out) / "checkpoint"
+            if (checkpoint / "train_state" / "state.json").exists():
+                saved = ckpt.read_config(checkpoint).get("train_config", {}).get("warmup_steps")
+                warmup = saved if isinstance(saved, int) and saved >= 0 else warmup
+        workers = min(4, os.cpu_count() or 1) if self.num_workers == -1 else self.num_workers
+        return replace(self, warmup_steps=warmup, num_workers=workers)
+
     def validate(self) -> None:
         """Every problem that can be seen without reading data or building the model."""
+        for name in ("warmup_steps", "num_workers"):
+            if (value := getattr(self, name)) < -1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 0 (or -1: automatic), got {value}")
         if self.lr_decay not in ("constant", "cosine"):
             raise ValueError(f"--lr-decay must be constant or cosine, not {self.lr_decay!r}")
         if self.lora_rank and not self.init:
             raise ValueError("--lora-rank trains LoRA on a pretrained model's frozen weights: pass --init MODEL_DIR")
-        at_least = {"steps": 1, "batch_size": 1, "stride": 1, "log_every": 1, "save_every": 1, "warmup_steps": 0,
-                    "sample_every": 0, "heldout_every": 0, "heldout_num": 1, "num_workers": 0, "lora_rank": 0,
+        at_least = {"steps": 1, "batch_size": 1, "stride": 1, "log_every": 1, "save_every": 1,
+                    "sample_every": 0, "heldout_every": 0, "heldout_num": 1, "lora_rank": 0,
                     "max_minutes": 0, "lr": 0, "lr_end": 0,
                     "weight_decay": 0}
         for name, low in at_least.items():
@@ -155,6 +172,7 @@ def warmup_cosine(step: int, lr: float, warmup_steps: int, steps: int, lr_end: f
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
+    cfg = cfg.resolved() if cfg.warmup_steps == -1 else cfg
     if cfg.lr_decay == "constant":
         return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
     # a short run ends far better annealed than at its peak rate (continuing it later re-warms from lr_end)
@@ -322,6 +340,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     from accelerate import Accelerator
 
     cfg.validate()
+    cfg = cfg.resolved()  # the concrete warmup and workers are what the checkpoint's train_config records
     acc = Accelerator(mixed_precision=_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
     # the main process locks for all processes of the run (if it cannot, the launcher ends the others)
     with run_lock(Path(cfg.out)) if acc.is_main_process else nullcontext():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
@@ -75,11 +76,17 @@ def is_video_path(path: str | os.PathLike) -> bool:
 # ----------------------------------------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+_SAID_TRANSPARENT: set[Path] = set()  # files whose transparency was warned about, so each is said once
+
+
+def read_image(path: str | os.PathLike, warn_alpha: bool = True) -> np.ndarray:
     """A still image in any format Pillow reads -> uint8 `[H, W, 3]` (the first frame of an animated one).
 
     It is turned upright by its EXIF orientation, as viewers show it (phones store photos unrotated and tag them).
     16-bit greyscale is scaled to 8 bits; 32-bit float pixels are refused, having no white level to scale by.
+    Transparency (an alpha channel, or a palette's transparent colour) is composited over black, with a warning when
+    some pixel is not opaque (`warn_alpha`); Pillow's own conversion would drop it, showing whatever colour the
+    transparent pixels happen to store.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -97,7 +104,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                     raise ImageReadError(path, f"its pixels span {grey.min()}..{grey.max()}, beyond 16 bits, so "
                                                "their white level is unknown; save it as an 8- or 16-bit image")
                 return np.repeat(((grey + 128) // 257).astype(np.uint8)[..., None], 3, axis=-1)  # round(v / 257)
-            return np.asarray(im.convert("RGB"))
+            if not im.has_transparency_data:
+                return np.asarray(im.convert("RGB"))
+            rgba = np.asarray(im.convert("RGBA")).astype(np.uint32)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -107,6 +116,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                                    f"Pillow reads ({IMAGE_EXAMPLES}, ...)") from None
     except Exception as e:  # Pillow's decoders raise many types; at this boundary all mean "unreadable"
         raise ImageReadError(path, f"{type(e).__name__}: {e}") from e
+    alpha = rgba[..., 3:]
+    if warn_alpha and (alpha < 255).any() and path.resolve() not in _SAID_TRANSPARENT:
+        _SAID_TRANSPARENT.add(path.resolve())
+        warnings.warn(f"{path} has transparent pixels; they are composited over black (save it without an alpha "
+                      "channel to choose another background)", stacklevel=2)
+    return ((rgba[..., :3] * alpha + 127) // 255).astype(np.uint8)  # round(rgb * alpha / 255)
 
 
 def _iter_frames(path: Path, rgb: bool = True) -> Iterator:
@@ -118,8 +133,10 @@ def _iter_frames(path: Path, rgb: bool = True) -> Iterator:
         files = frame_files(path)
         if not files:
             raise VideoReadError(path, f"folder has no frame images ({', '.join(FRAME_EXTS)})")
-        for f in files:
-            yield read_image(f)  # even when only counting: reading a frame is where bad pixel formats are refused
+        for i, f in enumerate(files):
+            # even when only counting: reading a frame is where bad pixel formats are refused (transparency is said
+            # once, at the first frame)
+            yield read_image(f, warn_alpha=i == 0)
     elif path.suffix.lower() in GIF_EXTS:
         with Image.open(path) as im:
             for frame in ImageSequence.Iterator(im):
