@@ -33,7 +33,7 @@ from .checkpoint import atomic_write_text
 from .composition import COMPOSE_IN, COMPOSITIONS, in_prediction
 from .conditioning import sobel_x
 from .data import VideoFolderDataset
-from .guidance import classifier_free, cond_uncond
+from .guidance import classifier_free, cond_uncond, threshold_x0
 from .pipeline import SampleConfig, load_models, make_out_dir, model_conds, resolve_device, route_conditions
 from .schedule import diffuse, x0_from_eps
 
@@ -110,11 +110,8 @@ def gamma_terms(composition: str, alpha: float, u: Tensor, c: Tensor, p: Tensor)
 def x0_errors(cfg: DiagnoseConfig, x: Tensor, logsnr: Tensor, eps_hat: Tensor, x0: Tensor) -> dict[str, Tensor]:
     """Summed squared x0 errors under each handling of X0_HANDLING."""
     raw = x0_from_eps(x, eps_hat, logsnr)
-    flat = raw.flatten(1).abs()
-    s = flat.kthvalue(max(1, math.ceil(cfg.dynamic_threshold * flat.shape[1])), dim=1).values.clamp(min=1.0)
-    s = s.reshape((-1,) + (1,) * (raw.ndim - 1))
     handled = {"raw": raw, "clip": raw.clamp(-cfg.clip_x0, cfg.clip_x0),
-               "dynamic": torch.maximum(torch.minimum(raw, s), -s) / s}
+               "dynamic": threshold_x0(raw, cfg.dynamic_threshold)}
     return {k: (v - x0).double().square().sum() for k, v in handled.items()}
 
 

@@ -55,22 +55,26 @@ def clip_denoised(eps_fn: EpsFn, limit: float) -> EpsFn:
     return clipped
 
 
+def threshold_x0(x0: Tensor, percentile: float) -> Tensor:
+    """Dynamic thresholding (Saharia et al. 2022, Imagen sec 2.3) of x0 [B, ...]: per sample, s = the `percentile`
+    quantile of |x0| (its ceil(percentile n)-th smallest value), at least 1; x0 is clipped to [-s, s] and divided by
+    s, so a saturated prediction is pulled back into the data range instead of being flattened against its edge."""
+    flat = x0.flatten(1).abs()  # kthvalue: torch.quantile refuses inputs over 2^24 elements
+    s = flat.kthvalue(max(1, math.ceil(percentile * flat.shape[1])), dim=1).values.clamp(min=1.0)
+    s = s.reshape((-1,) + (1,) * (x0.ndim - 1))
+    return torch.maximum(torch.minimum(x0, s), -s) / s
+
+
 def dynamic_threshold(eps_fn: EpsFn, percentile: float) -> EpsFn:
-    """Dynamic thresholding (Saharia et al. 2022, Imagen sec 2.3): per sample, s = the `percentile` quantile of |x0|
-    (its ceil(percentile n)-th smallest value),
-    at least 1; x0 is clipped to [-s, s] and divided by s, so a saturated prediction is pulled back into the data
-    range instead of being flattened against its edge."""
+    """`eps_fn` whose implied x0 is dynamically thresholded (`threshold_x0`) at each step."""
     if not 0 < percentile <= 1:
         raise ValueError(f"the dynamic-thresholding percentile must be in (0, 1], e.g. 0.995; got {percentile}")
 
     def thresholded(x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
         eps = eps_fn(x, logsnr, cond)
         x32, logsnr32 = x.float(), logsnr.to(x.device, torch.float32)
-        x0 = x0_from_eps(x32, eps.float(), logsnr32)
-        flat = x0.flatten(1).abs()  # kthvalue: torch.quantile refuses inputs over 2^24 elements
-        s = flat.kthvalue(max(1, math.ceil(percentile * flat.shape[1])), dim=1).values.clamp(min=1.0)
-        s = s.reshape((-1,) + (1,) * (x0.ndim - 1))
-        return eps_from_x0(x32, torch.maximum(torch.minimum(x0, s), -s) / s, logsnr32).to(eps.dtype)
+        x0 = threshold_x0(x0_from_eps(x32, eps.float(), logsnr32), percentile)
+        return eps_from_x0(x32, x0, logsnr32).to(eps.dtype)
 
     return thresholded
 
