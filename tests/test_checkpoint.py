@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import re
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import video_adapter.checkpoint as ckpt
@@ -348,6 +350,33 @@ def test_failed_overwrite_keeps_old_checkpoint(model, tiny_cfg, tmp_path, monkey
     assert config["step"] == 2 and not (target / "model.safetensors").exists()
     assert_state_equal(loaded.state_dict(), new.state_dict())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+# safetensors reports a full disk as a SafetensorError whose errno is only in its message
+DISK_FULL = [OSError(errno.ENOSPC, "No space left on device"),
+             SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")]
+
+
+@pytest.mark.parametrize("error", DISK_FULL, ids=["oserror", "safetensors"])
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_intact_previous_step(model, tmp_path, monkeypatch,
+                                                                                error):
+    target = tmp_path / "ck"
+
+    def disk_full(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(ckpt, "save_file", disk_full)
+    with pytest.raises(CheckpointError, match=f"disk is full: writing {re.escape(str(target))} failed.*there is no "
+                                              "previous checkpoint") as info:
+        save_model(target, model, "minilm", step=1)
+    assert "\n" not in str(info.value)
+    monkeypatch.undo()
+    save_model(target, model, "minilm", step=4)
+    monkeypatch.setattr(ckpt, "save_file", disk_full)
+    with pytest.raises(CheckpointError, match="disk is full.*the previous checkpoint there, at step 4, is intact"):
+        save_model(target, model, "minilm", step=8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+    assert load_model(target)[1]["step"] == 4
 
 
 def test_failed_swap_restores_old_checkpoint(model, tiny_cfg, tmp_path, monkeypatch):

@@ -172,3 +172,25 @@ def test_a_failure_leaves_nothing_and_overwrite_replaces(tmp_path, monkeypatch):
     make(tmp_path, "ds", num=6, overwrite=True)
     assert len(records(first, "train")) + len(records(first, "test")) == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_the_next_run_removes_temp_folders_of_killed_runs_but_not_of_live_ones(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    temp = lambda name, where, pid: tmp_path / f".{name}.tmp-{where}-{pid}-0123abcd"
+    stale, live = temp("ds", host, dead.pid), temp("ds", host, os.getpid())
+    elsewhere, other_target = temp("ds", "another-host", dead.pid), temp("ds2", host, dead.pid)
+    for folder in (stale, live, elsewhere, other_target):
+        (folder / "train").mkdir(parents=True)
+        (folder / "train" / "000000.mp4").write_bytes(b"half written")
+    make(tmp_path, "ds", num=4)
+    assert not stale.exists()
+    # a live writer's, another host's (its PID is not this machine's) and another target's are left alone
+    assert live.exists() and elsewhere.exists() and other_target.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ds", live.name, elsewhere.name, other_target.name])

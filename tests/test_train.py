@@ -106,6 +106,38 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint_resumable(toy, tmp_path
     assert_same_training_state(straight, resumed, step=12)
 
 
+def test_a_full_disk_at_a_save_names_the_intact_checkpoint_and_a_resume_drops_the_unsaved_loss_rows(
+        toy, tmp_path, monkeypatch):
+    import errno
+
+    import video_adapter.checkpoint as ckpt_module
+
+    real_save_file, saves = ckpt_module.save_file, []
+
+    def full_at_the_second_save(tensors, filename, *args, **kwargs):
+        saves.append(filename)
+        if len(saves) == 2:  # step 8's checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save_file(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_module, "save_file", full_at_the_second_save)
+    run = tmp_path / "run"
+    with pytest.raises(ckpt_module.CheckpointError) as info:
+        train(config(toy, run))
+    monkeypatch.undo()
+    message = str(info.value)
+    assert "disk is full" in message and str(run / "checkpoint") in message and "\n" not in message
+    assert "at step 4, is intact" in message
+    assert load_model(run / "checkpoint")[1]["step"] == 4
+    assert json.loads((run / "checkpoint/train_state/state.json").read_text())["step"] == 4
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]
+    # loss.csv was written up to the failed save; resuming from step 4 replays 5 to 8 and logs each step once
+    steps = lambda: [int(r.split(",")[0]) for r in (run / "loss.csv").read_text().splitlines()[1:]]
+    assert steps() == list(range(1, 9))
+    train(config(toy, run))
+    assert steps() == list(range(1, 13))
+
+
 HOLD_LOCK = """
 import sys
 from pathlib import Path

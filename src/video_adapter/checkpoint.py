@@ -8,6 +8,7 @@ online weights, the optimizer, and `state.json` (step, data position, RNG) for e
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -74,8 +75,34 @@ def atomic_dir(directory: str | Path) -> Iterator[Path]:
         yield tmp
         share_as_umask(tmp)
         replace_dir(tmp, directory)
+    except (OSError, SafetensorError) as e:
+        if not _disk_full(e):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # first, so that the message's previous checkpoint is all there is
+        raise CheckpointError(f"the disk is full: writing {directory} failed ({e}); {_previous(directory)}; free "
+                              "space on that disk (or write elsewhere) and run the command again") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _disk_full(e: BaseException) -> bool:
+    """ENOSPC or EDQUOT, raised as an OSError or (by safetensors, whose errno is only in its message) otherwise."""
+    codes = (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(e, OSError):
+        return e.errno in codes
+    return any(f"(os error {code})" in str(e) for code in codes)
+
+
+def _previous(directory: Path) -> str:
+    """What a failed `atomic_dir` left at `directory`: the checkpoint there before, untouched."""
+    if not directory.exists():
+        return "there is no previous checkpoint there"
+    try:
+        step = json.loads((directory / CONFIG_NAME).read_text()).get("step")
+    except (OSError, ValueError, AttributeError):  # no config.json, or not a JSON object: no step to name
+        step = None
+    return f"the previous checkpoint there, at step {step}, is intact" if isinstance(step, int) \
+        else "the previous one there is intact"
 
 
 def save_tensors(tensors: dict[str, Tensor], directory: Path, prefix: str = "model",

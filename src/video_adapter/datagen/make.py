@@ -9,7 +9,8 @@ Clips are stored losslessly by default (--crf 0, ~6 KB per 16x24x40 clip): x264'
 from run to run at sizes that are not multiples of 16, such as 24x40, so a lossy dataset's pixels would not be a
 function of the seed. Each line of captions.jsonl is {"video", "caption", "meta"}: the loader reads the first two, and `meta` is the scene
 metadata the caption was generated from. Clip i depends only on (seed, i), so the folder is the same for any number
-of workers; it is written next to DIR and renamed into place when complete.
+of workers; it is written next to DIR and renamed into place when complete (a run killed outright leaves that
+hidden folder, which the next run for DIR removes).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -87,6 +90,28 @@ def _check(cfg: MakeDataConfig, kind: str) -> tuple[int, int]:
     return parse_size(cfg.size)
 
 
+def remove_stale_temps(out: Path) -> None:
+    """Deletes the temp folders of `out` left by runs killed outright (kill -9, power loss), which no `finally` removed.
+
+    A folder's name holds its writer's host and PID: one is stale once that process is gone. Another host's folder
+    is left alone (its PID means nothing here, and the disk may be shared), as is a live writer's."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.tmp-(.+)-(\d+)-[0-9a-f]{{8}}")
+    for tmp in out.parent.iterdir() if out.parent.is_dir() else []:
+        match = pattern.fullmatch(tmp.name)
+        if match and match[1] == socket.gethostname() and not _alive(int(match[2])):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        pass
+    return True
+
+
 def make_dataset(kind: str, cfg: MakeDataConfig, progress: bool = True) -> Path:
     """Render `cfg.num` clips of `kind` into `cfg.out`; returns the folder."""
     from . import generator
@@ -94,7 +119,8 @@ def make_dataset(kind: str, cfg: MakeDataConfig, progress: bool = True) -> Path:
     size = _check(cfg, kind)
     gen = generator(kind)
     out = Path(cfg.out)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    remove_stale_temps(out)
+    tmp = out.parent / f".{out.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     splits = split_indices(cfg.num, cfg.test_fraction, cfg.seed)
     split_of = {i: name for name, idx in splits.items() for i in idx}
     jobs = [(kind, i, cfg.seed, size, cfg.frames, cfg.fps, cfg.crf, str(tmp / split_of[i] / f"{i:06d}.mp4"))
