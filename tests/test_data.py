@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -369,3 +370,40 @@ def test_webm_with_header_probe_reads_whole_video(tmp_path):
         ids = frame_ids(ds[(0, epoch)]["video"])
         assert np.diff(ids).tolist() == [2, 2, 2] and 0 <= ids[0] <= 3  # lossy codec: levels are near, not exact
     assert VideoFolderDataset(tmp_path, frames=4).lengths == [10]
+
+
+def test_portrait_clip_warns_about_the_crop(tmp_path):
+    write_mp4(tmp_path / "portrait.mp4", clip(frames=4, h=80, w=48))  # taller than wide: a 24x40 crop keeps 36%
+    write_mp4(tmp_path / "wide.mp4", clip(frames=4, h=24, w=40))
+    write_jsonl(tmp_path, [("portrait.mp4", "tall"), ("wide.mp4", "wide")])
+    with pytest.warns(UserWarning, match=r"1 of 2 videos .* lose more than half .*--fit pad") as record:
+        ds = VideoFolderDataset(tmp_path, frames=4, verify="header")
+    assert sum("lose more than half" in str(w.message) for w in record) == 1  # said once, for the dataset
+    assert ds.frame_sizes == [(80, 48), (24, 40)]
+
+
+def test_fit_pad_letterboxes_on_black(tmp_path):
+    folder = tmp_path / "portrait"
+    counter_folder(folder, 3, h=80, w=48)  # frame i is flat grey 8 * i: fits in 24x40 as 24 rows by 14 columns
+    (tmp_path / "portrait.txt").write_text("tall")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # padding loses nothing: no crop warning
+        v = VideoFolderDataset(tmp_path, frames=3, fit="pad", random_crop=False)[0]["video"]
+    assert v.shape == (3, 3, 24, 40)
+    left, right = (40 - 14) // 2, (40 - 14) // 2 + 14
+    assert (v[..., :left] == -1).all() and (v[..., right:] == -1).all()
+    expected = torch.tensor([8 * i / 127.5 - 1 for i in range(3)]).view(1, 3, 1, 1)
+    assert (v[..., left:right] - expected).abs().max() < 1e-4
+    with pytest.warns(UserWarning, match="--fit pad"):
+        cropped = VideoFolderDataset(tmp_path, frames=3, random_crop=False)[0]["video"]  # default: the centre crop
+    assert (cropped - expected).abs().max() < 1e-4
+
+
+def test_bad_fit_is_refused(mixed):
+    with pytest.raises(ValueError, match="fit must be one of crop, pad"):
+        VideoFolderDataset(mixed, fit="stretch")
+    from video_adapter.train import TrainConfig
+
+    TrainConfig(fit="pad").validate()
+    with pytest.raises(ValueError, match="--fit must be crop or pad"):
+        TrainConfig(fit="stretch").validate()

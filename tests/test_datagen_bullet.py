@@ -65,6 +65,16 @@ def test_a_fresh_process_makes_the_same_clip():
     assert out[-1] == hashlib.sha1(ROBOT_REAL.clip(2, 5, (24, 40), 4).video.tobytes()).hexdigest()
 
 
+def test_pybullet_prints_nothing_of_its_own(capfd):
+    # a fresh process: this one imported pybullet and connected long ago, where capfd could not see it
+    code = ("print('ours', flush=True); from video_adapter.datagen.robot import ROBOT; "
+            "ROBOT.clip(0, 0, (24, 40), 2); print('still ours')")
+    subprocess.run([sys.executable, "-c", code], check=True)  # inherits fds 1 and 2, which capfd captures
+    out, err = capfd.readouterr()
+    assert "pybullet build time" not in out + err and "argv[0]=" not in out + err
+    assert out.split() == ["ours", "still", "ours"]
+
+
 @pytest.mark.parametrize("gen", GENERATORS, ids=KINDS)
 @pytest.mark.parametrize("size,frames", [((24, 40), 16), ((48, 80), 3), ((24, 40), 5)])
 def test_video_is_uint8_frames_by_size_and_moves(gen, size, frames):

@@ -14,7 +14,9 @@ Each item is `dict(video=[C, F, H, W] float in [-1, 1], caption=str, path=str)`:
   otherwise the first window is used. Videos shorter than the span are padded by repeating their last frame
   (a warning at construction says how many).
 * space: centre-crop to the aspect ratio of `size`, then anti-aliased bilinear resize to `size` (paper, appendix B:
-  24x40). No flips: captions name directions ("moves left").
+  24x40); `fit="pad"` instead letterboxes: resize to fit inside `size` and pad with black (-1). A warning at
+  construction says how many videos lose more than half their area to the crop (portrait clips for a landscape
+  model). No flips: captions name directions ("moves left").
 
 Construction validates everything it can, so training never fails mid-epoch on data it could have checked: a missing
 root, no videos, videos without captions, and unreadable files each raise one `DatasetError` listing the culprits.
@@ -39,13 +41,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from .video_io import FRAME_EXTS, VIDEO_EXTS, VideoReadError, natural_key, probe_video, read_video
+from .video_io import FRAME_EXTS, VIDEO_EXTS, VideoReadError, frame_size, natural_key, probe_video, read_video
 
 # Paper appendix B: keywords used to curate the adaptation sets (matched case-insensitively).
 ANIME_KEYWORDS = ("disney", "cartoon", "anime", "animation", "comic", "pixar", "animated", "fantasy")
 SCIFI_KEYWORDS = ("science fiction", "sci-fi", "scifi", "astronaut", "alien", "nasa", "interstellar")
 
 CAPTIONS_FILE = "captions.jsonl"
+FITS = ("crop", "pad")  # how a video of another aspect ratio reaches the model's size
 
 
 class DatasetError(ValueError):
@@ -118,6 +121,38 @@ def center_crop_resize(video: Tensor, size: tuple[int, int]) -> Tensor:
     return out.transpose(0, 1)
 
 
+def letterbox_resize(video: Tensor, size: tuple[int, int]) -> Tensor:
+    """`[C, F, h, w]` in [-1, 1] -> `[C, F, *size]`: anti-aliased bilinear resize to fit inside `size` keeping the
+    aspect ratio, then centred on black (-1)."""
+    th, tw = size
+    h, w = video.shape[-2:]
+    scale = min(th / h, tw / w)
+    rh, rw = min(th, max(1, round(h * scale))), min(tw, max(1, round(w * scale)))
+    if (rh, rw) != (h, w):
+        frames = video.transpose(0, 1)  # [F, C, h, w]
+        video = F.interpolate(frames, size=(rh, rw), mode="bilinear", antialias=True, align_corners=False)
+        video = video.transpose(0, 1)
+    if (rh, rw) == (th, tw):
+        return video
+    out = video.new_full((*video.shape[:-2], th, tw), -1.0)
+    top, left = (th - rh) // 2, (tw - rw) // 2
+    out[..., top : top + rh, left : left + rw] = video
+    return out
+
+
+def fit_resize(video: Tensor, size: tuple[int, int], fit: str = "crop") -> Tensor:
+    """`center_crop_resize` (fit="crop") or `letterbox_resize` (fit="pad")."""
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    return letterbox_resize(video, size) if fit == "pad" else center_crop_resize(video, size)
+
+
+def crop_kept(frame: tuple[int, int], size: tuple[int, int]) -> float:
+    """The fraction of a `(h, w)` frame's area that a centre crop to the aspect ratio of `size` keeps."""
+    (h, w), (th, tw) = frame, size
+    return min(h * tw, w * th) / max(h * tw, w * th)
+
+
 def window_indices(length: int, frames: int, stride: int, start: int) -> np.ndarray:
     """Source frame indices of a window; past the end they hold the last frame."""
     return np.minimum(start + stride * np.arange(frames), length - 1)
@@ -131,7 +166,8 @@ class VideoFolderDataset(Dataset):
     this process; decoding a few thousand clips alone takes minutes); `progress` shows a bar while checking.
     `lengths` holds each video's frame count (None where only a header was read and it gave none), `skipped` the
     unreadable files dropped by `skip_bad`, `num_short` how many videos are padded. Items can also be fetched as
-    `dataset[(index, epoch)]`, which ignores `set_epoch`.
+    `dataset[(index, epoch)]`, which ignores `set_epoch`. `fit` is "crop" (default: centre-crop to the aspect
+    ratio of `size`) or "pad" (letterbox on black); `frame_sizes` holds each video's `(h, w)` (None if unknown).
     """
 
     def __init__(
@@ -148,11 +184,15 @@ class VideoFolderDataset(Dataset):
         cache: bool = False,
         progress: bool = False,
         workers: int = 0,
+        fit: str = "crop",
     ):
         if frames < 1 or stride < 1:
             raise ValueError(f"frames and stride must be >= 1, got frames={frames}, stride={stride}")
         if verify not in ("decode", "header"):
             raise ValueError(f"verify must be 'decode' or 'header', got {verify!r}")
+        if fit not in FITS:
+            raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+        self.fit = fit
         self.root = Path(root)
         self.frames, self.size, self.stride = int(frames), (int(size[0]), int(size[1])), int(stride)
         self.random_crop, self.seed, self.epoch, self.cache = random_crop, int(seed), 0, cache
@@ -179,7 +219,17 @@ class VideoFolderDataset(Dataset):
                 )
             self.paths, self.captions = [self.paths[i] for i in keep], [self.captions[i] for i in keep]
 
-        self.lengths, self.skipped = self._probe(verify, skip_bad, progress, workers)
+        self.lengths, self.frame_sizes, self.skipped = self._probe(verify, skip_bad, progress, workers)
+        cropped = [p for p, hw in zip(self.paths, self.frame_sizes)
+                   if hw is not None and crop_kept(hw, self.size) < 0.5]
+        if cropped and self.fit == "crop":
+            names = ", ".join(p.relative_to(self.root).as_posix() for p in cropped[:3])
+            warnings.warn(
+                f"{len(cropped)} of {len(self)} videos under {self.root} lose more than half their area to the centre "
+                f"crop to {self.size[0]}x{self.size[1]} (e.g. {names}{', ...' if len(cropped) > 3 else ''}); "
+                f"pass --fit pad (fit='pad') to letterbox them on black instead",
+                stacklevel=2,
+            )
         span = (self.frames - 1) * self.stride + 1
         self.num_short = sum(1 for n in self.lengths if n is not None and n < span)
         if self.num_short:
@@ -228,15 +278,16 @@ class VideoFolderDataset(Dataset):
         return paths, captions
 
     def _probe(self, verify: str, skip_bad: bool, progress: bool,
-               workers: int) -> tuple[list[int | None], list[Path]]:
+               workers: int) -> tuple[list[int | None], list[tuple[int, int] | None], list[Path]]:
         from tqdm.auto import tqdm
 
         check = _Check(self, verify)
         # its own generator: drawn from the global RNG, the loader's seed would shift a resumed run's dropout
         loader = torch.utils.data.DataLoader(check, batch_size=None, num_workers=workers, collate_fn=_as_is,
                                              worker_init_fn=one_thread, generator=torch.Generator())
-        lengths, bad = [], []
-        for index, result in tqdm(loader, total=len(check), desc="checking videos", disable=not progress):
+        lengths, sizes, bad = [], [], []
+        for index, result, hw in tqdm(loader, total=len(check), desc="checking videos", disable=not progress):
+            sizes.append(hw)
             if isinstance(result, str):
                 lengths.append(None)
                 bad.append((self.paths[index], result))
@@ -258,10 +309,11 @@ class VideoFolderDataset(Dataset):
             self.paths = [self.paths[i] for i in keep]
             self.captions = [self.captions[i] for i in keep]
             lengths = [lengths[i] for i in keep]
+            sizes = [sizes[i] for i in keep]
             self._cache = {new: self._cache[old] for new, old in enumerate(keep) if old in self._cache}
             if not self.paths:
                 raise DatasetError(f"every video under {self.root} is unreadable")
-        return lengths, [p for p, _ in bad]
+        return lengths, sizes, [p for p, _ in bad]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -278,7 +330,7 @@ class VideoFolderDataset(Dataset):
     def _load(self, index: int, max_frames: int | None) -> Tensor:
         frames = torch.from_numpy(read_video(self.paths[index], max_frames=max_frames))
         video = frames.permute(3, 0, 1, 2).float() / 127.5 - 1.0
-        return center_crop_resize(video, self.size).clamp(-1, 1)
+        return fit_resize(video, self.size, self.fit).clamp(-1, 1)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
@@ -302,7 +354,7 @@ class VideoFolderDataset(Dataset):
 
 class _Check(Dataset):
     """Item i: (i, the video's frame count, or its whole resized video as a float16 array for a caching dataset, or
-    why it cannot be read), so that DataLoader workers can check and decode a folder in parallel. Arrays, not
+    why it cannot be read; its frame `(h, w)`, or None when unreadable), so that DataLoader workers can check and decode a folder in parallel. Arrays, not
     tensors: a worker's tensors come back in shared memory, one file descriptor each for as long as they live."""
 
     def __init__(self, dataset: VideoFolderDataset, verify: str):
@@ -311,13 +363,16 @@ class _Check(Dataset):
     def __len__(self) -> int:
         return len(self.dataset.paths)
 
-    def __getitem__(self, index: int) -> tuple[int, int | None | np.ndarray | str]:
+    def __getitem__(self, index: int) -> tuple[int, int | None | np.ndarray | str, tuple[int, int] | None]:
+        path = self.dataset.paths[index]
         try:
             if self.dataset.cache:
-                return index, self.dataset._load(index, None).half().numpy()
-            return index, probe_video(self.dataset.paths[index], decode=self.verify == "decode")
+                result = self.dataset._load(index, None).half().numpy()
+            else:
+                result = probe_video(path, decode=self.verify == "decode")
+            return index, result, frame_size(path)
         except VideoReadError as e:
-            return index, e.reason
+            return index, e.reason, None
 
 
 def _as_is(item):

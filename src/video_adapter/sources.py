@@ -81,7 +81,7 @@ def data_source(cfg, size: tuple[int, int], frames: int, rank: int, world: int, 
         dataset = VideoFolderDataset(cfg.data, frames=frames, size=size, stride=cfg.stride,
                                      random_crop=space is None, keywords=cfg.keywords or None,
                                      skip_bad=cfg.skip_bad, seed=cfg.seed, cache=cfg.cache_videos and space is None,
-                                     workers=cfg.num_workers)
+                                     workers=cfg.num_workers, fit=cfg.fit)
         if space is not None:
             from .latents import cached_latents
 

@@ -66,6 +66,7 @@ class TrainConfig:
     first_frame_drop: float = 0.1         # first-frame dropout (high for a prior that must also sample without one)
     edges_drop: float = 0.1               # edge dropout (high: with edges the video is nearly given)
     stride: int = 1                       # temporal stride when reading videos
+    fit: str = "crop"                     # crop | pad: how clips of another aspect ratio reach the model's
     keywords: tuple[str, ...] = ()        # keep only captions containing one of these (paper's curation)
     skip_bad: bool = False                # skip unreadable videos instead of stopping with a list
     mixed_precision: str = "auto"         # "auto" (bf16 on GPU, fp32 on CPU) | "no" | "bf16"
@@ -134,6 +135,8 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 0 (or -1: automatic), got {value}")
         if self.lr_decay not in ("constant", "cosine"):
             raise ValueError(f"--lr-decay must be constant or cosine, not {self.lr_decay!r}")
+        if self.fit not in ("crop", "pad"):
+            raise ValueError(f"--fit must be crop or pad, not {self.fit!r}")
         if self.lora_rank and not self.init:
             raise ValueError("--lora-rank trains LoRA on a pretrained model's frozen weights: pass --init MODEL_DIR")
         at_least = {"steps": 1, "batch_size": 1, "stride": 1, "log_every": 1, "save_every": 1,

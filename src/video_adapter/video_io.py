@@ -223,6 +223,29 @@ def probe_video(path: str | os.PathLike, decode: bool = True) -> int | None:
             return int(container.streams.video[0].frames) or None
 
 
+def frame_size(path: str | os.PathLike) -> tuple[int, int]:
+    """A video's frame `(height, width)`, from its header (a container or gif) or its first frame image."""
+    path = Path(path)
+    with _read_errors(path):
+        if path.is_dir():
+            files = frame_files(path)
+            if not files:
+                raise VideoReadError(path, f"folder has no frame images ({', '.join(FRAME_EXTS)})")
+            path = files[0]
+        if path.suffix.lower() in CONTAINER_EXTS:
+            import av
+
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise VideoReadError(path, "the file has no video stream")
+                stream = container.streams.video[0]
+                return int(stream.codec_context.height), int(stream.codec_context.width)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.height), int(im.width)
+
+
 # ------------------------------------------------------------------------------------------------------ conversions
 
 

@@ -9,19 +9,55 @@ the output size and are area-averaged down by `base.downsample`, which anti-alia
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import re
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
 
 import numpy as np
-import pybullet
-import pybullet_data
-from pybullet_utils.bullet_client import BulletClient
 
 from video_adapter.datagen.base import downsample, photos
+
+
+@contextmanager
+def native_quiet(fds: tuple[int, ...] = (1, 2)) -> Iterator[None]:
+    """Send what C code writes to the process's stdout and stderr to /dev/null for the block: pybullet prints
+    "pybullet build time: ..." (stderr) when imported and "argv[0]=" (stdout) when connecting, neither ours to show.
+    Python exceptions still propagate (and are printed after the file descriptors are restored)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()  # what Python has buffered so far is ours: out before the redirect
+        except (AttributeError, ValueError):
+            pass
+    try:
+        fflush = ctypes.CDLL(None).fflush  # C stdio buffers: flushed inside the redirect, else they leak after it
+    except (OSError, AttributeError, TypeError):  # no libc symbols to reach (Windows)
+        fflush = None
+    saved = [os.dup(fd) for fd in fds]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            os.dup2(null, fd)
+        yield
+    finally:
+        if fflush is not None:
+            fflush(None)
+        for fd, old in zip(fds, saved):
+            os.dup2(old, fd)
+            os.close(old)
+        os.close(null)
+
+
+with native_quiet():
+    import pybullet
+    import pybullet_data
+    from pybullet_utils.bullet_client import BulletClient
 
 DATA = pybullet_data.getDataPath()
 TIME_STEP = 1.0 / 240.0
@@ -51,7 +87,8 @@ def new_scene(gravity: float = -9.81) -> BulletClient:
     """The process's connection, emptied: every clip starts from the same blank world."""
     state = _process()
     if state["client"] is None:
-        state["client"] = BulletClient(connection_mode=pybullet.DIRECT)
+        with native_quiet():
+            state["client"] = BulletClient(connection_mode=pybullet.DIRECT)
         state["client"].setAdditionalSearchPath(DATA)
     sim = state["client"]
     sim.resetSimulation()
