@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from test_evaluate import setup  # noqa: F401  (the fixture: tiny prior, adapter, encoder and toy test split)
+from test_evaluate import eval_config  # noqa: F401  (the fixture: tiny prior, adapter, encoder and toy test split)
 from test_train import TINY, assert_same_training_state, config
 
 from video_adapter.toy import make_toy_dataset
@@ -39,8 +39,8 @@ def run(cfg, out, processes: int) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def test_two_processes_give_the_one_process_samples(setup, tmp_path):  # noqa: F811
-    cfg, _ = setup
+def test_two_processes_give_the_one_process_samples(eval_config, tmp_path):  # noqa: F811
+    cfg = eval_config
     one, two = run(cfg, tmp_path / "one", 1), run(cfg, tmp_path / "two", 2)
     for method in ("small-s+prior", "prior"):
         assert two["methods"][method]["metrics"] == one["methods"][method]["metrics"]

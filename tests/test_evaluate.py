@@ -27,7 +27,8 @@ SMALL = UNetConfig(**SHAPE, base_channels=8, channel_mults=(1, 2), num_res_block
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def eval_config(tmp_path_factory) -> EvalConfig:
+    """Tiny prior, adapter, encoder, classifier and toy test split, and the config that evaluates them."""
     root = tmp_path_factory.mktemp("eval")
     domain = root / "domain"
     make_toy_dataset(domain / "test", num=6, frames=4, size=(8, 16), seed=0, progress=False)
@@ -47,7 +48,12 @@ def setup(tmp_path_factory):
                      classifier=str(classifier), inception=str(inception), num=4, batch_size=2, steps=3,
                      gamma_sweep=(0.0, 0.1), prior_strength=0.1, bootstrap=20, grid=2, device="cpu",
                      out=str(root / "out"))
-    return cfg, run_evaluation(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def setup(eval_config):
+    return eval_config, run_evaluation(eval_config)
 
 
 def test_writes_every_output(setup):

@@ -519,3 +519,15 @@ def test_text_table_stands_in_for_its_encoder_and_nothing_else(minilm, tmp_path,
     monkeypatch.setenv(TABLE_ENV, str(tmp_path / "missing.safetensors"))
     with pytest.raises(FileNotFoundError, match="embed-captions"):
         load_text_encoder("minilm")
+
+
+def test_loading_the_encoder_shows_no_bar_of_its_own(capfd):
+    """transformers' "Loading weights" bar nested inside a training run's own; loading keeps it quiet and leaves
+    transformers' setting as it found it."""
+    from transformers.utils import logging as hf_logging
+
+    capfd.readouterr()
+    load_text_encoder("minilm").load()
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err
+    assert hf_logging.is_progress_bar_enabled()

@@ -174,7 +174,17 @@ class HFTextEncoder(TextEncoder):
                 f"({type(e).__name__}: {e}). Provide {_SAVED_DIR_HELP}; a T5 directory with only spiece.model "
                 f"also needs the sentencepiece package, a tokenizer.json (fast tokenizer) does not."
             ) from e
-        model = self._model_class().from_pretrained(str(self.model_dir), local_files_only=True, use_safetensors=True)
+        from transformers.utils import logging as hf_logging
+
+        # transformers' own "Loading weights" bar would nest inside the caller's (a training run's) bar
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            model = self._model_class().from_pretrained(str(self.model_dir), local_files_only=True,
+                                                        use_safetensors=True)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         model.to(device=self.device, dtype=self.dtype)
         model.eval().requires_grad_(False)
         self._tokenizer, self._model = tokenizer, model
