@@ -552,6 +552,12 @@ def test_the_default_composition_is_the_normalized_one_everywhere(capsys, files,
         assert run_json(capsys, command, "--dry-run")["composition"] == "normalized"
 
 
+def test_sample_says_before_a_long_cpu_run_how_to_make_it_short(capsys, files, tmp_path):
+    out = run(capsys, *compose_args(files, tmp_path / "long.gif", "--steps", "101", "--device", "cpu"))
+    assert "note: 101 ddpm steps on the CPU" in out and "--sampler dpmpp-2m --steps 25" in out
+    assert "note:" not in run(capsys, *compose_args(files, tmp_path / "short.gif", "--device", "cpu"))
+
+
 def test_sample_compare_grid(capsys, files, tmp_path):
     out = run(capsys, *compose_args(files, tmp_path / "cmp.gif", "--compare"))
     assert f"wrote {tmp_path / 'cmp.gif'}" in out and f"wrote {tmp_path / 'cmp.mp4'}" in out

@@ -374,6 +374,9 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; pass a file path ending in .gif or .mp4")
     device = resolve_device(cfg.device)
+    if device.type == "cpu" and cfg.steps > 100:  # the paper's 1000 DDPM steps, the default, are a GPU budget
+        print(f"note: {cfg.steps} {cfg.sampler} steps on the CPU take tens of minutes for the shipped prior; "
+              "--sampler dpmpp-2m --steps 25 takes about a minute")
     models = load_models(cfg)
     spec = next(iter(models.values())).spec
     requested = {"text"} | {name for name, given in (("first_frame", cfg.first_frame), ("edges", cfg.edges_from))
