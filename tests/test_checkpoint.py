@@ -264,12 +264,19 @@ def test_non_finite_weights_are_named_with_their_file(model, tmp_path, limit):
             load(out)
 
 
+def saved_without(model, folder, *names):
+    """`model` saved to `folder`, then its config.json's unet fields `names` deleted."""
+    out = save_model(folder, model, "minilm")
+    config = json.loads((out / "config.json").read_text())
+    for name in names:
+        del config["unet"][name]
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
 def test_config_without_a_weight_shape_field_is_an_error(model, tmp_path):
     """A default base_channels would build a model of another size, and the error would blame the weights."""
-    out = save_model(tmp_path / "ck", model, "minilm")
-    config = json.loads((out / "config.json").read_text())
-    del config["unet"]["base_channels"], config["unet"]["edge_cond"]
-    (out / "config.json").write_text(json.dumps(config))
+    out = saved_without(model, tmp_path / "ck", "base_channels", "edge_cond")
     with pytest.raises(CheckpointError, match=re.escape(
             f"{out / 'config.json'}: the unet config lacks base_channels, edge_cond, which set the shapes of the "
             "weights")):
@@ -277,10 +284,7 @@ def test_config_without_a_weight_shape_field_is_an_error(model, tmp_path):
 
 
 def test_config_without_a_later_field_loads_with_its_default_and_a_warning(model, tmp_path):
-    out = save_model(tmp_path / "ck", model, "minilm")
-    config = json.loads((out / "config.json").read_text())
-    del config["unet"]["dropout"], config["unet"]["space"]
-    (out / "config.json").write_text(json.dumps(config))
+    out = saved_without(model, tmp_path / "ck", "dropout", "space")
     with pytest.warns(UserWarning, match=re.escape(
             f"{out / 'config.json'} lacks unet fields added since it was written; their defaults apply: "
             "dropout=0.0, space='pixels'")):
