@@ -519,6 +519,10 @@ def test_text_table_stands_in_for_its_encoder_and_nothing_else(minilm, tmp_path,
     monkeypatch.setenv(TABLE_ENV, str(tmp_path / "missing.safetensors"))
     with pytest.raises(FileNotFoundError, match="embed-captions"):
         load_text_encoder("minilm")
+    (tmp_path / "garbage.safetensors").write_bytes(b"not a safetensors file")
+    monkeypatch.setenv(TABLE_ENV, str(tmp_path / "garbage.safetensors"))
+    with pytest.raises(ValueError, match="cannot be used: unreadable"):
+        load_text_encoder("minilm")
 
 
 def test_loading_the_encoder_shows_no_bar_of_its_own(capfd):
