@@ -37,6 +37,8 @@ CHANNELS = 3
 TEXT_LEN, TEXT_DIM = 32, 384
 PEER_TIMESTEPS = 1000
 GIB = 2**30
+SDPA_BACKENDS = {"default": None, "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH",
+                 "cudnn": "CUDNN_ATTENTION"}
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 
 
@@ -171,6 +173,37 @@ def benchmark(name: str, model: nn.Module, loss_fn, batches: list[int], compile_
     return rows
 
 
+def profile_steps(model: nn.Module, loss_fn, batch: int, channels_last: bool, steps: int, device) -> str:
+    """torch.profiler's table of the kernels of `steps` eager training steps (after two untimed ones), by device
+    time: where a model that is slower than its arithmetic spends its steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = model.to(device).train()
+    if channels_last:
+        to_channels_last(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    b = make_batch(batch, device, channels_last)
+    for _ in range(2):
+        train_step(model, opt, loss_fn, b, device)
+    sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            train_step(model, opt, loss_fn, b, device)
+        sync(device)
+    def self_time(evt) -> float:  # microseconds on the device (the CPU's when profiling on the CPU)
+        if device.type != "cuda":
+            return evt.self_cpu_time_total
+        return getattr(evt, "self_device_time_total", None) or getattr(evt, "self_cuda_time_total", 0.0)
+
+    events = sorted(prof.key_averages(), key=self_time, reverse=True)
+    total = sum(self_time(e) for e in events)
+    lines = [f"profile: {steps} steps of batch {batch}, {total / 1e3 / steps:.1f} ms of kernels per step"]
+    lines += [f"{self_time(e) / 1e3 / steps:8.2f} ms/step {100 * self_time(e) / total:5.1f}% x{e.count // steps:<4d} "
+              f"{e.key[:90]}" for e in events[:25]]
+    return "\n".join(lines)
+
+
 def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -227,6 +260,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--compile-peer", action="store_true", help="torch.compile the peer")
     p.add_argument("--channels-last", action="store_true", help="channels-last (NDHWC) weights and input for ours")
     p.add_argument("--channels-last-peer", action="store_true", help="channels-last weights and input for the peer")
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="also print torch.profiler's kernel table of STEPS eager steps of ours at the first batch")
+    p.add_argument("--sdpa", choices=sorted(SDPA_BACKENDS), default="default",
+                   help="scaled_dot_product_attention backend (default: torch's own choice)")
     p.add_argument("--skip-ours", action="store_true")
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
@@ -239,6 +276,15 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if SDPA_BACKENDS[args.sdpa]:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel(getattr(SDPBackend, SDPA_BACKENDS[args.sdpa])):
+            return run(args)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     torch.set_float32_matmul_precision("high")
@@ -251,6 +297,10 @@ def main() -> None:
         rows += benchmark("ours", build_ours(args.preset), ours_loss, args.ours_batches, args.compile, args.channels_last,
                           args, device)
         free_memory(device)
+        if args.profile:
+            print(profile_steps(build_ours(args.preset), ours_loss, args.ours_batches[0], args.channels_last,
+                                args.profile, device), flush=True)
+            free_memory(device)
     if not args.skip_peer:
         rows += benchmark("peer", build_peer(), peer_loss, [args.peer_batch], args.compile_peer,
                           args.channels_last_peer, args, device)
@@ -275,6 +325,7 @@ def main() -> None:
         "batches": {"ours": value(ours, "batch"), "peer": value(peer, "batch")},
         "preset": args.preset,
         "compile": args.compile,
+        "sdpa": args.sdpa,
         "compile_peer": args.compile_peer,
         "channels_last": args.channels_last,
         "channels_last_peer": args.channels_last_peer,

@@ -2,7 +2,8 @@
 # The evidence for one domain (docs/analysis.md, docs/results.md): Small (S) and Small (L) adapters trained with a
 # held-out loss curve, the domain's caption classifier, adapters on subsets of the training clips, then the
 # diagnosis (`video-adapter diagnose`) and the evaluation of the paper's Algorithm 1 and its normalized form, each
-# with a gamma sweep, plus the x0-handling variants and the data-size series. Extra arguments go to every evaluate.
+# with a gamma sweep, the composition restricted to high SNR, the x0-handling variants, the paper's 1,000-step DDPM
+# and the data-size series. Extra arguments go to every evaluate.
 #
 #   DOMAIN=data/robot RUN=runs/robot GAMMA=0.1 MINUTES=9 SIZES="50 200 1000" \
 #       REWRITES="slide the=>push the;touch the=>reach for the" scripts/evidence.sh --num 128 --batch-size 128
@@ -64,8 +65,13 @@ ev "$R/eval-paper" --composition paper --methods small-s small-s+prior small-l s
     --gamma-sweep 0.05 0.1 0.2 "${@}"
 ev "$R/eval-normalized" --composition normalized --methods small-s+prior small-l+prior \
     --gamma-sweep 0.05 0.1 0.2 0.4 "${@}"
+# the band where the diagnosis finds the prior better than the adapter (log-SNR >= 0), at larger gammas
+ev "$R/eval-band" --composition normalized --min-logsnr 0 --methods small-s+prior small-l+prior \
+    --gamma-sweep 0.1 0.2 0.4 "${@}"
 ev "$R/eval-paper-x0" --composition paper --compose-in x0 --methods small-s+prior --gamma-sweep "${@}"
 ev "$R/eval-paper-dynamic" --composition paper --dynamic-threshold 0.995 --methods small-s+prior --gamma-sweep "${@}"
+# the paper's sampler: ancestral DDPM over 1,000 steps
+ev "$R/eval-ddpm" --sampler ddpm --steps 1000 --methods small-s small-s+prior prior --gamma-sweep "${@}"
 for n in $SIZES; do
   ev "$R/eval-size-$n" --small-s "$R/small-s-$n/checkpoint" --composition normalized \
       --methods small-s small-s+prior --gamma-sweep "${@}"

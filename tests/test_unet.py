@@ -1,8 +1,10 @@
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from video_adapter.conditioning import Cond, drop_conditions
-from video_adapter.unet import PRESETS, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
+from video_adapter.unet import PRESETS, FactorisedConv, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
 
 from conftest import model_inputs, randomize
 
@@ -136,3 +138,27 @@ def test_presets_build_on_meta_and_paper_prior_is_billions():
     assert count_parameters(paper) > 5e9
     small = count_parameters(build_unet(preset("S"), "meta"))
     assert small < 0.002 * count_parameters(paper)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [
+    ((1, 3, 3), (1, 1, 1), (0, 1, 1)), ((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # space, and its downsampling
+    ((3, 1, 1), (1, 1, 1), (1, 0, 0)), ((3, 1, 1), (2, 1, 1), (1, 0, 0)),  # time, and its downsampling
+    ((1, 1, 1), (1, 1, 1), (0, 0, 0))])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+def test_factorised_conv_is_the_conv3d_it_replaces(kernel, stride, padding, memory_format):
+    torch.manual_seed(0)
+    conv = FactorisedConv(5, 7, kernel, stride, padding)
+    x = torch.randn(2, 5, 6, 8, 10)
+    want = F.conv3d(x, conv.weight, conv.bias, conv.stride, conv.padding)
+    got = conv(x.contiguous(memory_format=memory_format))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert got.is_contiguous(memory_format=memory_format)  # the layout it was given
+    # the parameters are nn.Conv3d's: a checkpoint of either loads into the other
+    plain = nn.Conv3d(5, 7, kernel, stride, padding)
+    plain.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(plain(x), want)
+
+
+def test_factorised_conv_refuses_a_kernel_over_space_and_time():
+    with pytest.raises(ValueError, match="spans both space and time"):
+        FactorisedConv(2, 2, (3, 3, 3), padding=(1, 1, 1))

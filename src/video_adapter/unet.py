@@ -158,12 +158,41 @@ def zero_init(module: nn.Module) -> nn.Module:
     return module
 
 
-def conv_space(cin: int, cout: int, stride: int = 1) -> nn.Conv3d:
-    return nn.Conv3d(cin, cout, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1))
+class FactorisedConv(nn.Conv3d):
+    """A Conv3d whose kernel spans space only, (1, k, k), or time only, (k, 1, 1), run as the Conv2d it is.
+
+    Space folds frames into the batch, [(B F), C, H, W]; time folds pixels into one axis, [B, C, F, (H W)]. In
+    channels-last-3d memory (training on CUDA) both folds are views, and cuDNN's NHWC 2-D kernels replace the 3-D
+    ones, whose data-gradient kernel took a quarter of a small adapter's step (docs/benchmarks.md). The parameters
+    are nn.Conv3d's, so checkpoints load either way.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel_size: tuple[int, int, int], stride: tuple[int, int, int] = (1, 1, 1),
+                 padding: tuple[int, int, int] = (0, 0, 0)):
+        kt, kh, kw = kernel_size
+        if kt != 1 and (kh, kw, stride[1], stride[2], padding[1], padding[2]) != (1, 1, 1, 1, 0, 0):
+            raise ValueError(f"kernel {kernel_size} spans both space and time; a FactorisedConv spans one")
+        super().__init__(cin, cout, kernel_size, stride=stride, padding=padding)
+        self.spatial = kt == 1 and stride[0] == 1 and padding[0] == 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, f, h, w = x.shape
+        if self.spatial:
+            y = F.conv2d(x.transpose(1, 2).reshape(b * f, -1, h, w), self.weight[:, :, 0], self.bias,
+                         self.stride[1:], self.padding[1:])
+            y = y.reshape(b, f, *y.shape[1:]).transpose(1, 2)
+            return y.contiguous() if x.is_contiguous() else y  # the input's memory layout
+        y = F.conv2d(x.reshape(b, -1, f, h * w), self.weight[..., 0], self.bias, (self.stride[0], 1),
+                     (self.padding[0], 0))
+        return y.reshape(*y.shape[:3], h, w)
 
 
-def conv_time(channels: int) -> nn.Conv3d:
-    return nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
+def conv_space(cin: int, cout: int, stride: int = 1) -> FactorisedConv:
+    return FactorisedConv(cin, cout, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1))
+
+
+def conv_time(cin: int, cout: int, stride: int = 1) -> FactorisedConv:
+    return FactorisedConv(cin, cout, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0))
 
 
 def noise_level_features(logsnr: Tensor, dim: int) -> Tensor:
@@ -188,8 +217,8 @@ class ResBlock(nn.Module):
         self.emb = nn.Linear(cfg.emb_dim, 2 * cout)
         self.norm2, self.conv2 = norm(cout, cfg), zero_init(conv_space(cout, cout))
         self.dropout = nn.Dropout(cfg.dropout)
-        self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
-        self.norm_t, self.conv_t = norm(cout, cfg), zero_init(conv_time(cout))
+        self.skip = FactorisedConv(cin, cout, (1, 1, 1)) if cin != cout else nn.Identity()
+        self.norm_t, self.conv_t = norm(cout, cfg), zero_init(conv_time(cout, cout))
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))

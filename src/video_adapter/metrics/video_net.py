@@ -36,7 +36,7 @@ from ..checkpoint import CONFIG_NAME, CheckpointError, atomic_dir, atomic_write_
     read_config, save_tensors
 from ..pipeline import resolve_device
 from ..train import warmup_cosine
-from ..unet import config_from_dict
+from ..unet import FactorisedConv, config_from_dict, conv_space, conv_time
 
 FORMAT_VERSION = 1
 MODEL_TYPE = "VideoNet"
@@ -112,14 +112,6 @@ def norm(channels: int, cfg: VideoNetConfig) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(channels, cfg.norm_groups), channels)
 
 
-def conv_space(cin: int, cout: int, stride: int = 1) -> nn.Conv3d:
-    return nn.Conv3d(cin, cout, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1))
-
-
-def conv_time(cin: int, cout: int, stride: int = 1) -> nn.Conv3d:
-    return nn.Conv3d(cin, cout, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0))
-
-
 class Block(nn.Module):
     """Pre-activation residual (2+1)D block: GroupNorm, SiLU, 1x3x3 spatial conv, then the same with a 3x1x1 temporal
     conv. The temporal conv starts at zero, so each block starts as the identity (a per-frame net) and learns motion."""
@@ -152,7 +144,7 @@ class VideoNet(nn.Module):
         self.stages = nn.Sequential(*[
             nn.Sequential(*([down(w[i - 1], w[i], cfg)] if i else []), *[Block(w[i], cfg) for _ in range(cfg.blocks)])
             for i in range(len(w))])
-        self.to_features = nn.Sequential(norm(w[-1], cfg), nn.SiLU(), nn.Conv3d(w[-1], cfg.feature_dim, 1),
+        self.to_features = nn.Sequential(norm(w[-1], cfg), nn.SiLU(), FactorisedConv(w[-1], cfg.feature_dim, (1, 1, 1)),
                                          norm(cfg.feature_dim, cfg), nn.SiLU())
         if cfg.objective == "caption":
             self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
