@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from video_adapter.datagen.make import MakeDataConfig, make_dataset  # noqa: E402
-from video_adapter.datagen.stream import ClipStream  # noqa: E402
+from video_adapter.data.datagen.make import MakeDataConfig, make_dataset  # noqa: E402
+from video_adapter.data.datagen.stream import ClipStream  # noqa: E402
 
 
 def main() -> None:

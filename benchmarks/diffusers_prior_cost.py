@@ -19,11 +19,11 @@ import statistics
 
 import torch
 
-from video_adapter.composition import Conds, PriorStrength, mode_fn
-from video_adapter.conditioning import Cond
-from video_adapter.diffusers_prior import DiffusersPrior, DiscreteVP
-from video_adapter.score_model import ModelSpec, NativeScoreModel
-from video_adapter.unet import SpaceTimeUNet, UNetConfig
+from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
+from video_adapter.maths.conditioning import Cond
+from video_adapter.models.diffusers_prior import DiffusersPrior, DiscreteVP
+from video_adapter.models.score_model import ModelSpec, NativeScoreModel
+from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
 MODELSCOPE_UNET = dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=1024,
                        attention_head_dim=64, in_channels=4, out_channels=4, norm_num_groups=32, sample_size=32,

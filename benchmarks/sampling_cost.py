@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from video_adapter.composition import Conds, PriorStrength, mode_fn
-from video_adapter.conditioning import Cond
-from video_adapter.sampling import sample
-from video_adapter.score_model import NativeScoreModel
-from video_adapter.unet import build_unet, count_parameters, preset
+from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
+from video_adapter.maths.conditioning import Cond
+from video_adapter.maths.sampling import sample
+from video_adapter.models.score_model import NativeScoreModel
+from video_adapter.models.unet import build_unet, count_parameters, preset
 
 PRIOR = dict(base_channels=256, channel_mults=(1, 2, 4), num_res_blocks=2, attention_resolutions=(6, 12),
              emb_dim=1024)

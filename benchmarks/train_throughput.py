@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from video_adapter.conditioning import Cond
-from video_adapter.schedule import diffuse, logsnr_cosine
+from video_adapter.maths.conditioning import Cond
+from video_adapter.maths.schedule import diffuse, logsnr_cosine
 
 FRAMES, HEIGHT, WIDTH = 16, 24, 40
 CHANNELS = 3
@@ -75,7 +75,7 @@ def peer_loss(model: nn.Module, b: Batch) -> Tensor:
 
 
 def build_ours(preset_name: str) -> nn.Module:
-    from video_adapter.unet import SpaceTimeUNet, preset
+    from video_adapter.models.unet import SpaceTimeUNet, preset
 
     return SpaceTimeUNet(preset(preset_name))
 

@@ -16,9 +16,9 @@ import argparse
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from video_adapter.conditioning import Cond
-from video_adapter.lora import add_lora
-from video_adapter.unet import SpaceTimeUNet, preset
+from video_adapter.maths.conditioning import Cond
+from video_adapter.models.lora import add_lora
+from video_adapter.models.unet import SpaceTimeUNet, preset
 
 TEXT_LEN = 32
 

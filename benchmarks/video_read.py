@@ -17,8 +17,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from video_adapter.data import VideoFolderDataset, find_videos  # noqa: E402
-from video_adapter.video_io import read_video  # noqa: E402
+from video_adapter.data.dataset import VideoFolderDataset, find_videos  # noqa: E402
+from video_adapter.data.video_io import read_video  # noqa: E402
 
 
 def peer_read(path: Path) -> np.ndarray:

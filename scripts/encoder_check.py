@@ -15,10 +15,10 @@ import itertools
 
 import torch
 
-from video_adapter.data import VideoFolderDataset
-from video_adapter.datagen.stream import ClipStream
-from video_adapter.metrics.scores import feature_separation
-from video_adapter.metrics.video_net import load_video_net, video_net_features
+from video_adapter.data.dataset import VideoFolderDataset
+from video_adapter.data.datagen.stream import ClipStream
+from video_adapter.evaluation.metrics.scores import feature_separation
+from video_adapter.evaluation.metrics.video_net import load_video_net, video_net_features
 
 
 def main() -> None:

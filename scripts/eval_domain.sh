@@ -21,7 +21,7 @@ WORKERS=${WORKERS:-4}  # per training: decode the split into its cache, then ass
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / 4 > 0 ? $(nproc) / 4 : 1 ))}
 classifier_args=()
 if [ -n "${REWRITES:-}" ]; then IFS=';' read -r -a rw <<< "$REWRITES"; classifier_args=(--caption-rewrites "${rw[@]}"); fi
-va="python3 -m video_adapter.cli"
+va="python3 -m video_adapter"
 common=(--data "$D/train" --cache-videos --num-workers "$WORKERS" --sample-every 0 --log-every 50 --seed 0)
 # first-frame domains: the prior-sized baselines train with edges always absent, as they are sampled
 prior_sized=("${common[@]}" --batch-size "$PRIOR_BATCH" --init "$PRIOR" --edges-drop 1 --first-frame-drop 0.1
@@ -53,7 +53,7 @@ done_ "$R/lora" || $va train "${prior_sized[@]}" --out "$R/lora" --steps "$lora_
 
 # "-m --": torchrun's own options end there (it would take --num for its --numa-binding); --standalone: a free port,
 # so two domains can run at once
-python3 -m torch.distributed.run --standalone --nproc_per_node "$GPUS" -m -- video_adapter.cli evaluate \
+python3 -m torch.distributed.run --standalone --nproc_per_node "$GPUS" -m -- video_adapter evaluate \
     --domain "$D" --prior "$PRIOR" --small-s "$R/small-s/checkpoint" --small-l "$R/small-l/checkpoint" \
     --finetuned "$R/finetuned/checkpoint" --lora "$R/lora/checkpoint" --encoder "$ENCODER" \
     --classifier "$R/classifier" --prior-strength "$G" --out "$R/eval" "$@"

@@ -15,7 +15,7 @@ D=${DOMAIN:?set DOMAIN to a make-data folder}; R=${RUN:?set RUN to an output fol
 PRIOR=${PRIOR:-checkpoints/prior}; ENCODER=${ENCODER:-checkpoints/video-encoder}; MINUTES=${MINUTES:-9}
 BATCH=${BATCH:-256}; SIZES=${SIZES:-}; COMPILE=${COMPILE---compile}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-va="python3 -m video_adapter.cli"
+va="python3 -m video_adapter"
 done_() { [ -f "$1/checkpoint/config.json" ] || [ -f "$1/config.json" ]; }
 adapter() {  # adapter RUN_DIR PRESET DATA [extra train flags]: constant rate after warmup, EMA, held-out curve
   local out=$1 preset=$2 data=$3; shift 3

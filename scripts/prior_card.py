@@ -80,7 +80,7 @@ def plot_loss(runs, out: Path, window: int = 10) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from video_adapter.video_io import atomic_path
+    from video_adapter.data.video_io import atomic_path
 
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     for name, steps, loss in runs:
@@ -99,8 +99,8 @@ def plot_loss(runs, out: Path, window: int = 10) -> None:
 
 
 def held_out_clips(bullet_test: Path, num_each: int, size, frames) -> list[dict]:
-    from video_adapter.data import VideoFolderDataset
-    from video_adapter.datagen.stream import ClipStream
+    from video_adapter.data.dataset import VideoFolderDataset
+    from video_adapter.data.datagen.stream import ClipStream
 
     bullet = VideoFolderDataset(bullet_test, frames=frames, size=size, random_crop=False)
     procedural = ClipStream("broad-procedural", 0, size, frames, start=2**41)
@@ -110,9 +110,9 @@ def held_out_clips(bullet_test: Path, num_each: int, size, frames) -> list[dict]
 def main() -> None:
     import torch
 
-    from video_adapter.checkpoint import load_model
-    from video_adapter.preview import write_preview
-    from video_adapter.text import load_text_encoder
+    from video_adapter.models.checkpoint import load_model
+    from video_adapter.training.preview import write_preview
+    from video_adapter.models.text import load_text_encoder
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prior", default="checkpoints/prior", help="the model directory")

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 
 def held_out_sources(bullet_test: Path | None, num: int, size, frames) -> dict[str, list[dict]]:
-    from video_adapter.data import VideoFolderDataset
-    from video_adapter.datagen.stream import ClipStream
+    from video_adapter.data.dataset import VideoFolderDataset
+    from video_adapter.data.datagen.stream import ClipStream
 
     sources = {"broad-procedural": list(itertools.islice(ClipStream("broad-procedural", 0, size, frames,
                                                                     start=2**41), num))}
@@ -34,9 +34,9 @@ def held_out_sources(bullet_test: Path | None, num: int, size, frames) -> dict[s
 
 def score(model, text_encoder, clips: list[dict], logsnrs, seed: int, batch: int) -> dict[str, float]:
     """Mean held-out MSE per condition set, over `logsnrs` and clips."""
-    from video_adapter.preview import condition_sets
-    from video_adapter.conditioning import make_cond
-    from video_adapter.heldout import heldout_loss
+    from video_adapter.training.preview import condition_sets
+    from video_adapter.maths.conditioning import make_cond
+    from video_adapter.evaluation.heldout import heldout_loss
 
     device = next(model.parameters()).device
     totals = dict.fromkeys(condition_sets(model.cfg), 0.0)
@@ -53,9 +53,9 @@ def score(model, text_encoder, clips: list[dict], logsnrs, seed: int, batch: int
 
 
 def main() -> None:
-    from video_adapter.checkpoint import atomic_write_text, load_model
-    from video_adapter.schedule import logsnr_cosine
-    from video_adapter.text import load_text_encoder
+    from video_adapter.models.checkpoint import atomic_write_text, load_model
+    from video_adapter.maths.schedule import logsnr_cosine
+    from video_adapter.models.text import load_text_encoder
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", required=True, help="model directories; the first is the reference")

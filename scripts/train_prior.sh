@@ -19,7 +19,7 @@
 set -euo pipefail
 # PyTorch's default of a thread per core in each of 14 DataLoader workers oversubscribes the CPU (runs 4-6 used 3).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-3}"
-accelerate launch --num_processes "${GPUS:-1}" --num_machines 1 --dynamo_backend no -m video_adapter.cli train --data "${DATA:?set DATA to a folder of broad-bullet clips}" \
+accelerate launch --num_processes "${GPUS:-1}" --num_machines 1 --dynamo_backend no -m video_adapter train --data "${DATA:?set DATA to a folder of broad-bullet clips}" \
     --stream broad-procedural --stream-share 0.5 --out "${RUN:-runs/prior}" --preset prior --text-encoder minilm \
     --batch-size 128 --lr 2e-4 --warmup-steps 500 --ema-decay 0.9995 --steps 100000 \
     --cond-drop 0.1 --first-frame-drop 0.5 --edges-drop 0.7 \

@@ -12,7 +12,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture
 def tiny_cfg():
-    from video_adapter.unet import UNetConfig
+    from video_adapter.models.unet import UNetConfig
 
     return UNetConfig(frames=4, height=8, width=8, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
                       attention_resolutions=(4,), head_dim=8, emb_dim=32, text_dim=16, edge_cond=True)
@@ -29,7 +29,7 @@ def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torc
 
 def model_inputs(cfg, b: int = 3, seed: int = 0, logsnr_range: float = 5.0):
     """Noisy video, per-sample log-SNR and every condition, for a model built from `cfg`."""
-    from video_adapter.conditioning import Cond, sobel_x
+    from video_adapter.maths.conditioning import Cond, sobel_x
 
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, cfg.channels, cfg.frames, cfg.height, cfg.width, generator=g)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from video_adapter.conditioning import Cond
-from video_adapter.schedule import alpha_sigma
-from video_adapter.score_model import ModelSpec, ScoreModel
+from video_adapter.maths.conditioning import Cond
+from video_adapter.maths.schedule import alpha_sigma
+from video_adapter.models.score_model import ModelSpec, ScoreModel
 
 
 def random_cov(d: int, seed: int, scale: float = 0.3) -> Tensor:

@@ -11,10 +11,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-import video_adapter.checkpoint as ckpt
-from video_adapter.checkpoint import (CheckpointError, atomic_write_text, load_model, load_tensors,
+import video_adapter.models.checkpoint as ckpt
+from video_adapter.models.checkpoint import (CheckpointError, atomic_write_text, load_model, load_tensors,
                                       optimizer_from_tensors, optimizer_to_tensors, read_config, save_model)
-from video_adapter.unet import SpaceTimeUNet, UNetConfig
+from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
 from conftest import model_inputs, randomize
 
@@ -297,7 +297,7 @@ def test_weight_shape_fields_are_exactly_those_that_change_the_weights(tiny_cfg)
     """Each field of WEIGHT_SHAPE_FIELDS has a value that changes the state dict's names or shapes; no other does."""
     from dataclasses import fields
 
-    from video_adapter.unet import WEIGHT_SHAPE_FIELDS
+    from video_adapter.models.unet import WEIGHT_SHAPE_FIELDS
 
     # another valid value of every field (with what it needs to stay valid)
     others = {"channels": {"channels": 4}, "frames": {"frames": 6}, "width": {"width": 16},

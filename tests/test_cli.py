@@ -13,14 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from video_adapter.checkpoint import load_model, save_model
-from video_adapter.cli import main
-from video_adapter.demo import DemoConfig
-from video_adapter.pipeline import SampleConfig
-from video_adapter.sampling import SAMPLERS
-from video_adapter.train import TrainConfig
-from video_adapter.unet import PRESETS, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
-from video_adapter.video_io import write_gif
+from video_adapter.models.checkpoint import load_model, save_model
+from video_adapter.interfaces.cli import main
+from video_adapter.interfaces.demo import DemoConfig
+from video_adapter.generation.pipeline import SampleConfig
+from video_adapter.maths.sampling import SAMPLERS
+from video_adapter.training.train import TrainConfig
+from video_adapter.models.unet import PRESETS, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
+from video_adapter.data.video_io import write_gif
 
 from conftest import randomize
 
@@ -488,7 +488,7 @@ def test_sample_composites_a_transparent_first_frame_over_black_and_says_so(caps
 
 def test_sample_refuses_an_out_it_cannot_write_before_sampling(capsys, files, tmp_path, monkeypatch):
     sampled = []
-    monkeypatch.setattr("video_adapter.pipeline.sample_mode", lambda *a, **k: sampled.append(1))
+    monkeypatch.setattr("video_adapter.generation.pipeline.sample_mode", lambda *a, **k: sampled.append(1))
     (tmp_path / "taken.gif").write_bytes(b"a file")
     (tmp_path / "folder.gif").mkdir()
     msg = fails(capsys, *sample_args(files, tmp_path / "taken.gif" / "x.gif"))
@@ -581,7 +581,7 @@ def test_sample_condition_routing(capsys, files, tmp_path):
 
 def test_sample_encodes_each_prompt_once(capsys, files, tmp_path, monkeypatch):
     """Two models sharing an encoder, two prompts, --num 3: one encode call with the two unique prompts."""
-    import video_adapter.pipeline as pipeline
+    import video_adapter.generation.pipeline as pipeline
 
     seen = []
     real = pipeline.load_text_encoder

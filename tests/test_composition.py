@@ -7,7 +7,7 @@ import torch
 from conftest import model_inputs, randomize
 from gaussians import GaussianExpert, product, random_cov, text_cond
 
-from video_adapter.composition import (
+from video_adapter.maths.composition import (
     MODES,
     PAPER_CUTOFF_LOGSNR,
     Conds,
@@ -17,11 +17,11 @@ from video_adapter.composition import (
     mode_fn,
     where_active,
 )
-from video_adapter.mcmc import LangevinCorrector, MCMCConfig
-from video_adapter.sampling import logsnr_grid, sample
-from video_adapter.schedule import alpha_sigma
-from video_adapter.score_model import NativeScoreModel
-from video_adapter.unet import SpaceTimeUNet
+from video_adapter.maths.mcmc import LangevinCorrector, MCMCConfig
+from video_adapter.maths.sampling import logsnr_grid, sample
+from video_adapter.maths.schedule import alpha_sigma
+from video_adapter.models.score_model import NativeScoreModel
+from video_adapter.models.unet import SpaceTimeUNet
 
 D = 2
 NO_CUTOFF = math.inf
@@ -175,7 +175,7 @@ def native_pair(tiny_cfg_module):
 
 @pytest.fixture(scope="module")
 def tiny_cfg_module():
-    from video_adapter.unet import UNetConfig
+    from video_adapter.models.unet import UNetConfig
 
     return UNetConfig(frames=3, height=8, width=8, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
                       attention_resolutions=(4,), head_dim=8, emb_dim=32, text_dim=16, edge_cond=True)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from video_adapter.data import (
+from video_adapter.data.dataset import (
     ANIME_KEYWORDS,
     DatasetError,
     ResumableSampler,
@@ -16,8 +16,8 @@ from video_adapter.data import (
     center_crop_resize,
     collate,
 )
-from video_adapter.toy import COLORS, make_toy_dataset
-from video_adapter.video_io import VideoReadError, read_video, write_gif, write_mp4
+from video_adapter.data.toy import COLORS, make_toy_dataset
+from video_adapter.data.video_io import VideoReadError, read_video, write_gif, write_mp4
 
 
 def clip(frames=8, h=24, w=40, seed=0):
@@ -402,7 +402,7 @@ def test_fit_pad_letterboxes_on_black(tmp_path):
 def test_bad_fit_is_refused(mixed):
     with pytest.raises(ValueError, match="fit must be one of crop, pad"):
         VideoFolderDataset(mixed, fit="stretch")
-    from video_adapter.train import TrainConfig
+    from video_adapter.training.train import TrainConfig
 
     TrainConfig(fit="pad").validate()
     with pytest.raises(ValueError, match="--fit must be crop or pad"):

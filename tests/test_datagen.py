@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from video_adapter.cli import main
-from video_adapter.data import VideoFolderDataset
-from video_adapter.datagen import DOMAINS, KINDS, generator
-from video_adapter.datagen.base import downsample, parse_size
-from video_adapter.datagen.make import CARD_NAME, MakeDataConfig, make_dataset, split_indices
-from video_adapter.datagen.stream import ClipStream
-from video_adapter.video_io import read_video
+from video_adapter.interfaces.cli import main
+from video_adapter.data.dataset import VideoFolderDataset
+from video_adapter.data.datagen import DOMAINS, KINDS, generator
+from video_adapter.data.datagen.base import downsample, parse_size
+from video_adapter.data.datagen.make import CARD_NAME, MakeDataConfig, make_dataset, split_indices
+from video_adapter.data.datagen.stream import ClipStream
+from video_adapter.data.video_io import read_video
 
 FAST = "broad-procedural"  # numpy only: quick enough for spawning workers in a test
 
@@ -154,7 +154,7 @@ def test_cli_make_data_and_kinds(capsys, tmp_path):
 
 
 def test_a_failure_leaves_nothing_and_overwrite_replaces(tmp_path, monkeypatch):
-    import video_adapter.datagen.make as make_module
+    import video_adapter.data.datagen.make as make_module
 
     real = make_module._render
 

@@ -16,11 +16,11 @@ pytest.importorskip("pybullet")
 
 from scipy.ndimage import sobel
 
-from video_adapter.datagen.base import COLORS
-from video_adapter.datagen.broad_bullet import BROAD_BULLET, SCENARIOS
-from video_adapter.datagen.broad_bullet import TEMPLATES as BROAD_TEMPLATES
-from video_adapter.datagen.egocentric import EGOCENTRIC
-from video_adapter.datagen.robot import ROBOT, ROBOT_REAL
+from video_adapter.data.datagen.base import COLORS
+from video_adapter.data.datagen.broad_bullet import BROAD_BULLET, SCENARIOS
+from video_adapter.data.datagen.broad_bullet import TEMPLATES as BROAD_TEMPLATES
+from video_adapter.data.datagen.egocentric import EGOCENTRIC
+from video_adapter.data.datagen.robot import ROBOT, ROBOT_REAL
 
 GENERATORS = [ROBOT, ROBOT_REAL, EGOCENTRIC, BROAD_BULLET]
 DOMAINS = [ROBOT, ROBOT_REAL, EGOCENTRIC]
@@ -59,7 +59,7 @@ def test_same_seed_and_index_give_the_same_clip_in_any_order(gen):
 
 
 def test_a_fresh_process_makes_the_same_clip():
-    code = ("import hashlib; from video_adapter.datagen.robot import ROBOT_REAL as g; "
+    code = ("import hashlib; from video_adapter.data.datagen.robot import ROBOT_REAL as g; "
             "print(hashlib.sha1(g.clip(2, 5, (24, 40), 4).video.tobytes()).hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[-1] == hashlib.sha1(ROBOT_REAL.clip(2, 5, (24, 40), 4).video.tobytes()).hexdigest()
@@ -67,7 +67,7 @@ def test_a_fresh_process_makes_the_same_clip():
 
 def test_pybullet_prints_nothing_of_its_own(capfd):
     # a fresh process: this one imported pybullet and connected long ago, where capfd could not see it
-    code = ("print('ours', flush=True); from video_adapter.datagen.robot import ROBOT; "
+    code = ("print('ours', flush=True); from video_adapter.data.datagen.robot import ROBOT; "
             "ROBOT.clip(0, 0, (24, 40), 2); print('still ours')")
     subprocess.run([sys.executable, "-c", code], check=True)  # inherits fds 1 and 2, which capfd captures
     out, err = capfd.readouterr()

@@ -11,10 +11,10 @@ import re
 import numpy as np
 import pytest
 
-from video_adapter.data import ANIME_KEYWORDS
-from video_adapter.datagen import base
-from video_adapter.datagen.animation import ANIMATION, PALETTE, rgb
-from video_adapter.datagen.procedural import BROAD_PROCEDURAL, PHOTO_SUBJECTS
+from video_adapter.data.dataset import ANIME_KEYWORDS
+from video_adapter.data.datagen import base
+from video_adapter.data.datagen.animation import ANIMATION, PALETTE, rgb
+from video_adapter.data.datagen.procedural import BROAD_PROCEDURAL, PHOTO_SUBJECTS
 
 GENERATORS = [BROAD_PROCEDURAL, ANIMATION]
 SIZE = (24, 40)
@@ -231,7 +231,7 @@ def test_broad_corpus_never_holds_the_animation_domain(broad, cartoons):
 def test_broad_photos_are_real_and_not_the_domains_surfaces():
     assert set(PHOTO_SUBJECTS) <= set(base.photos())
     pytest.importorskip("pybullet")
-    from video_adapter.datagen import generator
+    from video_adapter.data.datagen import generator
 
     real = generator("robot-real")
     surfaces = {real.surface.table_photo, real.surface.floor_photo, generator("egocentric").held_out["floor_photo"]}

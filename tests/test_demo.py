@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from video_adapter.checkpoint import save_model
-from video_adapter.demo import ROWS, DemoConfig, resolve_prior, run_demo
-from video_adapter.pipeline import COMPARE_ROWS
-from video_adapter.unet import SpaceTimeUNet, UNetConfig
-from video_adapter.video_io import make_grid, read_video
+from video_adapter.models.checkpoint import save_model
+from video_adapter.interfaces.demo import ROWS, DemoConfig, resolve_prior, run_demo
+from video_adapter.generation.pipeline import COMPARE_ROWS
+from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
+from video_adapter.data.video_io import make_grid, read_video
 
 from conftest import randomize
 

@@ -7,14 +7,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from video_adapter.checkpoint import save_model
-from video_adapter.cli import main
-from video_adapter.composition import Conds, PriorStrength, mode_fn
-from video_adapter.diagnose import DiagnoseConfig, composed_name, run_diagnose
-from video_adapter.pipeline import SampleConfig, load_models, model_conds, route_conditions
-from video_adapter.schedule import diffuse, x0_from_eps
-from video_adapter.toy import make_toy_dataset
-from video_adapter.unet import SpaceTimeUNet, UNetConfig
+from video_adapter.models.checkpoint import save_model
+from video_adapter.interfaces.cli import main
+from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
+from video_adapter.evaluation.diagnose import DiagnoseConfig, composed_name, run_diagnose
+from video_adapter.generation.pipeline import SampleConfig, load_models, model_conds, route_conditions
+from video_adapter.maths.schedule import diffuse, x0_from_eps
+from video_adapter.data.toy import make_toy_dataset
+from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
 from conftest import randomize
 
@@ -41,7 +41,7 @@ def setup(tmp_path_factory):
 def direct(cfg):
     """Per level: (eps, x, logsnr, conds, models) exactly as the diagnosis draws them."""
     models = load_models(SampleConfig(adapter=cfg.adapter, prior=cfg.prior, device="cpu"))
-    from video_adapter.data import VideoFolderDataset
+    from video_adapter.data.dataset import VideoFolderDataset
 
     data = VideoFolderDataset(f"{cfg.data}/test", frames=4, size=(8, 16), random_crop=False)
     video = torch.stack([data[i]["video"] for i in range(cfg.num)])

@@ -7,15 +7,15 @@ import pytest
 import torch
 from test_text import _clip_tokenizer, _t5_tokenizer
 
-from video_adapter.composition import Conds, PriorStrength, mode_fn
-from video_adapter.conditioning import Cond
-from video_adapter.diffusers_prior import DiscreteVP, load_diffusers_prior
-from video_adapter.sampling import sample
-from video_adapter.schedule import LOGSNR_MIN, alpha_sigma, broadcast, diffuse, flow_from_vp, flow_time_from_logsnr, \
+from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
+from video_adapter.maths.conditioning import Cond
+from video_adapter.models.diffusers_prior import DiscreteVP, load_diffusers_prior
+from video_adapter.maths.sampling import sample
+from video_adapter.maths.schedule import LOGSNR_MIN, alpha_sigma, broadcast, diffuse, flow_from_vp, flow_time_from_logsnr, \
     vp_from_flow
-from video_adapter.score_model import NativeScoreModel, check_compatible
-from video_adapter.text import load_text_encoder
-from video_adapter.unet import SpaceTimeUNet, UNetConfig
+from video_adapter.models.score_model import NativeScoreModel, check_compatible
+from video_adapter.models.text import load_text_encoder
+from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
 from conftest import randomize
 
@@ -266,8 +266,8 @@ LATENT_ADAPTER = dict(frames=FRAMES, height=SIZE, width=SIZE, base_channels=8, c
 @pytest.fixture
 def latent_run(modelscope_dir, tmp_path, monkeypatch):
     """A TrainConfig for a tiny adapter in the ModelScope-style prior's latents, its cache under tmp_path."""
-    from video_adapter.toy import make_toy_dataset
-    from video_adapter.train import TrainConfig
+    from video_adapter.data.toy import make_toy_dataset
+    from video_adapter.training.train import TrainConfig
 
     monkeypatch.setenv("VIDEO_ADAPTER_CACHE", str(tmp_path / "cache"))
     toy = make_toy_dataset(tmp_path / "toy", num=8, frames=FRAMES, size=(SIZE, SIZE), seed=0, progress=False)
@@ -280,9 +280,9 @@ def test_latent_adapter_trains_from_cached_latents_composes_and_decodes(modelsco
                                                                         monkeypatch):
     from dataclasses import replace
 
-    from video_adapter.diffusers_prior import LatentCodec
-    from video_adapter.score_model import load_score_model
-    from video_adapter.train import train
+    from video_adapter.models.diffusers_prior import LatentCodec
+    from video_adapter.models.score_model import load_score_model
+    from video_adapter.training.train import train
 
     small = load_score_model(train(replace(latent_run, sample_every=3)))
     prior = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE)
@@ -309,7 +309,7 @@ def test_latent_adapter_trains_from_cached_latents_composes_and_decodes(modelsco
 def test_continuing_a_latent_adapter_needs_its_video_size(latent_run, tmp_path):
     from dataclasses import replace
 
-    from video_adapter.train import train
+    from video_adapter.training.train import train
 
     first = train(latent_run)
     continued = replace(latent_run, out=str(tmp_path / "more"), init=str(first), steps=1)
@@ -323,7 +323,7 @@ def test_sample_cli_composes_a_latent_adapter_with_a_diffusers_prior(modelscope_
     from PIL import Image
     from test_cli import fails, run
 
-    from video_adapter.train import train
+    from video_adapter.training.train import train
 
     adapter = train(latent_run)
     Image.new("RGB", (SIZE, SIZE), (200, 30, 30)).save(tmp_path / "start.png")
@@ -341,7 +341,7 @@ def test_sample_cli_composes_a_latent_adapter_with_a_diffusers_prior(modelscope_
 
 
 def test_space_rejects_the_pixel_space_edge_condition(modelscope_dir):
-    from video_adapter.train import TrainConfig
+    from video_adapter.training.train import TrainConfig
 
     with pytest.raises(ValueError, match="edge_cond=false"):
         TrainConfig(space=str(modelscope_dir), model=dict(frames=FRAMES, height=SIZE, width=SIZE,

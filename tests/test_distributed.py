@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 from test_evaluate import eval_config  # noqa: F401  (the fixture: tiny prior, adapter, encoder and toy test split)
 from test_train import TINY, assert_same_training_state, config
 
-from video_adapter.toy import make_toy_dataset
-from video_adapter.train import train
+from video_adapter.data.toy import make_toy_dataset
+from video_adapter.training.train import train
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node"]
@@ -32,8 +32,8 @@ def run(cfg, out, processes: int) -> dict:
             "--device", "cpu", "--out", str(out)]
     # "--" ends the launcher's options: without it argparse takes our --num for an abbreviation of its own options
     # (torchrun: "ambiguous option: --num could match --numa-binding"; accelerate launch fails the same way)
-    cli = str(Path(sys.executable).parent / "video-adapter")
-    launcher = TORCHRUN + [str(processes), "--", cli] if processes > 1 else [cli]
+    launcher = TORCHRUN + [str(processes), "-m", "--", "video_adapter"] if processes > 1 else \
+        [sys.executable, "-m", "video_adapter"]
     done = subprocess.run(launcher + args, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "results.json").read_text())
@@ -51,7 +51,7 @@ def test_two_processes_give_the_one_process_samples(eval_config, tmp_path):  # n
 # train() as `video-adapter train` runs it, plus stop_after: a kill after that step, without saving
 TRAIN = """
 import json, sys
-from video_adapter.train import TrainConfig, train
+from video_adapter.training.train import TrainConfig, train
 train(TrainConfig.from_dict(json.loads(sys.argv[1])), stop_after=int(sys.argv[2]) or None)
 """
 

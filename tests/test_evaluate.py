@@ -9,13 +9,13 @@ import pytest
 import torch
 from test_metrics import InceptionStandIn
 
-from video_adapter.checkpoint import save_model
-from video_adapter.cli import main
-from video_adapter.evaluate import EvalConfig, run_evaluation
-from video_adapter.metrics.detectors import INCEPTION
-from video_adapter.metrics.video_net import VideoNet, VideoNetConfig, save_video_net
-from video_adapter.toy import make_toy_dataset
-from video_adapter.unet import SpaceTimeUNet, UNetConfig
+from video_adapter.models.checkpoint import save_model
+from video_adapter.interfaces.cli import main
+from video_adapter.evaluation.evaluate import EvalConfig, run_evaluation
+from video_adapter.evaluation.metrics.detectors import INCEPTION
+from video_adapter.evaluation.metrics.video_net import VideoNet, VideoNetConfig, save_video_net
+from video_adapter.data.toy import make_toy_dataset
+from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
 from conftest import randomize
 
@@ -74,8 +74,8 @@ def test_writes_every_output(setup):
 
 
 def test_real_reference_row_scores_other_test_clips_like_a_method(setup, tmp_path):
-    from video_adapter.data import VideoFolderDataset
-    from video_adapter.metrics.scores import Scorer
+    from video_adapter.data.dataset import VideoFolderDataset
+    from video_adapter.evaluation.metrics.scores import Scorer
 
     cfg, results = setup
     assert "real" not in results  # 6 test clips < 2 x 4
@@ -123,7 +123,7 @@ def test_a_sample_depends_on_its_batch_alone(setup, tmp_path):
     """Batch i is seeded by i: fewer samples give the same first batches, so sharding batches over processes
     cannot change them."""
     cfg, results = setup
-    from video_adapter.evaluate import Models, generate, test_set
+    from video_adapter.evaluation.evaluate import Models, generate, test_set
 
     small = replace(cfg, num=2, out=str(tmp_path))
     models = Models(small, torch.device("cpu"))
@@ -136,7 +136,7 @@ def test_a_sample_depends_on_its_batch_alone(setup, tmp_path):
 def test_errors_before_sampling(setup, tmp_path, monkeypatch):
     cfg, _ = setup
     sampled = []
-    monkeypatch.setattr("video_adapter.evaluate.sample_mode", lambda *a, **k: sampled.append(1))
+    monkeypatch.setattr("video_adapter.evaluation.evaluate.sample_mode", lambda *a, **k: sampled.append(1))
     with pytest.raises(ValueError, match="method small-l\\+prior needs --small-l DIR"):
         run_evaluation(replace(cfg, methods=("small-l+prior",), out=str(tmp_path / "a")))
     with pytest.raises(ValueError, match="fvd-va needs --encoder DIR"):
@@ -157,7 +157,7 @@ def test_errors_before_sampling(setup, tmp_path, monkeypatch):
 def test_an_out_that_cannot_be_written_is_refused_before_sampling(setup, tmp_path, monkeypatch):
     cfg, _ = setup
     sampled = []
-    monkeypatch.setattr("video_adapter.evaluate.sample_mode", lambda *a, **k: sampled.append(1))
+    monkeypatch.setattr("video_adapter.evaluation.evaluate.sample_mode", lambda *a, **k: sampled.append(1))
     (tmp_path / "taken").write_text("a file")
     with pytest.raises(ValueError, match=f"cannot make the folder {tmp_path / 'taken'}: .* is a file"):
         run_evaluation(replace(cfg, out=str(tmp_path / "taken")))
@@ -175,7 +175,7 @@ def test_cli_dry_run_and_error(capsys, setup):
 def test_every_sampling_setting_reaches_each_method():
     """evaluate's composition, band, x0 handling and MCMC settings are the ones each method samples with, and bad
     ones are refused before anything loads."""
-    from video_adapter.evaluate import sample_config
+    from video_adapter.evaluation.evaluate import sample_config
 
     cfg = EvalConfig(domain="d", composition="paper", compose_in="x0", min_logsnr=-4.0, dynamic_threshold=0.99,
                      clip_x0=0.5, mcmc="ula", mcmc_steps=3, mcmc_step_size=0.05, sampler="dpmpp-2m", steps=7)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from video_adapter.checkpoint import (INDEX_NAME, SHIP_SHARD_BYTES, CheckpointError, export_model, load_model,
+from video_adapter.models.checkpoint import (INDEX_NAME, SHIP_SHARD_BYTES, CheckpointError, export_model, load_model,
                                       load_tensors, save_model, verify_model_dir)
-from video_adapter.cli import main
-from video_adapter.unet import SpaceTimeUNet
+from video_adapter.interfaces.cli import main
+from video_adapter.models.unet import SpaceTimeUNet
 
 from conftest import randomize
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from video_adapter.checkpoint import load_model, load_tensors, save_model
-from video_adapter.lora import ATTENTION_PROJECTIONS, add_lora, is_lora, merged, trainable_parameters
-from video_adapter.text import load_text_encoder
-from video_adapter.toy import make_toy_dataset
-from video_adapter.train import TrainConfig, train
-from video_adapter.unet import SpaceTimeUNet, preset
+from video_adapter.models.checkpoint import load_model, load_tensors, save_model
+from video_adapter.models.lora import ATTENTION_PROJECTIONS, add_lora, is_lora, merged, trainable_parameters
+from video_adapter.models.text import load_text_encoder
+from video_adapter.data.toy import make_toy_dataset
+from video_adapter.training.train import TrainConfig, train
+from video_adapter.models.unet import SpaceTimeUNet, preset
 
 from conftest import model_inputs, randomize
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 from conftest import model_inputs, randomize
 
-from video_adapter.composition import Conds, PriorStrength, mode_fn
-from video_adapter.conditioning import Cond
-from video_adapter.heldout import heldout_loss
-from video_adapter.mcmc import LangevinCorrector, MCMCConfig
-from video_adapter.sampling import SAMPLERS, logsnr_grid, sample_heun
-from video_adapter.train import denoising_loss
-from video_adapter.unet import SpaceTimeUNet
+from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
+from video_adapter.maths.conditioning import Cond
+from video_adapter.evaluation.heldout import heldout_loss
+from video_adapter.maths.mcmc import LangevinCorrector, MCMCConfig
+from video_adapter.maths.sampling import SAMPLERS, logsnr_grid, sample_heun
+from video_adapter.training.train import denoising_loss
+from video_adapter.models.unet import SpaceTimeUNet
 
 
 def alpha_sigma(logsnr: float) -> tuple[float, float]:

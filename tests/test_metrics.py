@@ -14,7 +14,7 @@ from einops import rearrange
 from i3d_reference import random_i3d
 from torch import Tensor, nn
 
-from video_adapter.metrics import (
+from video_adapter.evaluation.metrics import (
     FrechetReference,
     I3D,
     INCEPTION,

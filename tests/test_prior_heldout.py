@@ -16,8 +16,8 @@ def run_script(monkeypatch, *args):
 
 
 def test_same_weights_same_figures_other_weights_other_figures(tmp_path, monkeypatch, tiny_cfg):
-    from video_adapter.checkpoint import save_model
-    from video_adapter.unet import SpaceTimeUNet
+    from video_adapter.models.checkpoint import save_model
+    from video_adapter.models.unet import SpaceTimeUNet
 
     cfg = replace(tiny_cfg, height=16, width=16, attention_resolutions=(8,), text_dim=384)
     save_model(tmp_path / "a", randomize(SpaceTimeUNet(cfg), seed=0, scale=0.05), "minilm")
@@ -43,13 +43,13 @@ def test_a_directory_named_twice_is_refused(tmp_path, monkeypatch, capsys):
 
 
 def test_a_missing_or_mismatched_model_stops_before_any_scoring(tmp_path, monkeypatch, capsys, tiny_cfg):
-    from video_adapter.checkpoint import CheckpointError, save_model
-    from video_adapter.unet import SpaceTimeUNet
+    from video_adapter.models.checkpoint import CheckpointError, save_model
+    from video_adapter.models.unet import SpaceTimeUNet
 
     small = replace(tiny_cfg, height=16, width=16, attention_resolutions=(8,), text_dim=384)
     save_model(tmp_path / "a", SpaceTimeUNet(small), "minilm")
     save_model(tmp_path / "wide", SpaceTimeUNet(replace(small, width=32)), "minilm")
-    monkeypatch.setattr("video_adapter.datagen.stream.ClipStream.__init__",
+    monkeypatch.setattr("video_adapter.data.datagen.stream.ClipStream.__init__",
                         lambda *a, **k: pytest.fail("clips were made before the models were checked"))
 
     with pytest.raises(CheckpointError, match="nowhere"):

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from video_adapter.conditioning import Cond
-from video_adapter.guidance import cfg
-from video_adapter.sampling import (
+from video_adapter.maths.conditioning import Cond
+from video_adapter.maths.guidance import cfg
+from video_adapter.maths.sampling import (
     SAMPLERS,
     logsnr_grid,
     sample,
     sample_ddim,
     sample_ddpm,
 )
-from video_adapter.schedule import LOGSNR_MAX, LOGSNR_MIN, alpha_sigma, broadcast, logsnr_cosine
+from video_adapter.maths.schedule import LOGSNR_MAX, LOGSNR_MIN, alpha_sigma, broadcast, logsnr_cosine
 
 ELEMENT = (3, 2, 2, 2)  # [C, F, H, W]: 24 independent Gaussian dimensions, each with its own mean and scale
 _g = torch.Generator().manual_seed(1)
@@ -301,8 +301,8 @@ def test_ddim_eta_out_of_range(eta):
 
 
 def test_clip_denoised_clamps_the_implied_x0_and_nothing_else():
-    from video_adapter.guidance import clip_denoised
-    from video_adapter.schedule import diffuse, x0_from_eps
+    from video_adapter.maths.guidance import clip_denoised
+    from video_adapter.maths.schedule import diffuse, x0_from_eps
 
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand(4, 3, 2, 2, 2, generator=g) * 4 - 2  # half of it outside [-1, 1]
@@ -320,8 +320,8 @@ def test_clip_denoised_clamps_the_implied_x0_and_nothing_else():
 def test_dynamic_threshold_rescales_each_sample_by_its_own_quantile():
     """Imagen's dynamic thresholding: s = the quantile of |x0| per sample (at least 1), x0 -> clip(x0, -s, s) / s;
     a sample already inside [-1, 1] is untouched."""
-    from video_adapter.guidance import denoised_range, dynamic_threshold
-    from video_adapter.schedule import diffuse, x0_from_eps
+    from video_adapter.maths.guidance import denoised_range, dynamic_threshold
+    from video_adapter.maths.schedule import diffuse, x0_from_eps
 
     g = torch.Generator().manual_seed(1)
     x0 = torch.randn(3, 3, 2, 4, 4, generator=g) * torch.tensor([3.0, 1.5, 0.2]).reshape(3, 1, 1, 1, 1)

@@ -1,11 +1,11 @@
-"""Noise schedule and exact conversions between parameterizations (video_adapter.schedule)."""
+"""Noise schedule and exact conversions between parameterizations (video_adapter.maths.schedule)."""
 
 import math
 
 import pytest
 import torch
 
-from video_adapter.schedule import (
+from video_adapter.maths.schedule import (
     LOGSNR_MAX,
     LOGSNR_MIN,
     alpha_sigma,

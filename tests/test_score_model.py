@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import model_inputs, randomize
 
-from video_adapter.checkpoint import CheckpointError, save_model
-from video_adapter.score_model import ModelSpec, NativeScoreModel, check_compatible, load_score_model
-from video_adapter.unet import SpaceTimeUNet, count_parameters
+from video_adapter.models.checkpoint import CheckpointError, save_model
+from video_adapter.models.score_model import ModelSpec, NativeScoreModel, check_compatible, load_score_model
+from video_adapter.models.unet import SpaceTimeUNet, count_parameters
 
 
 def test_native_checkpoint_is_a_score_model(tiny_cfg, tmp_path):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from video_adapter.datagen.stream import ClipStream
-from video_adapter.metrics.scores import feature_separation
-from video_adapter.metrics.video_net import load_video_net, video_net_features
+from video_adapter.data.datagen.stream import ClipStream
+from video_adapter.evaluation.metrics.scores import feature_separation
+from video_adapter.evaluation.metrics.video_net import load_video_net, video_net_features
 
 ENCODER = Path(__file__).resolve().parents[1] / "checkpoints" / "video-encoder"
 

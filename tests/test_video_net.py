@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from video_adapter.checkpoint import CheckpointError
-from video_adapter.data import VideoFolderDataset, center_crop_resize
-from video_adapter.metrics.stats import feature_stats, frechet_distance
-from video_adapter.metrics.video_net import (VideoNet, VideoNetConfig, VideoNetTrainConfig, caption_accuracy,
+from video_adapter.models.checkpoint import CheckpointError
+from video_adapter.data.dataset import VideoFolderDataset, center_crop_resize
+from video_adapter.evaluation.metrics.stats import feature_stats, frechet_distance
+from video_adapter.evaluation.metrics.video_net import (VideoNet, VideoNetConfig, VideoNetTrainConfig, caption_accuracy,
                                              caption_predictions, load_video_net, predict_captions, save_video_net,
                                              train_video_net, video_net_features)
-from video_adapter.toy import COLORS, DIRECTIONS, SHAPES, make_toy_dataset, render_clip
-from video_adapter.video_io import from_uint8
+from video_adapter.data.toy import COLORS, DIRECTIONS, SHAPES, make_toy_dataset, render_clip
+from video_adapter.data.video_io import from_uint8
 
 FRAMES, SIZE = 8, (16, 16)
 TINY = {"widths": (8, 16), "feature_dim": 32, "embed_dim": 32}

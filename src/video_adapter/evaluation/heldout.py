@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import checkpoint as ckpt
-from .conditioning import Cond, make_cond
-from .data import VideoFolderDataset
-from .schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
+from ..models import checkpoint as ckpt
+from ..maths.conditioning import Cond, make_cond
+from ..data.dataset import VideoFolderDataset
+from ..maths.schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
 
 # Ten levels at the midpoints of ten equal slices of the cosine schedule's time: their mean is the training
 # objective's expectation over t, estimated on held-out clips.

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from video_adapter.datagen import bullet
-from video_adapter.datagen.base import COLORS, Clip, Generator, rng
+from video_adapter.data.datagen import bullet
+from video_adapter.data.datagen.base import COLORS, Clip, Generator, rng
 
 PUSH_TEMPLATES = ("push the {color} block {direction}", "slide the {color} block {direction}",
                   "move the {color} block {direction}")

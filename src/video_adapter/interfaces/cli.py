@@ -86,7 +86,7 @@ def _key_values(items: list[str], name: str) -> dict:
 
 def _check_model_overrides(overrides: dict) -> None:
     """Unknown UNetConfig fields and values of the wrong type are usage errors, not tracebacks later on."""
-    from .unet import UNetConfig, field_type_errors
+    from ..models.unet import UNetConfig, field_type_errors
 
     known = [f.name for f in dataclasses.fields(UNetConfig)]
     for key in overrides:
@@ -97,7 +97,7 @@ def _check_model_overrides(overrides: dict) -> None:
 
 
 def cmd_train(args) -> None:
-    from .train import TrainConfig, train
+    from ..training.train import TrainConfig, train
 
     base = None
     if args.config:
@@ -126,7 +126,7 @@ def _dry_run(args, cfg, **extra) -> bool:
 
 
 def cmd_sample(args) -> None:
-    from .pipeline import SampleConfig, sample_to_files
+    from ..generation.pipeline import SampleConfig, sample_to_files
 
     cfg = dataclass_from_args(SampleConfig, args)
     if _dry_run(args, cfg):
@@ -136,9 +136,9 @@ def cmd_sample(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from .checkpoint import load_model
-    from .pipeline import human_count
-    from .unet import PRESETS, build_unet, count_parameters, preset
+    from ..models.checkpoint import load_model
+    from ..generation.pipeline import human_count
+    from ..models.unet import PRESETS, build_unet, count_parameters, preset
 
     target = args.target
     if target in PRESETS:
@@ -158,7 +158,7 @@ def cmd_info(args) -> None:
 def cmd_export(args) -> None:
     import torch
 
-    from .checkpoint import SHIP_SHARD_BYTES, export_model
+    from ..models.checkpoint import SHIP_SHARD_BYTES, export_model
 
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     out = export_model(args.src, args.out, dtypes[args.dtype], int(args.max_shard_mib * 2**20))
@@ -176,7 +176,7 @@ def cmd_demo(args) -> None:
 
 
 def cmd_make_data(args) -> None:
-    from .datagen.make import MakeDataConfig, make_dataset
+    from ..data.datagen.make import MakeDataConfig, make_dataset
 
     cfg = dataclass_from_args(MakeDataConfig, args)
     if not _dry_run(args, cfg, kind=args.kind):
@@ -184,7 +184,7 @@ def cmd_make_data(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluate import EvalConfig, run_evaluation
+    from ..evaluation.evaluate import EvalConfig, run_evaluation
 
     cfg = dataclass_from_args(EvalConfig, args)
     if not _dry_run(args, cfg):
@@ -192,7 +192,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_diagnose(args) -> None:
-    from .diagnose import DiagnoseConfig, run_diagnose
+    from ..evaluation.diagnose import DiagnoseConfig, run_diagnose
 
     cfg = dataclass_from_args(DiagnoseConfig, args)
     if not _dry_run(args, cfg):
@@ -200,8 +200,8 @@ def cmd_diagnose(args) -> None:
 
 
 def cmd_embed_captions(args) -> None:
-    from .data import VideoFolderDataset
-    from .text import CachedTextEncoder, load_text_encoder
+    from ..data.dataset import VideoFolderDataset
+    from ..models.text import CachedTextEncoder, load_text_encoder
 
     captions = list(args.prompt)
     for root in map(Path, args.data):
@@ -217,7 +217,7 @@ def cmd_embed_captions(args) -> None:
 
 
 def cmd_train_video_net(args) -> None:
-    from .metrics.video_net import VideoNetTrainConfig, train_video_net
+    from ..evaluation.metrics.video_net import VideoNetTrainConfig, train_video_net
 
     cfg = dataclass_from_args(VideoNetTrainConfig, args)
     if _dry_run(args, cfg):
@@ -240,14 +240,14 @@ def _config_command(sub, name: str, cls, func, help: str, description: str, *pos
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .datagen import KINDS
-    from .datagen.make import MakeDataConfig
+    from ..data.datagen import KINDS
+    from ..data.datagen.make import MakeDataConfig
     from .demo import DemoConfig
-    from .diagnose import DiagnoseConfig
-    from .evaluate import EvalConfig
-    from .metrics.video_net import VideoNetTrainConfig
-    from .pipeline import SampleConfig
-    from .train import TrainConfig
+    from ..evaluation.diagnose import DiagnoseConfig
+    from ..evaluation.evaluate import EvalConfig
+    from ..evaluation.metrics.video_net import VideoNetTrainConfig
+    from ..generation.pipeline import SampleConfig
+    from ..training.train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="video-adapter", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_embed_captions)
     _config_command(sub, "train-video-net", VideoNetTrainConfig, cmd_train_video_net,
                     "train our metric network: the FVD-VA encoder or a domain's caption classifier",
-                    "Train the compact (2+1)D video net of video_adapter.metrics.video_net: --objective text "
+                    "Train the compact (2+1)D video net of video_adapter.evaluation.metrics.video_net: --objective text "
                     "(contrastive with caption embeddings, on the broad corpus: features for FVD-VA) or --objective "
                     "caption (a classifier over a domain's training captions: task accuracy in evaluate).")
     _config_command(sub, "demo", DemoConfig, cmd_demo,

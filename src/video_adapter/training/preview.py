@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from .conditioning import make_cond
-from .pipeline import generate
-from .video_io import write_grid
+from ..maths.conditioning import make_cond
+from ..generation.pipeline import generate
+from ..data.video_io import write_grid
 
 
 def condition_sets(cfg) -> dict[str, dict[str, bool]]:

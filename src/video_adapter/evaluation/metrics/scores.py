@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import Tensor
 
-from ..video_io import to_uint8
+from ...data.video_io import to_uint8
 from .detectors import Detector, i3d_features, inception_features, inception_probs, load_detector, video_frames
 from .stats import FrechetReference, inception_score, kid
 

@@ -22,18 +22,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import atomic_write_text, read_unet_config
-from .composition import DEFAULT_COMPOSITION
-from .data import VideoFolderDataset
-from .datagen.make import CARD_NAME, MakeDataConfig, make_dataset
-from .pipeline import (COMPARE_ROWS, SampleConfig, human_count, load_models, model_conds, resolve_device,
+from ..models.checkpoint import atomic_write_text, read_unet_config
+from ..maths.composition import DEFAULT_COMPOSITION
+from ..data.dataset import VideoFolderDataset
+from ..data.datagen.make import CARD_NAME, MakeDataConfig, make_dataset
+from ..generation.pipeline import (COMPARE_ROWS, SampleConfig, human_count, load_models, model_conds, resolve_device,
                        route_conditions, sample_mode)
-from .score_model import ScoreModel
-from .train import TrainConfig, train
-from .unet import UNetConfig
-from .video_io import write_grid
+from ..models.score_model import ScoreModel
+from ..training.train import TrainConfig, train
+from ..models.unet import UNetConfig
+from ..data.video_io import write_grid
 
-REPO = Path(__file__).resolve().parents[2]  # the source checkout (editable install), where checkpoints/ ships
+REPO = Path(__file__).resolve().parents[3]  # the source checkout (editable install), where checkpoints/ ships
 DATA_KIND = "robot"
 ROWS = ("real", *COMPARE_ROWS)
 

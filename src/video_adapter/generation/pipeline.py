@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import read_config
-from .composition import (
+from ..models.checkpoint import read_config
+from ..maths.composition import (
     COMPOSE_IN,
     COMPOSITIONS,
     DEFAULT_COMPOSITION,
@@ -23,16 +23,16 @@ from .composition import (
     PriorStrength,
     mode_fn,
 )
-from .conditioning import Cond, sobel_x
-from .data import center_crop_resize
-from .guidance import cfg as cfg_guidance
-from .guidance import clip_denoised, denoised_range
-from .mcmc import LangevinCorrector, MCMCConfig
-from .sampling import SAMPLERS, sample
-from .score_model import ModelSpec, NativeScoreModel, ScoreModel, check_compatible, load_score_model
-from .text import TextEmbedding, load_text_encoder
-from .unet import SpaceTimeUNet
-from .video_io import from_uint8, is_video_path, read_image, read_video, write_grid
+from ..maths.conditioning import Cond, sobel_x
+from ..data.dataset import center_crop_resize
+from ..maths.guidance import cfg as cfg_guidance
+from ..maths.guidance import clip_denoised, denoised_range
+from ..maths.mcmc import LangevinCorrector, MCMCConfig
+from ..maths.sampling import SAMPLERS, sample
+from ..models.score_model import ModelSpec, NativeScoreModel, ScoreModel, check_compatible, load_score_model
+from ..models.text import TextEmbedding, load_text_encoder
+from ..models.unet import SpaceTimeUNet
+from ..data.video_io import from_uint8, is_video_path, read_image, read_video, write_grid
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 COMPARE_ROWS = ("prior", "adapter", "composed")  # the paper's Figures 7 and 8
@@ -323,7 +323,7 @@ def load_models(cfg: SampleConfig) -> dict[str, ScoreModel]:
                  "prior": (prior_device, resolve_dtype(cfg.prior_dtype or cfg.dtype, prior_device))}
     def load(path: str, dev: torch.device, dtype: torch.dtype) -> ScoreModel:
         if (Path(path) / "model_index.json").is_file():  # a diffusers pipeline directory
-            from .diffusers_prior import load_diffusers_prior
+            from ..models.diffusers_prior import load_diffusers_prior
 
             frames, height, width = video_size(cfg)
             return load_diffusers_prior(path, frames, height, width, dev, dtype, offload=cfg.prior_offload)
@@ -348,7 +348,7 @@ def video_size(cfg: SampleConfig) -> tuple[int, int, int]:
     if not train_config.get("space"):
         raise ValueError("a diffusers prior needs the video size: pass --video-size FRAMESxHEIGHTxWIDTH (an adapter "
                          "trained with --space gives it)")
-    from .train import TrainConfig
+    from ..training.train import TrainConfig
 
     frames, (height, width) = TrainConfig.from_dict(train_config).video_shape()
     return frames, height, width

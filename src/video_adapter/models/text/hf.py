@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..conditioning import masked_mean
+from ...maths.conditioning import masked_mean
 from .base import TextEncoder, as_dtype, dtype_name
 
 _SAVED_DIR_HELP = (

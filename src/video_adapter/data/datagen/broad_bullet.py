@@ -15,10 +15,10 @@ from functools import cache
 
 import numpy as np
 
-from video_adapter.datagen import bullet
-from video_adapter.datagen.base import COLORS, Clip, Generator, photos, rng
-from video_adapter.datagen.egocentric import EGOCENTRIC
-from video_adapter.datagen.robot import ROBOT, ROBOT_REAL
+from video_adapter.data.datagen import bullet
+from video_adapter.data.datagen.base import COLORS, Clip, Generator, photos, rng
+from video_adapter.data.datagen.egocentric import EGOCENTRIC
+from video_adapter.data.datagen.robot import ROBOT, ROBOT_REAL
 
 SCENARIOS = {  # {article} is "a" or "an", whichever the colour word takes
     "reach": ("a robot arm reaches toward the {color} {object}", "a {arm} arm reaching for {article} {color} {object}"),

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import load_model
-from .conditioning import CONDITIONS, Cond
+from ..maths.conditioning import CONDITIONS, Cond
 from .unet import SpaceTimeUNet, count_parameters
 
 

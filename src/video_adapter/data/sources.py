@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .data import ResumableSampler, VideoFolderDataset, collate, one_thread
+from .dataset import ResumableSampler, VideoFolderDataset, collate, one_thread
 
 STREAM = "stream:"  # --data stream:KIND trains on clips of a make-data kind made on the fly
 

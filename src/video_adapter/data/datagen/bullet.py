@@ -22,7 +22,7 @@ from functools import cache
 
 import numpy as np
 
-from video_adapter.datagen.base import downsample, photos
+from video_adapter.data.datagen.base import downsample, photos
 
 
 @contextmanager

@@ -29,13 +29,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_text
-from .composition import COMPOSE_IN, COMPOSITIONS, in_prediction
-from .conditioning import sobel_x
-from .data import VideoFolderDataset
-from .guidance import classifier_free, cond_uncond, threshold_x0
-from .pipeline import SampleConfig, load_models, make_out_dir, model_conds, resolve_device, route_conditions
-from .schedule import diffuse, x0_from_eps
+from ..models.checkpoint import atomic_write_text
+from ..maths.composition import COMPOSE_IN, COMPOSITIONS, in_prediction
+from ..maths.conditioning import sobel_x
+from ..data.dataset import VideoFolderDataset
+from ..maths.guidance import classifier_free, cond_uncond, threshold_x0
+from ..generation.pipeline import SampleConfig, load_models, make_out_dir, model_conds, resolve_device, route_conditions
+from ..maths.schedule import diffuse, x0_from_eps
 
 X0_HANDLING = ("raw", "clip", "dynamic")
 

@@ -27,8 +27,8 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from .conditioning import Cond
-from .schedule import LOGSNR_MIN, eps_from_flow_velocity, eps_from_v, flow_from_vp, flow_time_from_logsnr
+from ..maths.conditioning import Cond
+from ..maths.schedule import LOGSNR_MIN, eps_from_flow_velocity, eps_from_v, flow_from_vp, flow_time_from_logsnr
 from .score_model import ModelSpec, ScoreModel
 
 # ------------------------------------------------------------------------------------------------ noise levels

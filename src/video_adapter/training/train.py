@@ -1,7 +1,7 @@
 """Training a video denoiser on a folder of captioned videos, with accelerate (CPU, one GPU or many).
 
     video-adapter train --data DIR --out runs/NAME --preset S --steps 20000
-    accelerate launch -m video_adapter.cli train ...     # several GPUs, same code
+    accelerate launch -m video_adapter.interfaces.cli train ...     # several GPUs, same code
 
 The loop (`train`) fits on one screen; everything it calls is a small function above it.
 Exact resume: the online and EMA weights, optimizer, step, data position and RNG state are all in the
@@ -32,14 +32,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import checkpoint as ckpt
-from .conditioning import CONDITIONS, Cond, drop_conditions, make_cond
-from .heldout import HeldOutLog
-from .lora import add_lora, is_lora, merged, trainable_parameters
-from .schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
-from .sources import data_source
-from .text import load_text_encoder
-from .unet import PRESETS, SpaceTimeUNet, UNetConfig, config_from_dict, count_parameters, preset
+from ..models import checkpoint as ckpt
+from ..maths.conditioning import CONDITIONS, Cond, drop_conditions, make_cond
+from ..evaluation.heldout import HeldOutLog
+from ..models.lora import add_lora, is_lora, merged, trainable_parameters
+from ..maths.schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
+from ..data.sources import data_source
+from ..models.text import load_text_encoder
+from ..models.unet import PRESETS, SpaceTimeUNet, UNetConfig, config_from_dict, count_parameters, preset
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class TrainConfig:
             return replace(ckpt.read_unet_config(self.init)[0], **rest)
         if not self.space:
             return preset(self.preset, **self.model)
-        from .diffusers_prior import latent_space
+        from ..models.diffusers_prior import latent_space
 
         frames, (height, width) = self.video_shape()
         latents = latent_space(self.space)
@@ -358,7 +358,7 @@ def _train(cfg: TrainConfig, acc, started: float, stop_after: int | None) -> Pat
     frames, size = cfg.video_shape()
     space = None
     if cfg.space:
-        from .diffusers_prior import latent_space
+        from ..models.diffusers_prior import latent_space
 
         space = latent_space(cfg.space)
         latent = space.latent_shape(frames, *size)

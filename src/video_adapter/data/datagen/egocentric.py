@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from video_adapter.datagen import bullet
-from video_adapter.datagen.base import COLORS, Clip, Generator, rng
+from video_adapter.data.datagen import bullet
+from video_adapter.data.datagen.base import COLORS, Clip, Generator, rng
 
 TURN_TEMPLATES = ("turn {direction} toward the {color} {object}",
                   "turn to the {direction} to face the {color} {object}")

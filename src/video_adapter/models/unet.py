@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from .conditioning import Cond
-from .schedule import eps_from_v
+from ..maths.conditioning import Cond
+from ..maths.schedule import eps_from_v
 
 
 @dataclass(frozen=True)

@@ -32,16 +32,16 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..checkpoint import CONFIG_NAME, CheckpointError, atomic_dir, atomic_write_text, check_state, load_tensors, \
+from ...models.checkpoint import CONFIG_NAME, CheckpointError, atomic_dir, atomic_write_text, check_state, load_tensors, \
     read_config, save_tensors
-from ..pipeline import resolve_device
-from ..train import warmup_cosine
-from ..unet import FactorisedConv, config_from_dict, conv_space, conv_time
+from ...generation.pipeline import resolve_device
+from ...training.train import warmup_cosine
+from ...models.unet import FactorisedConv, config_from_dict, conv_space, conv_time
 
 FORMAT_VERSION = 1
 MODEL_TYPE = "VideoNet"
 OBJECTIVES = ("text", "caption")
-STREAM = "stream:"  # as in video_adapter.sources: --data stream:KIND trains on clips made on the fly
+STREAM = "stream:"  # as in video_adapter.data.sources: --data stream:KIND trains on clips made on the fly
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps its learned temperature so logits stay at most 100
 
 
@@ -161,7 +161,7 @@ class VideoNet(nn.Module):
             raise TypeError(f"video must be a torch.Tensor [B, C, F, H, W], got {type(video).__name__}")
         if not video.is_floating_point():
             raise TypeError(f"video must be float in [-1, 1], got {video.dtype}; convert uint8 frames with "
-                            f"video_adapter.video_io.from_uint8 (or x / 127.5 - 1)")
+                            f"video_adapter.data.video_io.from_uint8 (or x / 127.5 - 1)")
         if video.dim() != 5 or tuple(video.shape[1:]) != want:
             raise ValueError(f"this video_net takes [B, C, F, H, W] = [B, {', '.join(map(str, want))}] (its config's "
                              f"channels, frames, height, width); got {list(video.shape)}. Resize the clips or "
@@ -248,8 +248,8 @@ class VideoNetTrainConfig:
 
 def batches(cfg: VideoNetTrainConfig) -> tuple[str, tuple[str, ...], object]:
     """(a description, the sorted distinct rewritten captions of a folder, an endless iterator of batches)."""
-    from ..data import ResumableSampler, VideoFolderDataset
-    from ..sources import folder_batches, stream_batches
+    from ...data.dataset import ResumableSampler, VideoFolderDataset
+    from ...data.sources import folder_batches, stream_batches
 
     size = (cfg.height, cfg.width)
     if cfg.data.startswith(STREAM):
@@ -314,7 +314,7 @@ def train_video_net(cfg: VideoNetTrainConfig) -> Path:
     net.to(device)
     text = None
     if cfg.objective == "text":
-        from ..text import load_text_encoder
+        from ...models.text import load_text_encoder
 
         text = load_text_encoder(cfg.text_encoder, device=device, cache=True)
         if text.dim != net_cfg.text_dim:

@@ -22,11 +22,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .checkpoint import atomic_write_text
-from .composition import DEFAULT_COMPOSITION
-from .conditioning import sobel_x
-from .data import VideoFolderDataset
-from .pipeline import (
+from ..models.checkpoint import atomic_write_text
+from ..maths.composition import DEFAULT_COMPOSITION
+from ..maths.conditioning import sobel_x
+from ..data.dataset import VideoFolderDataset
+from ..generation.pipeline import (
     SampleConfig,
     human_count,
     make_out_dir,
@@ -36,8 +36,8 @@ from .pipeline import (
     route_conditions,
     sample_mode,
 )
-from .score_model import ScoreModel, check_compatible, load_score_model
-from .video_io import write_grid
+from ..models.score_model import ScoreModel, check_compatible, load_score_model
+from ..data.video_io import write_grid
 
 
 class Method(NamedTuple):
