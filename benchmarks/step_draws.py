@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from video_adapter.maths.conditioning import CONDITIONS  # noqa: E402
-from video_adapter.training.train import step_draws  # noqa: E402
+from video_adapter.training.steps import step_draws  # noqa: E402
 
 
 def peer_draws(gen: torch.Generator, shape: tuple[int, ...], device: str):

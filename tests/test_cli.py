@@ -16,7 +16,7 @@ from PIL import Image
 from video_adapter.models.checkpoint import load_model, save_model
 from video_adapter.interfaces.cli import main
 from video_adapter.interfaces.demo import DemoConfig
-from video_adapter.generation.pipeline import SampleConfig
+from video_adapter.interfaces.sample import SampleConfig
 from video_adapter.maths.sampling import SAMPLERS
 from video_adapter.training.train import TrainConfig
 from video_adapter.models.unet import PRESETS, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
@@ -431,9 +431,9 @@ def test_a_negative_prior_strength_needs_asking_for(capsys, files, tmp_path, ext
                    "value of at least 0, or --allow-negative-strength to do this on purpose")
     assert list(tmp_path.iterdir()) == []
     assert run(capsys, *args, "--allow-negative-strength").strip().endswith(f"wrote {tmp_path / 'x.gif'}")
-    SampleConfig(prior_strength=0.0).validate_sampling()  # zero: the adapter alone, fine
+    SampleConfig(prior_strength=0.0).settings().validate()  # zero: the adapter alone, fine
     with pytest.raises(ValueError, match="--allow-negative-strength"):  # what evaluate's settings are checked with
-        SampleConfig(prior_strength=-0.1).validate_sampling()
+        SampleConfig(prior_strength=-0.1).settings().validate()
 
 
 def test_sample_warns_of_a_first_frame_far_below_the_model_size(capsys, files, tmp_path):
@@ -488,7 +488,7 @@ def test_sample_composites_a_transparent_first_frame_over_black_and_says_so(caps
 
 def test_sample_refuses_an_out_it_cannot_write_before_sampling(capsys, files, tmp_path, monkeypatch):
     sampled = []
-    monkeypatch.setattr("video_adapter.generation.pipeline.sample_mode", lambda *a, **k: sampled.append(1))
+    monkeypatch.setattr("video_adapter.interfaces.sample.generate", lambda *a, **k: sampled.append(1))
     (tmp_path / "taken.gif").write_bytes(b"a file")
     (tmp_path / "folder.gif").mkdir()
     msg = fails(capsys, *sample_args(files, tmp_path / "taken.gif" / "x.gif"))
@@ -581,10 +581,10 @@ def test_sample_condition_routing(capsys, files, tmp_path):
 
 def test_sample_encodes_each_prompt_once(capsys, files, tmp_path, monkeypatch):
     """Two models sharing an encoder, two prompts, --num 3: one encode call with the two unique prompts."""
-    import video_adapter.generation.pipeline as pipeline
+    import video_adapter.generation.routing as routing
 
     seen = []
-    real = pipeline.load_text_encoder
+    real = routing.load_text_encoder
 
     def counting(spec, **kw):
         encoder = real(spec, **kw)
@@ -592,6 +592,6 @@ def test_sample_encodes_each_prompt_once(capsys, files, tmp_path, monkeypatch):
         encoder.encode = lambda captions, **k: seen.append(list(captions)) or encode(captions, **k)
         return encoder
 
-    monkeypatch.setattr(pipeline, "load_text_encoder", counting)
+    monkeypatch.setattr(routing, "load_text_encoder", counting)
     run(capsys, *compose_args(files, tmp_path / "x.gif", "--num", "3", "--steps", "2"))
     assert seen == [["a red square", "another prompt"]]

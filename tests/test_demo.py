@@ -9,7 +9,7 @@ import torch
 
 from video_adapter.models.checkpoint import save_model
 from video_adapter.interfaces.demo import ROWS, DemoConfig, resolve_prior, run_demo
-from video_adapter.generation.pipeline import COMPARE_ROWS
+from video_adapter.generation.generate import COMPARE_ROWS
 from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 from video_adapter.data.video_io import make_grid, read_video
 

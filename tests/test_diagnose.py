@@ -11,7 +11,8 @@ from video_adapter.models.checkpoint import save_model
 from video_adapter.interfaces.cli import main
 from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
 from video_adapter.evaluation.diagnose import DiagnoseConfig, composed_name, run_diagnose
-from video_adapter.generation.pipeline import SampleConfig, load_models, model_conds, route_conditions
+from video_adapter.generation.loading import load_models
+from video_adapter.generation.routing import model_conds, route_conditions
 from video_adapter.maths.schedule import diffuse, x0_from_eps
 from video_adapter.data.toy import make_toy_dataset
 from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
@@ -40,7 +41,8 @@ def setup(tmp_path_factory):
 
 def direct(cfg):
     """Per level: (eps, x, logsnr, conds, models) exactly as the diagnosis draws them."""
-    models = load_models(SampleConfig(adapter=cfg.adapter, prior=cfg.prior, device="cpu"))
+    cpu = (torch.device("cpu"), torch.float32)
+    models = load_models({"small": cfg.adapter, "prior": cfg.prior}, {"small": cpu, "prior": cpu})
     from video_adapter.data.dataset import VideoFolderDataset
 
     data = VideoFolderDataset(f"{cfg.data}/test", frames=4, size=(8, 16), random_crop=False)

@@ -123,20 +123,20 @@ def test_a_sample_depends_on_its_batch_alone(setup, tmp_path):
     """Batch i is seeded by i: fewer samples give the same first batches, so sharding batches over processes
     cannot change them."""
     cfg, results = setup
-    from video_adapter.evaluation.evaluate import Models, generate, test_set
+    from video_adapter.evaluation.evaluate import Models, sample_method, test_set
 
     small = replace(cfg, num=2, out=str(tmp_path))
     models = Models(small, torch.device("cpu"))
     tests = test_set(small, models(cfg.prior).spec)
-    first, _ = generate(small, "small-s+prior", models, tests, 0.1)
-    full, _ = generate(cfg, "small-s+prior", models, test_set(cfg, models(cfg.prior).spec), 0.1)
+    first, _ = sample_method(small, "small-s+prior", models, tests, 0.1)
+    full, _ = sample_method(cfg, "small-s+prior", models, test_set(cfg, models(cfg.prior).spec), 0.1)
     assert torch.equal(first, full[:2]) and not torch.equal(full[:2], full[2:])
 
 
 def test_errors_before_sampling(setup, tmp_path, monkeypatch):
     cfg, _ = setup
     sampled = []
-    monkeypatch.setattr("video_adapter.evaluation.evaluate.sample_mode", lambda *a, **k: sampled.append(1))
+    monkeypatch.setattr("video_adapter.evaluation.evaluate.generate", lambda *a, **k: sampled.append(1))
     with pytest.raises(ValueError, match="method small-l\\+prior needs --small-l DIR"):
         run_evaluation(replace(cfg, methods=("small-l+prior",), out=str(tmp_path / "a")))
     with pytest.raises(ValueError, match="fvd-va needs --encoder DIR"):
@@ -157,7 +157,7 @@ def test_errors_before_sampling(setup, tmp_path, monkeypatch):
 def test_an_out_that_cannot_be_written_is_refused_before_sampling(setup, tmp_path, monkeypatch):
     cfg, _ = setup
     sampled = []
-    monkeypatch.setattr("video_adapter.evaluation.evaluate.sample_mode", lambda *a, **k: sampled.append(1))
+    monkeypatch.setattr("video_adapter.evaluation.evaluate.generate", lambda *a, **k: sampled.append(1))
     (tmp_path / "taken").write_text("a file")
     with pytest.raises(ValueError, match=f"cannot make the folder {tmp_path / 'taken'}: .* is a file"):
         run_evaluation(replace(cfg, out=str(tmp_path / "taken")))
@@ -175,16 +175,18 @@ def test_cli_dry_run_and_error(capsys, setup):
 def test_every_sampling_setting_reaches_each_method():
     """evaluate's composition, band, x0 handling and MCMC settings are the ones each method samples with, and bad
     ones are refused before anything loads."""
-    from video_adapter.evaluation.evaluate import sample_config
+    from video_adapter.evaluation.evaluate import sampling_settings
+    from video_adapter.maths.composition import PriorStrength
+    from video_adapter.maths.mcmc import MCMCConfig
 
     cfg = EvalConfig(domain="d", composition="paper", compose_in="x0", min_logsnr=-4.0, dynamic_threshold=0.99,
                      clip_x0=0.5, mcmc="ula", mcmc_steps=3, mcmc_step_size=0.05, sampler="dpmpp-2m", steps=7)
-    scfg = sample_config(cfg, "small-s+prior", 0.3)
-    assert (scfg.mode, scfg.prior_strength, scfg.composition, scfg.compose_in, scfg.min_logsnr) == \
-        ("composed", 0.3, "paper", "x0", -4.0)
-    assert (scfg.dynamic_threshold, scfg.clip_x0, scfg.mcmc, scfg.mcmc_steps, scfg.mcmc_step_size) == \
-        (0.99, 0.5, "ula", 3, 0.05)
-    assert (scfg.sampler, scfg.steps, scfg.strength().min_logsnr) == ("dpmpp-2m", 7, -4.0)
+    settings = sampling_settings(cfg, 0.3)
+    assert (settings.strength, settings.composition, settings.compose_in) == \
+        (PriorStrength(0.3, min_logsnr=-4.0), "paper", "x0")
+    assert (settings.dynamic_threshold, settings.clip_x0, settings.mcmc) == \
+        (0.99, 0.5, MCMCConfig("ula", steps=3, step_size=0.05))
+    assert (settings.sampler, settings.steps) == ("dpmpp-2m", 7)
     for bad in (dict(composition="sum"), dict(min_logsnr=5.0), dict(dynamic_threshold=2.0)):
         with pytest.raises(ValueError):
             replace(cfg, small_s="s", **bad).validate()

@@ -16,7 +16,7 @@ from video_adapter.maths.conditioning import Cond
 from video_adapter.evaluation.heldout import heldout_loss
 from video_adapter.maths.mcmc import LangevinCorrector, MCMCConfig
 from video_adapter.maths.sampling import SAMPLERS, logsnr_grid, sample_heun
-from video_adapter.training.train import denoising_loss
+from video_adapter.training.steps import denoising_loss
 from video_adapter.models.unet import SpaceTimeUNet
 
 

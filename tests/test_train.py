@@ -13,7 +13,8 @@ from video_adapter.data.toy import make_toy_dataset
 from video_adapter.maths.schedule import diffuse
 from video_adapter.maths.conditioning import make_cond
 from video_adapter.evaluation.heldout import heldout_loss
-from video_adapter.training.train import TrainConfig, denoising_loss, lr_at, step_draws, train
+from video_adapter.training.steps import denoising_loss, lr_at, step_draws
+from video_adapter.training.train import TrainConfig, train
 
 TINY = dict(frames=4, height=8, width=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(4,),
             head_dim=16, emb_dim=32)
@@ -83,10 +84,10 @@ def test_killed_and_resumed_run_is_bit_identical(toy, tmp_path):
 
 
 def test_a_save_cut_short_leaves_the_previous_checkpoint_resumable(toy, tmp_path, monkeypatch):
-    import video_adapter.training.train as train_module
+    import video_adapter.training.run_state as run_state
 
     straight = train(config(toy, tmp_path / "a"))
-    real_save_file, optimizer_saves = train_module.save_file, []
+    real_save_file, optimizer_saves = run_state.save_file, []
 
     def killed_at_the_second_optimizer_write(tensors, filename, *args, **kwargs):
         if filename.endswith("optimizer.safetensors"):
@@ -95,7 +96,7 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint_resumable(toy, tmp_path
                 raise KeyboardInterrupt
         return real_save_file(tensors, filename, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "save_file", killed_at_the_second_optimizer_write)
+    monkeypatch.setattr(run_state, "save_file", killed_at_the_second_optimizer_write)
     with pytest.raises(KeyboardInterrupt):
         train(config(toy, tmp_path / "b"))
     monkeypatch.undo()
@@ -141,7 +142,7 @@ def test_a_full_disk_at_a_save_names_the_intact_checkpoint_and_a_resume_drops_th
 HOLD_LOCK = """
 import sys
 from pathlib import Path
-from video_adapter.training.train import run_lock
+from video_adapter.training.run_state import run_lock
 with run_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     sys.stdin.read()  # until the test kills it
@@ -173,16 +174,16 @@ def test_one_run_per_out_folder_and_a_dead_holder_does_not_block(toy, tmp_path):
 def test_a_non_finite_loss_stops_the_run_before_its_update_is_saved(toy, tmp_path, monkeypatch):
     """NaN at step 7, no log or save step: the run stops at the next one (8, a save step) before saving, so the
     step-4 checkpoint stays; resumed without the fault (and no lock left behind), it goes on."""
-    import video_adapter.training.train as train_module
+    import video_adapter.training.steps as steps
 
-    real, calls = train_module.denoising_loss, []
+    real, calls = steps.denoising_loss, []
 
     def nan_at_step_8(*args, **kwargs):
         calls.append(1)
         loss = real(*args, **kwargs)
         return loss * float("nan") if len(calls) == 7 else loss
 
-    monkeypatch.setattr(train_module, "denoising_loss", nan_at_step_8)
+    monkeypatch.setattr(steps, "denoising_loss", nan_at_step_8)
     cfg = config(toy, tmp_path / "run", log_every=3)
     with pytest.raises(FloatingPointError, match=re.escape(
             f"step 7: the loss or its gradient became non-finite; stopped at step 8 before saving, so the checkpoint "
@@ -408,7 +409,7 @@ def test_init_loads_weights_into_online_and_ema_with_a_fresh_optimizer(toy, tmp_
     from dataclasses import replace
 
     from video_adapter.models.checkpoint import save_model
-    from video_adapter.training.train import init_weights
+    from video_adapter.training.run_state import init_weights
     from video_adapter.models.unet import SpaceTimeUNet, preset
 
     from conftest import randomize

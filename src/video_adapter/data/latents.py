@@ -54,7 +54,7 @@ def cached_latents(videos: VideoFolderDataset, space, device=None, batch_size: i
     encoding leaves no entry rather than half of one."""
     from tqdm.auto import tqdm
 
-    from ..models.checkpoint import atomic_dir, atomic_write_text
+    from ..common.files import atomic_dir, atomic_write_text
 
     entry = cache_dir() / _key(videos, space.space)
     if (entry / "meta.json").is_file():

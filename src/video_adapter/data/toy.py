@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .video_io import atomic_path, write_mp4
+from ..common.files import atomic_path
+from .video_io import write_mp4
 
 COLORS = {
     "red": (220, 30, 30),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..common.files import atomic_path
 
 CONTAINER_EXTS = (".mp4", ".webm", ".avi", ".mov", ".mkv")
 GIF_EXTS = (".gif",)
@@ -288,21 +289,6 @@ def upscale_frames(frames: np.ndarray, factor: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------- writing
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a hidden temp path next to `path`; on success it replaces `path`, on error it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: that creates the file mode 0600; a fresh name lets the writer create it honouring the umask.
-    tmp = path.parent / f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:

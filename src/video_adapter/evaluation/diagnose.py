@@ -29,12 +29,15 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..models.checkpoint import atomic_write_text
 from ..maths.composition import COMPOSE_IN, COMPOSITIONS, in_prediction
 from ..maths.conditioning import sobel_x
 from ..data.dataset import VideoFolderDataset
 from ..maths.guidance import classifier_free, cond_uncond, threshold_x0
-from ..generation.pipeline import SampleConfig, load_models, make_out_dir, model_conds, resolve_device, route_conditions
+from ..common.devices import resolve_device, resolve_dtype
+from ..common.files import atomic_write_text, make_out_dir
+from ..common.tables import table_markdown
+from ..generation.loading import load_models
+from ..generation.routing import model_conds, route_conditions
 from ..maths.schedule import diffuse, x0_from_eps
 
 X0_HANDLING = ("raw", "clip", "dynamic")
@@ -193,21 +196,20 @@ def report(cfg: DiagnoseConfig, totals: Totals) -> dict:
 
 def markdown(results: dict) -> str:
     levels = results["logsnrs"]
-    head = "| prediction | " + " | ".join(f"{v:g}" for v in levels) + " |\n|---|" + "---:|" * len(levels)
+    header = ["prediction", *(f"{v:g}" for v in levels)]
     parts = []
     titles = {"eps": "eps MSE", "x0 raw": "x0 MSE, raw", "x0 clip": "x0 MSE, clipped to the data range",
               "x0 dynamic": "x0 MSE, dynamic thresholding"}
     for measure, title in titles.items():
-        rows = [f"| {name} | " + " | ".join(f"{v:.4g}" for v in m[measure]) + " |"
-                for name, m in results["methods"].items()]
-        parts.append(f"**{title}** by log-SNR\n\n{head}\n" + "\n".join(rows))
+        rows = [[name, *(f"{v:.4g}" for v in m[measure])] for name, m in results["methods"].items()]
+        parts.append(f"**{title}** by log-SNR\n\n" + table_markdown(header, rows))
     rows = []
     for key, b in results["best_gamma"].items():
-        rows.append(f"| {key}: gamma* | " + " | ".join(f"{v:.3g}" for v in b["gamma"]) + " |")
-        rows.append(f"| {key}: eps MSE at gamma* / at 0 | " + " | ".join(
-            f"{a / z:.3f}" if z > 0 else "-" for a, z in zip(b["eps_mse_at_gamma"], b["eps_mse_at_0"])) + " |")
+        rows.append([f"{key}: gamma*", *(f"{v:.3g}" for v in b["gamma"])])
+        rows.append([f"{key}: eps MSE at gamma* / at 0", *(f"{a / z:.3f}" if z > 0 else "-"
+                                                           for a, z in zip(b["eps_mse_at_gamma"], b["eps_mse_at_0"]))])
     parts.append("**The gamma minimising the composed eps MSE** (closed form) by log-SNR, and how much of the "
-                 f"error it removes\n\n{head}\n" + "\n".join(rows))
+                 "error it removes\n\n" + table_markdown(header, rows))
     return "\n\n".join(parts) + "\n"
 
 
@@ -244,8 +246,8 @@ def plot(results: dict, path: Path) -> None:
 def run_diagnose(cfg: DiagnoseConfig) -> dict:
     cfg.validate()
     device = resolve_device(cfg.device)
-    models = load_models(SampleConfig(adapter=cfg.adapter, prior=cfg.prior, mode="composed", device=cfg.device,
-                                      dtype=cfg.dtype))
+    placement = (device, resolve_dtype(cfg.dtype, device))
+    models = load_models({"small": cfg.adapter, "prior": cfg.prior}, {"small": placement, "prior": placement})
     spec = models["small"].spec
     if spec.space != "pixels":
         raise ValueError(f"diagnose noises pixel clips; these models work in {spec.space}")

@@ -6,15 +6,17 @@
 Every method samples the same N conditions from the domain's test split (caption and first frame, or edges) from
 the same seeds, and each N-sample set is scored against the real test clips (`metrics.scores`), with bootstrap
 intervals. Batches are seeded by their index, so a sample depends on (seed, batch size, its index) alone and the
-batches can be spread over processes (`torchrun --nproc_per_node N -- $(which video-adapter) evaluate ...`) with
-results identical to one process. Writes results.json, table.md, gamma_sweep.png and qualitative.gif / .mp4 into --out.
+batches can be spread over processes with results identical to one process:
+
+    torchrun --nproc_per_node N -m -- video_adapter evaluate ...    # "--": the launcher must not read our --num
+
+Writes results.json, table.md, gamma_sweep.png and qualitative.gif / .mp4 into --out.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -22,22 +24,18 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..models.checkpoint import atomic_write_text
-from ..maths.composition import DEFAULT_COMPOSITION
-from ..maths.conditioning import sobel_x
+from ..common.devices import resolve_device, resolve_dtype
+from ..common.files import atomic_write_text, make_out_dir
+from ..common.tables import human_count, table_markdown
 from ..data.dataset import VideoFolderDataset
-from ..generation.pipeline import (
-    SampleConfig,
-    human_count,
-    make_out_dir,
-    model_conds,
-    resolve_device,
-    resolve_dtype,
-    route_conditions,
-    sample_mode,
-)
-from ..models.score_model import ScoreModel, check_compatible, load_score_model
 from ..data.video_io import write_grid
+from ..generation.generate import SamplingSettings, generate
+from ..generation.loading import load_model
+from ..generation.routing import model_conds, route_conditions
+from ..maths.composition import DEFAULT_COMPOSITION, PriorStrength
+from ..maths.conditioning import sobel_x
+from ..maths.mcmc import MCMCConfig
+from ..models.score_model import ScoreModel, check_compatible
 
 
 class Method(NamedTuple):
@@ -118,7 +116,7 @@ class EvalConfig:
             raise ValueError(f"--condition must be first_frame, edges or none, not {self.condition!r}")
         if self.num < 2 or self.batch_size < 1:
             raise ValueError(f"--num must be at least 2 and --batch-size at least 1, got {self.num}, {self.batch_size}")
-        sample_config(self, "small-s+prior", self.prior_strength).validate_sampling()
+        sampling_settings(self, self.prior_strength).validate()
         if not all(math.isfinite(std) and std >= 0 for std in self.real_noise):
             raise ValueError(f"--real-noise takes standard deviations >= 0 (videos span [-1, 1]), "
                              f"got {self.real_noise}")
@@ -156,9 +154,7 @@ class Models:
 
     def __call__(self, path: str) -> ScoreModel:
         if path not in self.cache:
-            cuda = self.device.type == "cuda"
-            self.cache[path] = load_score_model(path, self.device, resolve_dtype(self.cfg.dtype, self.device),
-                                                cuda_graphs=cuda)
+            self.cache[path] = load_model(path, self.device, resolve_dtype(self.cfg.dtype, self.device))
         return self.cache[path]
 
     def of(self, method: str) -> dict[str, ScoreModel]:
@@ -171,17 +167,17 @@ class Models:
         return models
 
 
-def sample_config(cfg: EvalConfig, method: str, prior_strength: float) -> SampleConfig:
-    """The sampling settings of one method under this evaluation."""
-    return SampleConfig(mode=METHODS[method].mode, guidance=cfg.guidance, prior_strength=prior_strength, mix=cfg.mix,
-                        composition=cfg.composition, compose_in=cfg.compose_in, min_logsnr=cfg.min_logsnr,
-                        sampler=cfg.sampler, steps=cfg.steps, clip_x0=cfg.clip_x0,
-                        dynamic_threshold=cfg.dynamic_threshold, mcmc=cfg.mcmc, mcmc_steps=cfg.mcmc_steps,
-                        mcmc_step_size=cfg.mcmc_step_size, prompt=("-",))
+def sampling_settings(cfg: EvalConfig, prior_strength: float) -> SamplingSettings:
+    """The sampling settings of every method under this evaluation, at prior strength `prior_strength`."""
+    mcmc = MCMCConfig(kind=cfg.mcmc, steps=cfg.mcmc_steps, step_size=cfg.mcmc_step_size) if cfg.mcmc else None
+    return SamplingSettings(sampler=cfg.sampler, steps=cfg.steps, guidance=cfg.guidance,
+                            strength=PriorStrength(prior_strength, min_logsnr=cfg.min_logsnr), mix=cfg.mix,
+                            composition=cfg.composition, compose_in=cfg.compose_in, mcmc=mcmc, clip_x0=cfg.clip_x0,
+                            dynamic_threshold=cfg.dynamic_threshold, seed=cfg.seed)
 
 
-def generate(cfg: EvalConfig, method: str, models: Models, tests: TestSet,
-             prior_strength: float) -> tuple[Tensor, float]:
+def sample_method(cfg: EvalConfig, method: str, models: Models, tests: TestSet,
+                  prior_strength: float) -> tuple[Tensor, float]:
     """All --num samples of one method, [N, C, F, H, W] on the CPU, and the seconds this process spent sampling.
 
     Batch i is sampled from seed + i; under accelerate each process takes every world_size-th batch and the
@@ -190,23 +186,18 @@ def generate(cfg: EvalConfig, method: str, models: Models, tests: TestSet,
     from accelerate.utils import gather_object
 
     state = PartialState()
-    mode_models = models.of(method)
-    requested = {"text", *tests.pixels}
-    routes = route_conditions(mode_models, requested, partial=False)
-    scfg = sample_config(cfg, method, prior_strength)
+    mode_models, mode = models.of(method), METHODS[method].mode
+    routes = route_conditions(mode_models, {"text", *tests.pixels}, partial=False)
+    settings = sampling_settings(cfg, prior_strength)
     starts = list(range(0, cfg.num, cfg.batch_size))
     mine, seconds = [], 0.0
     for index in range(state.process_index, len(starts), state.num_processes):
         part = slice(starts[index], starts[index] + cfg.batch_size)
         pixels = {name: value[part] for name, value in tests.pixels.items()}
         conds = model_conds(mode_models, tests.captions[part], pixels, routes, models.device, models.text_encoders)
-        shape = (len(tests.captions[part]), *next(iter(mode_models.values())).spec.shape)
-        start = time.perf_counter()
-        x = sample_mode(replace(scfg, seed=cfg.seed + index), scfg.mode, mode_models, conds, shape, models.device)
-        if models.device.type == "cuda":
-            torch.cuda.synchronize(models.device)
-        seconds += time.perf_counter() - start
-        mine.append((index, x.cpu()))
+        done = generate(mode_models, conds, (mode,), replace(settings, seed=cfg.seed + index), models.device)
+        seconds += done.seconds[mode]
+        mine.append((index, done.videos[mode].cpu()))
     gathered = sorted(gather_object(mine) if state.num_processes > 1 else mine, key=lambda item: item[0])
     return torch.cat([x for _, x in gathered]), seconds
 
@@ -215,22 +206,22 @@ def parameters(method: str, models: Models) -> int:
     return sum(m.spec.parameters for m in models.of(method).values())
 
 
-def table_markdown(results: dict, cfg: EvalConfig) -> str:
+def results_markdown(results: dict, cfg: EvalConfig) -> str:
+    """results.json as table.md: Table 1's rows with bootstrap intervals, and what they were sampled with."""
     metrics = list(cfg.metrics)
-    head = "| method | " + " | ".join(metrics) + " | parameters | sampling s / sample |"
-    lines = [head, "|---|" + "---:|" * (len(metrics) + 2)]
     rows = [(f"Real: {cfg.num} other test clips", results["real"], None)] if "real" in results else []
     rows += [(f"Real + noise {std}", scores, None) for std, scores in results.get("real_noised", {}).items()]
     rows += [(METHODS[name].label, row["metrics"], row) for name, row in results["methods"].items()]
-    for label, scores, row in rows:
-        cells = [f"{scores[m]['value']:.4g} [{scores[m]['ci95'][0]:.4g}, {scores[m]['ci95'][1]:.4g}]" for m in metrics]
-        cost = f"{human_count(row['parameters'])} | {row['seconds_per_sample']:.3f}" if row else "- | -"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {cost} |")
+    cells = [[label, *(f"{scores[m]['value']:.4g} [{scores[m]['ci95'][0]:.4g}, {scores[m]['ci95'][1]:.4g}]"
+                       for m in metrics),
+              *((human_count(row["parameters"]), f"{row['seconds_per_sample']:.3f}") if row else ("-", "-"))]
+             for label, scores, row in rows]
+    table = table_markdown(["method", *metrics, "parameters", "sampling s / sample"], cells)
     real_note = (" Real: test clips not among the conditions, scored like a method: the Fréchet distances' floor "
                  "and the classifier's accuracy on real video at this N" +
                  ("; Real + noise: the same clips with Gaussian pixel noise of that std (videos in [-1, 1])"
                   if results.get("real_noised") else "") + ".") if "real" in results else ""
-    return "\n".join(lines) + (
+    return table + (
         f"\n\n{cfg.num} samples per method conditioned on the caption"
         f"{'' if cfg.condition == 'none' else ' and ' + cfg.condition.replace('_', ' ')} of test clips of "
         f"{cfg.domain}, the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, "
@@ -294,7 +285,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
                                   for std in cfg.real_noise}
     for name in names:
         state.print(f"[{name}] {METHODS[name].label}: {cfg.num} samples")
-        samples[name], seconds = generate(cfg, name, models, tests, cfg.prior_strength)
+        samples[name], seconds = sample_method(cfg, name, models, tests, cfg.prior_strength)
         if state.is_main_process:
             results["methods"][name] = {"label": METHODS[name].label, "parameters": parameters(name, models),
                                         "seconds_per_sample": seconds * state.num_processes / cfg.num,
@@ -304,7 +295,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         for gamma in cfg.gamma_sweep:
             state.print(f"[gamma sweep] Small (S) + Prior at gamma {gamma:g}")
             videos = samples["small-s+prior"] if gamma == cfg.prior_strength else \
-                generate(cfg, "small-s+prior", models, tests, gamma)[0]
+                sample_method(cfg, "small-s+prior", models, tests, gamma)[0]
             if state.is_main_process:
                 results["gamma_sweep"][str(gamma)] = {k: v.as_dict() for k, v in
                                                       scorer.score(videos, tests.captions).items()}
@@ -313,7 +304,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     results["networks"] = scorer.records()
     out = Path(cfg.out)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
-    atomic_write_text(out / "table.md", table_markdown(results, cfg))
+    atomic_write_text(out / "table.md", results_markdown(results, cfg))
     paths = [out / "results.json", out / "table.md"]
     if results["gamma_sweep"]:
         plot_sweep({float(g): v for g, v in results["gamma_sweep"].items()}, cfg.metrics, out / "gamma_sweep.png")
@@ -323,7 +314,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     paths += write_grid(out / "qualitative.gif", [v for row in rows.values() for v in row],
                         labels=tests.captions[:shown] * len(rows), nrow=shown, row_labels=list(rows), upscale=4,
                         formats=("gif", "mp4"))
-    print(table_markdown(results, cfg))
+    print(results_markdown(results, cfg))
     for path in paths:
         print(f"wrote {path}")
     return results

@@ -2,7 +2,7 @@
 
 `heldout_loss` scores one model on fixed clips, levels and noise (two models scored alike differ only by their
 weights); `HeldOutLog` runs it during training every --heldout-every steps on the EMA weights and appends a row to
-the run's heldout.csv, the curve that says when a run has converged (`scripts/heldout_curve.py` plots it).
+the run's heldout.csv, the curve that says when a run has converged.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..models import checkpoint as ckpt
-from ..maths.conditioning import Cond, make_cond
+from ..common.files import continue_csv
 from ..data.dataset import VideoFolderDataset
-from ..maths.schedule import alpha_sigma, broadcast, diffuse, logsnr_cosine
+from ..maths.conditioning import Cond, make_cond
+from ..maths.schedule import diffuse, logsnr_cosine, prediction_target
 
 # Ten levels at the midpoints of ten equal slices of the cosine schedule's time: their mean is the training
 # objective's expectation over t, estimated on held-out clips.
@@ -36,10 +36,8 @@ def heldout_loss(model, video: Tensor, cond: Cond, logsnrs: Tensor, seed: int, p
     for logsnr in logsnrs.tolist():
         eps = torch.randn(video.shape, generator=gen).to(video.device)
         level = torch.full((video.shape[0],), logsnr, device=video.device)
-        alpha, sigma = alpha_sigma(broadcast(level, video))
-        target = eps if prediction == "eps" else alpha * eps - sigma * video
         out = model(diffuse(video, eps, level), level, cond, output="native").float()
-        losses.append(F.mse_loss(out, target))
+        losses.append(F.mse_loss(out, prediction_target(prediction, video, eps, level)))
     return torch.stack(losses)
 
 
@@ -63,9 +61,7 @@ class HeldOutLog:
             self.batches.append((video, make_cond(video, text, model_cfg)))
         self.path, self.seed, self.prediction, self.clips = path, seed, model_cfg.prediction, n
         header = "step,mean," + ",".join(f"logsnr_{v:.2f}" for v in HELDOUT_LOGSNRS.tolist()) + "\n"
-        rows = path.read_text().splitlines()[1:] if path.exists() else []
-        kept = [r for r in rows if int(r.split(",")[0]) <= resumed_at]
-        ckpt.atomic_write_text(path, header + "".join(r + "\n" for r in kept))
+        continue_csv(path, header, resumed_at)
 
     def __call__(self, step: int, model) -> float:
         """Scores `model` (eval mode for the call), appends the row and returns the mean."""

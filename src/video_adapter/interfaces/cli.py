@@ -86,7 +86,8 @@ def _key_values(items: list[str], name: str) -> dict:
 
 def _check_model_overrides(overrides: dict) -> None:
     """Unknown UNetConfig fields and values of the wrong type are usage errors, not tracebacks later on."""
-    from ..models.unet import UNetConfig, field_type_errors
+    from ..common.config import field_type_errors
+    from ..models.unet import UNetConfig
 
     known = [f.name for f in dataclasses.fields(UNetConfig)]
     for key in overrides:
@@ -126,7 +127,7 @@ def _dry_run(args, cfg, **extra) -> bool:
 
 
 def cmd_sample(args) -> None:
-    from ..generation.pipeline import SampleConfig, sample_to_files
+    from .sample import SampleConfig, sample_to_files
 
     cfg = dataclass_from_args(SampleConfig, args)
     if _dry_run(args, cfg):
@@ -137,7 +138,7 @@ def cmd_sample(args) -> None:
 
 def cmd_info(args) -> None:
     from ..models.checkpoint import load_model
-    from ..generation.pipeline import human_count
+    from ..common.tables import human_count
     from ..models.unet import PRESETS, build_unet, count_parameters, preset
 
     target = args.target
@@ -246,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..evaluation.diagnose import DiagnoseConfig
     from ..evaluation.evaluate import EvalConfig
     from ..evaluation.metrics.video_net import VideoNetTrainConfig
-    from ..generation.pipeline import SampleConfig
+    from .sample import SampleConfig
     from ..training.train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="video-adapter", description=__doc__.splitlines()[0])

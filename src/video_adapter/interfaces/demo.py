@@ -16,22 +16,26 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ..models.checkpoint import atomic_write_text, read_unet_config
-from ..maths.composition import DEFAULT_COMPOSITION
-from ..data.dataset import VideoFolderDataset
+from ..common.devices import resolve_device, resolve_dtype
+from ..common.files import atomic_write_text
+from ..common.tables import human_count, table_markdown
 from ..data.datagen.make import CARD_NAME, MakeDataConfig, make_dataset
-from ..generation.pipeline import (COMPARE_ROWS, SampleConfig, human_count, load_models, model_conds, resolve_device,
-                       route_conditions, sample_mode)
-from ..models.score_model import ScoreModel
-from ..training.train import TrainConfig, train
-from ..models.unet import UNetConfig
+from ..data.dataset import VideoFolderDataset
 from ..data.video_io import write_grid
+from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
+from ..generation.loading import load_models
+from ..generation.routing import model_conds, route_conditions
+from ..maths.composition import DEFAULT_COMPOSITION, PriorStrength
+from ..models.checkpoint import read_unet_config
+from ..models.score_model import ScoreModel
+from ..models.unet import UNetConfig
+from ..training.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[3]  # the source checkout (editable install), where checkpoints/ ships
 DATA_KIND = "robot"
@@ -116,13 +120,10 @@ def run_is_stale(tcfg: TrainConfig, same_data: bool) -> bool:
     return not same_data or json.loads(saved.read_text()).get("train_config") != as_json
 
 
-def sample_config(cfg: DemoConfig, adapter: Path, prior: Path, captions: list[str]) -> SampleConfig:
-    """The composition's settings in the CLI's own config: the paper's cutoff and x0 clipping; the device where
-    training ran (a GPU if there is one, as accelerate picks)."""
-    return SampleConfig(adapter=str(adapter), prior=str(prior), prompt=tuple(captions), compare=True,
-                        sampler=cfg.sampler, steps=cfg.sample_steps, guidance=cfg.guidance,
-                        prior_strength=cfg.prior_strength, composition=cfg.composition, seed=cfg.seed, device="auto",
-                        out=str(Path(cfg.out) / "compare.gif"))
+def sampling_settings(cfg: DemoConfig) -> SamplingSettings:
+    """The composition's settings: the paper's cutoff and x0 clipping, the demo's sampler, guidance and gamma."""
+    return SamplingSettings(sampler=cfg.sampler, steps=cfg.sample_steps, guidance=cfg.guidance,
+                            strength=PriorStrength(cfg.prior_strength), composition=cfg.composition, seed=cfg.seed)
 
 
 def held_out_clips(test_dir: Path, count: int, prior: UNetConfig) -> tuple[Tensor, list[str]]:
@@ -156,25 +157,25 @@ def method_table(rows: dict[str, Tensor], models: dict[str, ScoreModel], seconds
 
 
 def sampled_on(device: torch.device) -> str:
-    """Where sampling ran, for the table: the precision `pipeline.resolve_dtype` picks and the device."""
+    """Where sampling ran, for the table: the precision `resolve_dtype` picks and the device."""
     if device.type == "cpu":
         return f"float32 on {torch.get_num_threads()} CPU threads"
     return f"bfloat16 on {torch.cuda.get_device_name(device)}"
 
 
-def table_markdown(table: list[dict], scfg: SampleConfig, frames: int) -> str:
-    lines = ["| method | parameters | adapter / prior | sampling s (this machine) | MSE vs real clip (crude) |",
-             "|---|---:|---:|---:|---:|"]
-    for row in table:
-        ratio = "-" if row["adapter_over_prior"] is None else f"{100 * row['adapter_over_prior']:.2f}%"
-        lines.append(f"| {row['method']} | {human_count(row['parameters'])} | {ratio} | {row['sampling_s']:.1f} | "
-                     f"{row['mse_vs_real']:.4f} |")
-    return "\n".join(lines) + (
-        f"\n\n{len(scfg.prompt)} test captions with their first frames, the same seed ({scfg.seed}) for every method; "
-        f"{scfg.sampler}, {scfg.steps} steps, guidance alpha {scfg.guidance:g}, prior strength gamma "
-        f"{scfg.prior_strength:g} below log-SNR {scfg.cutoff_logsnr:.3f} (the paper's cutoff), composition "
-        f"{scfg.composition}; "
-        f"{sampled_on(resolve_device(scfg.device))}. The composed model's parameters are both models', of which only "
+def demo_markdown(table: list[dict], settings: SamplingSettings, prompts: int, frames: int,
+                  device: torch.device) -> str:
+    """table.md: each method's parameters, sampling time and crude error, and what they were sampled with."""
+    rows = [[row["method"], human_count(row["parameters"]),
+             "-" if row["adapter_over_prior"] is None else f"{100 * row['adapter_over_prior']:.2f}%",
+             f"{row['sampling_s']:.1f}", f"{row['mse_vs_real']:.4f}"] for row in table]
+    header = ["method", "parameters", "adapter / prior", "sampling s (this machine)", "MSE vs real clip (crude)"]
+    return table_markdown(header, rows) + (
+        f"\n\n{prompts} test captions with their first frames, the same seed ({settings.seed}) for every method; "
+        f"{settings.sampler}, {settings.steps} steps, guidance alpha {settings.guidance:g}, prior strength gamma "
+        f"{settings.strength.gamma:g} below log-SNR {settings.strength.cutoff_logsnr:.3f} (the paper's cutoff), "
+        f"composition {settings.composition}; "
+        f"{sampled_on(device)}. The composed model's parameters are both models', of which only "
         f"the adapter's were trained on the domain. MSE: mean squared error over frames 2-{frames} against the real "
         "test clip of the same caption and first frame, in [-1, 1] units; a crude proxy (one real clip is one of "
         "many plausible futures, and blur scores well), not FVD.\n")
@@ -200,24 +201,20 @@ def train_adapter(tcfg: TrainConfig, same_data: bool) -> Path:
     return train(tcfg)
 
 
-def sample_methods(scfg: SampleConfig, real: Tensor
-                   ) -> tuple[dict[str, Tensor], dict[str, float], dict[str, ScoreModel]]:
-    """Stage 3: every method's samples for `scfg.prompt` with the first frames of `real`, all from `scfg.seed`;
-    returns the grid rows, each method's sampling seconds and the models."""
-    print(f"[3/3] sampling {len(scfg.prompt)} test captions with their first frames: {', '.join(COMPARE_ROWS)} "
-          f"({scfg.sampler}, {scfg.steps} steps)", flush=True)
-    models = load_models(scfg)
-    device = resolve_device(scfg.device)
+def sample_methods(settings: SamplingSettings, adapter: Path, prior: Path, captions: list[str], real: Tensor,
+                   device: torch.device) -> tuple[dict[str, Tensor], dict[str, float], dict[str, ScoreModel]]:
+    """Stage 3: every method's samples for `captions` with the first frames of `real`, all from `settings.seed`, on
+    `device` (a GPU if there is one, as accelerate picks for training); returns the grid rows, each method's
+    sampling seconds and the models."""
+    print(f"[3/3] sampling {len(captions)} test captions with their first frames: {', '.join(COMPARE_ROWS)} "
+          f"({settings.sampler}, {settings.steps} steps)", flush=True)
+    placement = (device, resolve_dtype("auto", device))
+    models = load_models({"small": str(adapter), "prior": str(prior)}, {"small": placement, "prior": placement})
     # partial: a prior without first-frame conditioning still composes, on the text alone
     routes = route_conditions(models, {"text", "first_frame"}, partial=True)
-    conds = model_conds(models, list(scfg.prompt), {"first_frame": real[:, :, 0]}, routes, device)
-    shape = (len(scfg.prompt), *models["prior"].spec.shape)
-    rows, seconds = {"real": real}, {}
-    for mode in COMPARE_ROWS:
-        start = time.perf_counter()
-        rows[mode] = sample_mode(scfg, mode, models, conds, shape, device).cpu()
-        seconds[mode] = time.perf_counter() - start
-    return rows, seconds, models
+    conds = model_conds(models, captions, {"first_frame": real[:, :, 0]}, routes, device)
+    sampled = generate(models, conds, COMPARE_ROWS, settings, device)
+    return {"real": real, **{m: v.cpu() for m, v in sampled.videos.items()}}, sampled.seconds, models
 
 
 def write_outputs(out: Path, rows: dict[str, Tensor], table: list[dict], markdown: str, record: dict) -> list[Path]:
@@ -244,14 +241,15 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     adapter = train_adapter(train_config(cfg, data, prior, prior_config["text_encoder"]), same_data)
     lap("train_s")
     real, captions = held_out_clips(data / "test", cfg.prompts, prior)
-    scfg = sample_config(cfg, adapter, prior_dir, captions)
-    scfg.validate()
-    rows, seconds, models = sample_methods(scfg, real)
+    settings, device = sampling_settings(cfg), resolve_device("auto")
+    settings.validate()
+    rows, seconds, models = sample_methods(settings, adapter, prior_dir, captions, real, device)
     lap("sample_s")
 
     table = method_table(rows, models, seconds)
-    markdown = table_markdown(table, scfg, prior.frames)
-    record = {"stages": stages, "captions": captions, "sample": asdict(replace(scfg, prompt=()))}
+    markdown = demo_markdown(table, settings, len(captions), prior.frames, device)
+    record = {"stages": stages, "captions": captions, "adapter": str(adapter), "prior": str(prior_dir),
+              "sample": asdict(settings)}
     paths = write_outputs(Path(cfg.out), rows, table, markdown, record)
     print("\n" + markdown)
     print("stage seconds: " + ", ".join(f"{name[:-2]} {s:.1f}" for name, s in stages.items()))

@@ -71,6 +71,16 @@ def v_from_eps(x: Tensor, eps: Tensor, logsnr: Tensor) -> Tensor:
     return (eps - sigma * x) / alpha
 
 
+def prediction_target(prediction: str, x0: Tensor, eps: Tensor, logsnr: Tensor) -> Tensor:
+    """What a network of native `prediction` ("eps" or "v") regresses for clean x0 noised by eps at logsnr [B]: eps,
+    or v = alpha eps - sigma x0 written with x0 and eps directly; through x_t (`v_from_eps`) it would cancel
+    catastrophically at logsnr -20 (1 - sigma^2 ~ 2e-9)."""
+    if prediction == "eps":
+        return eps
+    alpha, sigma = alpha_sigma(broadcast(logsnr, x0))
+    return alpha * eps - sigma * x0
+
+
 def eps_from_v(x: Tensor, v: Tensor, logsnr: Tensor) -> Tensor:
     alpha, sigma = alpha_sigma(broadcast(logsnr, x))
     return sigma * x + alpha * v

@@ -8,11 +8,7 @@ online weights, the optimizer, and `state.json` (step, data position, RNG) for e
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from ..common.files import atomic_dir, atomic_write_text, is_disk_full
 from .unet import WEIGHT_SHAPE_FIELDS, SpaceTimeUNet, UNetConfig
 
 FORMAT_VERSION = 1
@@ -35,66 +32,23 @@ class CheckpointError(ValueError):
     pass
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def share_as_umask(path: Path) -> None:
-    """Give `path` (and all below it) the permissions a plainly created file or directory would have.
-
-    mkstemp makes files 0600, mkdtemp directories 0700 and safetensors writes 0600, so without this a checkpoint
-    could be read by its owner alone on a shared machine."""
-    mask = _umask()
-    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
-        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        share_as_umask(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @contextmanager
-def atomic_dir(directory: str | Path) -> Iterator[Path]:
-    """Yield a hidden temp directory beside `directory` to fill; on success it replaces `directory` (`replace_dir`),
-    on error it is removed, so a crash never leaves a half-written directory where a complete one is expected."""
+def atomic_model_dir(directory: str | Path) -> Iterator[Path]:
+    """`files.atomic_dir` for a model directory: a full disk is one line naming the folder and the previous checkpoint,
+    which is left intact (the temp directory is removed first, so that checkpoint is all there is)."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
-        yield tmp
-        share_as_umask(tmp)
-        replace_dir(tmp, directory)
+        with atomic_dir(directory) as tmp:
+            yield tmp
     except (OSError, SafetensorError) as e:
-        if not _disk_full(e):
+        if not is_disk_full(e):
             raise
-        shutil.rmtree(tmp, ignore_errors=True)  # first, so that the message's previous checkpoint is all there is
         raise CheckpointError(f"the disk is full: writing {directory} failed ({e}); {_previous(directory)}; free "
                               "space on that disk (or write elsewhere) and run the command again") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _disk_full(e: BaseException) -> bool:
-    """ENOSPC or EDQUOT, raised as an OSError or (by safetensors, whose errno is only in its message) otherwise."""
-    codes = (errno.ENOSPC, errno.EDQUOT)
-    if isinstance(e, OSError):
-        return e.errno in codes
-    return any(f"(os error {code})" in str(e) for code in codes)
 
 
 def _previous(directory: Path) -> str:
-    """What a failed `atomic_dir` left at `directory`: the checkpoint there before, untouched."""
+    """What a failed `atomic_model_dir` left at `directory`: the checkpoint there before, untouched."""
     if not directory.exists():
         return "there is no previous checkpoint there"
     try:
@@ -178,7 +132,7 @@ def model_config(model: SpaceTimeUNet, text_encoder: str, **extra) -> dict:
 
 def write_model(directory: Path, model: SpaceTimeUNet, text_encoder: str, *, dtype: torch.dtype | None = None,
                 max_shard_bytes: int | None = None, **extra) -> None:
-    """Writes a self-describing model (weights + config.json) into an existing directory, e.g. an `atomic_dir`."""
+    """Writes a self-describing model (weights + config.json) into an existing directory, e.g. an `atomic_model_dir`."""
     state = {k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in model.state_dict().items()}
     save_tensors(state, directory, "model", max_shard_bytes)
     atomic_write_text(directory / CONFIG_NAME, json.dumps(model_config(model, text_encoder, **extra), indent=2))
@@ -186,7 +140,7 @@ def write_model(directory: Path, model: SpaceTimeUNet, text_encoder: str, *, dty
 
 def save_model(directory: str | Path, model: SpaceTimeUNet, text_encoder: str, **kwargs) -> Path:
     """Writes a self-describing model directory atomically (`write_model`'s keywords)."""
-    with atomic_dir(directory) as tmp:
+    with atomic_model_dir(directory) as tmp:
         write_model(tmp, model, text_encoder, **kwargs)
     return Path(directory)
 
@@ -304,22 +258,6 @@ def verify_model_dir(directory: str | Path, max_file_bytes: int | None = None) -
     except CheckpointError as e:
         raise CheckpointError(f"{e}\n  fix: config.json must be the one written with these weights; re-export with "
                               f"{export()} (SRC: the training checkpoint it came from)") from e
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Puts directory `src` at `dst`; an existing `dst` is moved aside first, so a crash leaves one complete copy."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        try:
-            os.replace(src, dst)
-        except BaseException:
-            os.replace(old, dst)  # put the old checkpoint back rather than leave only the hidden copy
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def read_config(directory: str | Path, model_type: str = "SpaceTimeUNet", key: str = "unet",

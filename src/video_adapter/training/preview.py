@@ -6,9 +6,11 @@ from pathlib import Path
 
 import torch
 
-from ..maths.conditioning import make_cond
-from ..generation.pipeline import generate
 from ..data.video_io import write_grid
+from ..generation.generate import SamplingSettings, generate
+from ..maths.composition import Conds
+from ..maths.conditioning import Cond, make_cond
+from ..models.score_model import NativeScoreModel
 
 
 def condition_sets(cfg) -> dict[str, dict[str, bool]]:
@@ -33,10 +35,12 @@ def write_preview(model, text_encoder, dataset, path: Path, *, seed: int, num: i
     cond = make_cond(real, text_encoder.encode(captions, device=device), model.cfg)
     was_training = model.training
     model.eval()
-    clip = 1.0 if model.cfg.space == "pixels" else 0.0  # latents have no data range to clip x0 to
+    score = {"small": NativeScoreModel(model, autocast=torch.bfloat16 if device.type == "cuda" else None)}
+    settings = SamplingSettings(sampler="ddim", steps=steps, guidance=guidance, seed=seed)
     show = decode or (lambda v: v)
-    rows = {name: show(generate(model, cond.with_flags(**flags), sampler="ddim", steps=steps, guidance=guidance,
-                                seed=seed, clip_x0=clip)).cpu() for name, flags in condition_sets(model.cfg).items()}
+    rows = {name: show(generate(score, Conds(small=cond.with_flags(**flags), prior=Cond()), ("adapter",), settings,
+                                device, progress=False).videos["adapter"]).cpu()
+            for name, flags in condition_sets(model.cfg).items()}
     real = show(real)
     model.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)

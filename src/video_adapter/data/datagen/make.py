@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ...models.checkpoint import replace_dir
+from ...common.files import replace_dir
 from .base import Clip, parse_size
 
 CARD_NAME = "data_card.json"

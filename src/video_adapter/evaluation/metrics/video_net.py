@@ -32,11 +32,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ...models.checkpoint import CONFIG_NAME, CheckpointError, atomic_dir, atomic_write_text, check_state, load_tensors, \
-    read_config, save_tensors
-from ...generation.pipeline import resolve_device
-from ...training.train import warmup_cosine
-from ...models.unet import FactorisedConv, config_from_dict, conv_space, conv_time
+from ...common.config import config_from_dict
+from ...common.devices import resolve_device
+from ...common.files import atomic_write_text
+from ...common.lr_schedule import warmup_cosine
+from ...models.checkpoint import CONFIG_NAME, CheckpointError, atomic_model_dir, check_state, load_tensors, read_config, \
+    save_tensors
+from ...models.unet import FactorisedConv, conv_space, conv_time
 
 FORMAT_VERSION = 1
 MODEL_TYPE = "VideoNet"
@@ -352,7 +354,7 @@ def train_video_net(cfg: VideoNetTrainConfig) -> Path:
 def save_video_net(directory: str | Path, net: VideoNet, **extra) -> Path:
     """Writes config.json (the net's config and `extra`) + model.safetensors into a temp directory renamed into place,
     so a crash never leaves a half-written net where a complete one is expected."""
-    with atomic_dir(directory) as tmp:
+    with atomic_model_dir(directory) as tmp:
         save_tensors(net.state_dict(), tmp, "model")
         config = {"format_version": FORMAT_VERSION, "model_type": MODEL_TYPE, "model": net.cfg.to_dict(), **extra}
         atomic_write_text(tmp / CONFIG_NAME, json.dumps(config, indent=2))

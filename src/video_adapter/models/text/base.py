@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ...common.devices import DTYPES
 from ...maths.conditioning import Cond
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -97,17 +97,17 @@ def as_dtype(dtype) -> torch.dtype:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
-        if dtype not in _DTYPES.values():
-            raise ValueError(f"unsupported text encoder dtype {dtype}; expected one of {sorted(_DTYPES)}")
+        if dtype not in DTYPES.values():
+            raise ValueError(f"unsupported text encoder dtype {dtype}; expected one of {sorted(DTYPES)}")
         return dtype
     name = str(dtype).removeprefix("torch.")
-    if name not in _DTYPES:
-        raise ValueError(f"unsupported text encoder dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
-    return _DTYPES[name]
+    if name not in DTYPES:
+        raise ValueError(f"unsupported text encoder dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+    return DTYPES[name]
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    return next(k for k, v in _DTYPES.items() if v == dtype)
+    return next(k for k, v in DTYPES.items() if v == dtype)
 
 
 class TextEncoder(ABC):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -15,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoint import share_as_umask
+from ...common.files import atomic_path
 from .base import TextEmbedding, TextEncoder, check_captions
 
 _CACHE_FORMAT = "video_adapter.text_cache/1"
@@ -26,7 +24,7 @@ class CachedTextEncoder(TextEncoder):
 
     Misses of a call are batched through the wrapped encoder; rows are stored on CPU in float32. With
     ``cache_dir``, embeddings persist in ``cache_dir/<name>-<hash of spec>.safetensors``; the file is written
-    atomically (temp file + ``os.replace``) by ``save()``, automatically once ``save_every`` new captions
+    atomically (``files.atomic_path``) by ``save()``, automatically once ``save_every`` new captions
     accumulated, by ``precompute()`` and at interpreter exit. Entries written by another process meanwhile are
     merged, not lost. A corrupt or mismatched file (other model, other shapes) is ignored with a warning and
     rebuilt; it is never used. ``spec`` is the wrapped encoder's, so checkpoints store the real encoder.
@@ -209,7 +207,7 @@ def read_cache_file(path: Path) -> tuple[dict, dict[str, tuple[Tensor, Tensor, T
 
 def write_cache_file(path: Path, entries: dict[str, tuple[Tensor, Tensor, Tensor]], spec: str,
                      cache_key: str) -> None:
-    """Every entry into one safetensors file, written atomically (temp file + rename)."""
+    """Every entry into one safetensors file, written atomically."""
     from safetensors.torch import save_file
 
     captions = list(entries)
@@ -222,16 +220,8 @@ def write_cache_file(path: Path, entries: dict[str, tuple[Tensor, Tensor, Tensor
     }
     meta = {"format": _CACHE_FORMAT, "spec": spec, "cache_key": cache_key, "count": str(len(captions))}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        share_as_umask(Path(tmp))  # mkstemp's 0600 would keep a shared table from its other users
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 class EmbeddingTable(TextEncoder):

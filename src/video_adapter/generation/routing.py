@@ -1,0 +1,69 @@
+"""Routing prompts and pixel conditions to each model of a run: its own text embeddings (from its own encoder) and the
+pixel conditions it takes, as the `Conds` pair a composition's eps_fn receives."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..maths.composition import Conds
+from ..maths.conditioning import Cond
+from ..models.score_model import ScoreModel
+from ..models.text import TextEmbedding, load_text_encoder
+
+NAMES = {"small": "the adapter", "prior": "the prior"}
+FLAGS = {"first_frame": "--first-frame", "edges": "--edges-from", "text": "--prompt"}
+
+
+def route_conditions(models: dict[str, ScoreModel], requested: set[str], partial: bool) -> dict[str, set[str]]:
+    """Which requested conditions each model receives; an error when a model lacks one (unless `partial`, where
+    a condition goes to the models that take it) or when no model takes it."""
+    routes = {}
+    for role, model in models.items():
+        lacking = sorted(requested - set(model.spec.conditions))
+        if lacking and not partial:
+            takes = ", ".join(model.spec.conditions) or "nothing"
+            raise ValueError(f"{NAMES[role]} does not take {' or '.join(lacking)} (it takes {takes}); drop "
+                             f"{' '.join(FLAGS[c] for c in lacking)}, or pass --partial-conditions to give it only "
+                             "to the models that take it")
+        routes[role] = requested & set(model.spec.conditions)
+    for name in sorted(requested - set().union(*routes.values())):
+        raise ValueError(f"no model in this run takes {name}; drop {FLAGS[name]}")
+    return routes
+
+
+def encode_prompts(models: dict[str, ScoreModel], prompts: list[str], device: torch.device,
+                   encoders: dict | None = None) -> dict[str, TextEmbedding]:
+    """Each unique prompt once per distinct text encoder; both models share the embeddings when encoders agree.
+    `encoders` (spec -> loaded encoder) keeps the encoders loaded across calls, e.g. over an evaluation's batches."""
+    unique = list(dict.fromkeys(prompts))
+    index = torch.tensor([unique.index(p) for p in prompts])
+    encoders = {} if encoders is None else encoders
+    by_spec, out = {}, {}
+    for role, model in models.items():
+        spec = model.spec.text_encoder
+        if not spec:
+            raise ValueError(f"{NAMES[role]} names no text_encoder in its config.json; it cannot be prompted")
+        if spec not in by_spec:
+            if spec not in encoders:
+                encoders[spec] = load_text_encoder(spec, device=device)
+            by_spec[spec] = encoders[spec].encode(unique)
+        out[role] = by_spec[spec][index]
+    return out
+
+
+def model_cond(text: TextEmbedding, pixels: dict[str, Tensor], takes: set[str], batch: int) -> Cond:
+    """One model's Cond: the pixel conditions it takes, each one tensor for every sample (first_frame [C, H, W],
+    edges [C, F, H, W]) or one per sample (with a leading batch dimension)."""
+    ff = pixels["first_frame"].expand(batch, -1, -1, -1) if "first_frame" in takes else None
+    edges = pixels["edges"].expand(batch, -1, -1, -1, -1) if "edges" in takes else None
+    return text.to_cond(first_frame=ff, edges=edges)
+
+
+def model_conds(models: dict[str, ScoreModel], prompts: list[str], pixels: dict[str, Tensor],
+                routes: dict[str, set[str]], device: torch.device, encoders: dict | None = None) -> Conds:
+    """The `Conds` pair for `prompts` (one per sample): each model gets its own text embeddings and the pixel
+    conditions `routes` gives it; a model not in `models` gets an empty Cond."""
+    texts = encode_prompts(models, prompts, device, encoders)
+    per_model = {role: model_cond(texts[role], pixels, routes[role], len(prompts)) for role in models}
+    return Conds(small=per_model.get("small", Cond()), prior=per_model.get("prior", Cond()))

@@ -1,0 +1,1 @@
+"""The interfaces: the `video-adapter` command, its `sample` command and the demo."""

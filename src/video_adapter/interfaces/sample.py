@@ -1,0 +1,202 @@
+"""`video-adapter sample`: from checkpoints and user inputs (prompts, a first-frame image, an edge video) to a video
+file, for one model alone, or a small adapter composed with a frozen prior (Video Adapter) and the paper's baselines.
+
+The command's options are `SampleConfig`; loading, routing the conditions and sampling are `generation`'s.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import Tensor
+
+from ..common.devices import DTYPES, resolve_device, resolve_dtype
+from ..common.files import make_out_dir
+from ..data.dataset import center_crop_resize
+from ..data.video_io import from_uint8, is_video_path, read_image, read_video, write_grid
+from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
+from ..generation.loading import load_models, trained_video_size
+from ..generation.routing import model_conds, route_conditions
+from ..maths.composition import DEFAULT_COMPOSITION, MODES, PAPER_CUTOFF_LOGSNR, PriorStrength
+from ..maths.conditioning import sobel_x
+from ..maths.mcmc import MCMCConfig
+from ..models.score_model import ModelSpec
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    adapter: str = ""                     # checkpoint directory of the small domain model
+    prior: str = ""                       # checkpoint directory of the frozen pretrained prior
+    mode: str = "auto"                    # composed | adapter | prior | cfg-mix | inverse (auto: composed with both)
+    prompt: tuple[str, ...] = ()          # one or more text prompts
+    first_frame: str = ""                 # image or video whose first frame conditions every sample
+    edges_from: str = ""                  # video whose per-frame Sobel x-gradient conditions every sample
+    partial_conditions: bool = False      # give a condition only to the models that take it, instead of an error
+    num: int = 1                          # samples per prompt
+    prior_strength: float = 0.1           # gamma (paper: 0.1 Bridge, 0.2 Ego4D, 0.4 animation)
+    allow_negative_strength: bool = False  # accept a negative gamma, which samples away from the prior, on purpose
+    strength_decay: str = "constant"      # constant | linear: gamma decays to --strength-end at the cutoff
+    strength_end: float = 0.0             # prior strength reached at the cutoff with --strength-decay linear
+    cutoff_logsnr: float = PAPER_CUTOFF_LOGSNR  # compose only below this log-SNR (paper: all but the last 100 steps)
+    min_logsnr: float = -math.inf         # ... and only at or above this one (a band of noise levels; -inf: none)
+    composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
+    compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
+    mix: float = 0.5                      # cfg-mix: weight w of the prior's guided prediction (0: adapter, 1: prior)
+    guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: sec 3.3, Algorithm 1)
+    sampler: str = "ddpm"                 # ddpm | ddim | dpmpp-2m | heun
+    steps: int = 1000                     # denoising steps (paper: 1000)
+    eta: float = 0.0                      # DDIM stochasticity (ddim only)
+    mcmc: str = ""                        # MCMC between noise levels: ula | uhmc (mala | hmc need energy models)
+    mcmc_steps: int = 2                   # MCMC steps K at every noise level
+    mcmc_step_size: float = 0.1           # MCMC step delta = this * sigma^2 at each noise level
+    clip_x0: float = 1.0                  # clip each step's x0 prediction to [-v, v] (Imagen; 0: off; pixels only)
+    dynamic_threshold: float = 0.0        # Imagen's dynamic thresholding at this quantile of |x0| (e.g. 0.995; 0: off)
+    video_size: str = ""                  # FRAMESxHEIGHTxWIDTH of a diffusers prior's videos ("": the adapter's)
+    seed: int = 0                         # samples are a deterministic function of the seed
+    compare: bool = False                 # one grid of prior / adapter / composed rows from the same seeds (gif + mp4)
+    out: str = "outputs/sample.gif"       # .gif or .mp4: one labelled grid of all samples
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N, for the adapter and the sampler state
+    prior_device: str = ""                # device of the prior ("": same as --device)
+    dtype: str = "auto"                   # auto | float32 | bfloat16 | float16 (auto: bfloat16 on CUDA) for the adapter
+    prior_dtype: str = ""                 # precision of the prior ("": same as --dtype)
+    prior_offload: bool = False           # a diffusers prior's weights stay in CPU memory, moved in per layer
+    cuda_graphs: bool = True              # replay each model's forward from a CUDA graph (CUDA only; no CPU effect)
+    fps: int = 8                          # frames per second of the written video
+    upscale: int = 4                      # nearest-neighbour zoom, so 24x40 videos are watchable
+
+    @property
+    def resolved_mode(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        return "composed" if self.adapter and self.prior else "prior" if self.prior else "adapter"
+
+    def methods(self) -> tuple[str, ...]:
+        """The methods this run samples: the compare rows, or its mode."""
+        return COMPARE_ROWS if self.compare else (self.resolved_mode,)
+
+    def roles(self) -> tuple[str, ...]:
+        """The models this run samples with."""
+        if self.compare:
+            return ("small", "prior")
+        return {"adapter": ("small",), "prior": ("prior",)}.get(self.resolved_mode, ("small", "prior"))
+
+    def settings(self) -> SamplingSettings:
+        """The sampling settings of this run (an error for a bad prior strength schedule or MCMC setting)."""
+        strength = PriorStrength(self.prior_strength, self.cutoff_logsnr, self.strength_decay, self.strength_end,
+                                 self.min_logsnr)
+        mcmc = MCMCConfig(kind=self.mcmc, steps=self.mcmc_steps, step_size=self.mcmc_step_size) if self.mcmc else None
+        return SamplingSettings(sampler=self.sampler, steps=self.steps, eta=self.eta, guidance=self.guidance,
+                                strength=strength, mix=self.mix, composition=self.composition,
+                                compose_in=self.compose_in, mcmc=mcmc, clip_x0=self.clip_x0,
+                                dynamic_threshold=self.dynamic_threshold, seed=self.seed)
+
+    def validate(self) -> None:
+        """Every problem that can be seen without loading anything."""
+        if not self.adapter and not self.prior:
+            raise ValueError("pass --adapter DIR (the small model), --prior DIR (the pretrained prior), or both")
+        if self.mode != "auto" and self.mode not in MODES:
+            raise ValueError(f"unknown --mode {self.mode!r}; choose one of auto, {', '.join(MODES)}")
+        need = {"small": ("--adapter", self.adapter), "prior": ("--prior", self.prior)}
+        what = "--compare" if self.compare else f"--mode {self.resolved_mode}"
+        for role in self.roles():
+            flag, value = need[role]
+            if not value:
+                raise ValueError(f"{what} needs {flag} DIR")
+        if not self.prompt:
+            raise ValueError("pass at least one --prompt")
+        if Path(self.out).suffix.lower() not in (".gif", ".mp4"):
+            raise ValueError(f"--out must end in .gif or .mp4, not {self.out!r}")
+        for name in ("num", "fps", "upscale"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("dtype", "prior_dtype"):
+            if getattr(self, name) not in ("", "auto", *DTYPES) or (name == "dtype" and not self.dtype):
+                raise ValueError(f"--{name.replace('_', '-')} must be auto, {', '.join(DTYPES)}")
+        self.settings().validate(self.allow_negative_strength)
+
+    def video(self) -> tuple[int, int, int] | None:
+        """(frames, height, width) of a diffusers prior's videos: --video-size, else the adapter's training size."""
+        if self.video_size:
+            try:
+                frames, height, width = (int(v) for v in self.video_size.lower().split("x"))
+            except ValueError:
+                raise ValueError(f"--video-size must be FRAMESxHEIGHTxWIDTH, e.g. 16x256x256, not "
+                                 f"{self.video_size!r}") from None
+            return frames, height, width
+        return trained_video_size(self.adapter) if self.adapter else None
+
+
+def load_frames(path: str | Path, frames: int, size: tuple[int, int]) -> Tensor:
+    """An image or video file -> [C, F, H, W] in [-1, 1] at the model's size (an image is one frame)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    array = read_video(path, max_frames=frames) if is_video_path(path) else read_image(path)[None]
+    (h, w), (th, tw) = array.shape[1:3], size
+    if (factor := max(th / h, tw / w)) > 2:  # the centre crop keeps the target's aspect, so this is its enlargement
+        warnings.warn(f"{path} is {h}x{w} pixels (height x width): it is enlarged {factor:.1f}x to the model's "
+                      f"{th}x{tw}, so it conditions on a blurred image; give one of at least {th}x{tw}", stacklevel=2)
+    return center_crop_resize(from_uint8(array), size)
+
+
+def pixel_conditions(spec: ModelSpec, first_frame: str, edges_from: str, codec=None,
+                     video: tuple[int, int, int] | None = None) -> dict[str, Tensor]:
+    """The requested pixel conditions at the model's size: first_frame [C, H, W], edges [C, F, H, W]. In a latent
+    space (`codec`, the video size `video`) the first frame is read at the video's size and encoded."""
+    out = {}
+    if codec is not None and edges_from:
+        raise ValueError("--edges-from is a pixel-space condition; latent-space models do not take it")
+    if first_frame and codec is not None:
+        frame = load_frames(first_frame, 1, video[1:])
+        out["first_frame"] = codec.encode(frame[None]).float().cpu()[0, :, 0]
+    elif first_frame:
+        out["first_frame"] = load_frames(first_frame, 1, (spec.height, spec.width))[:, 0]
+    if edges_from:
+        video = load_frames(edges_from, spec.frames, (spec.height, spec.width))
+        if video.shape[1] < spec.frames:
+            raise ValueError(f"--edges-from {edges_from} has {video.shape[1]} frames; the model needs {spec.frames}")
+        out["edges"] = sobel_x(video[None])[0]
+    return out
+
+
+def sample_to_files(cfg: SampleConfig) -> list[Path]:
+    cfg.validate()
+    if any(not p.strip() for p in cfg.prompt):
+        warnings.warn("an empty --prompt gives the models no text: its samples are those of the unconditional model "
+                      "(no subject, no action); write what the video should show", stacklevel=2)
+    out = Path(cfg.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; pass a file path ending in .gif or .mp4")
+    device = resolve_device(cfg.device)
+    if device.type == "cpu" and cfg.steps > 100:  # the paper's 1000 DDPM steps, the default, are a GPU budget
+        print(f"note: {cfg.steps} {cfg.sampler} steps on the CPU take tens of minutes for the shipped prior; "
+              "--sampler dpmpp-2m --steps 25 takes about a minute")
+    prior_device = resolve_device(cfg.prior_device) if cfg.prior_device else device
+    placements = {"small": (device, resolve_dtype(cfg.dtype, device)),
+                  "prior": (prior_device, resolve_dtype(cfg.prior_dtype or cfg.dtype, prior_device))}
+    paths = {role: path for role, path in (("small", cfg.adapter), ("prior", cfg.prior)) if role in cfg.roles()}
+    video = cfg.video()
+    models = load_models(paths, placements, cuda_graphs=cfg.cuda_graphs, video=video, offload=cfg.prior_offload)
+    spec = next(iter(models.values())).spec
+    requested = {"text"} | {name for name, given in (("first_frame", cfg.first_frame), ("edges", cfg.edges_from))
+                            if given}
+    routes = route_conditions(models, requested, cfg.partial_conditions)
+    latent = spec.space != "pixels"
+    codec = getattr(models.get("prior"), "codec", None)
+    if latent and codec is None:
+        raise ValueError(f"these models work in {spec.space}; pass --prior DIR (the diffusers pipeline whose VAE "
+                         "decodes them)")
+    pixels = pixel_conditions(spec, cfg.first_frame, cfg.edges_from, codec, video if latent else None)
+    prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
+    conds = model_conds(models, prompts, pixels, routes, device)
+    make_out_dir(out.parent)
+    videos = generate(models, conds, cfg.methods(), cfg.settings(), device).videos
+    show = (lambda x: codec.decode(x).float().cpu()) if latent else (lambda x: x.cpu())
+    rows = [show(videos[method]) for method in cfg.methods()]
+    if cfg.compare:
+        return write_grid(out, [v for row in rows for v in row], labels=prompts * len(rows), nrow=len(prompts),
+                          row_labels=list(COMPARE_ROWS), fps=cfg.fps, upscale=cfg.upscale, formats=("gif", "mp4"))
+    return write_grid(out, list(rows[0]), labels=prompts, fps=cfg.fps, upscale=cfg.upscale)

@@ -1,0 +1,2 @@
+"""The models: the space-time U-Net, checkpoints, text encoders, ScoreModel (any denoiser in canonical terms),
+diffusers priors and LoRA."""
