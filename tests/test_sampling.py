@@ -119,14 +119,14 @@ def test_dpmpp_2m_extrapolates_x0_to_the_step_midpoint():
         alpha, sigma = alpha_sigma(broadcast(logsnr, x))
         return (x - alpha * (a + b * broadcast(logsnr, x) / 2)) / sigma
 
-    fn = Recording(linear_x0_eps)
-    grid = logsnr_grid(12)  # cosine steps are uneven in lambda, so r != 1 and a misplaced r would show
-    SAMPLERS["dpmpp-2m"](fn, torch.randn(2, *ELEMENT, dtype=torch.float64), grid, Cond())
+    steps, grid = [], logsnr_grid(12)  # cosine steps are uneven in lambda, so r != 1 and a misplaced r would show
+    SAMPLERS["dpmpp-2m"](linear_x0_eps, torch.randn(2, *ELEMENT, dtype=torch.float64), grid, Cond(),
+                         callback=steps.append)
     lam = grid / 2
-    for i in range(len(fn.calls) - 1):
+    for i in range(len(steps) - 1):
         (_, sigma), (alpha_next, sigma_next) = alpha_sigma(grid[i]), alpha_sigma(grid[i + 1])
         h = (lam[i + 1] - lam[i]).item()
-        d = (fn.calls[i + 1][0] - sigma_next / sigma * fn.calls[i][0]) / (alpha_next * -math.expm1(-h))
+        d = (steps[i + 1]["x"] - sigma_next / sigma * steps[i]["x"]) / (alpha_next * -math.expm1(-h))
         expected = a + b * lam[i].item() if i == 0 else a + b * (lam[i].item() + h / 2)
         torch.testing.assert_close(d, torch.full_like(d, expected), rtol=0, atol=1e-8)
 
@@ -142,32 +142,24 @@ def test_ddim_eta1_is_ddpm():
     assert not torch.allclose(ddim0, ddpm)
 
 
-class Recording:
-    """Wraps an eps_fn and records every call's (x, logsnr, eps)."""
-
-    def __init__(self, eps_fn):
-        self.eps_fn, self.calls = eps_fn, []
-
-    def __call__(self, x, logsnr, cond):
-        eps = self.eps_fn(x, logsnr, cond)
-        self.calls.append((x, logsnr, eps))
-        return eps
-
-
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_sampler_calls_grid_and_returns_last_denoised(name):
-    steps, grid = 6, logsnr_grid(6)
-    fn = Recording(gaussian_eps)
+def test_sampler_walks_the_grid_and_returns_the_last_denoised(name):
+    """The callback sees every step once, in order, at the grid's levels (the last step's target is the clean end,
+    +inf); the model gets each level as float64 [B]; the sample is the last step's denoised x0."""
+    steps, grid, levels, seen = 6, logsnr_grid(6), [], []
     x = torch.randn((5, *ELEMENT), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    out = SAMPLERS[name](fn, x, grid, Cond())
-    assert len(fn.calls) == (2 * steps - 1 if name == "heun" else steps)
-    first_logsnr = fn.calls[0][1]
-    assert first_logsnr.shape == (5,) and first_logsnr.dtype == torch.float64
-    assert torch.allclose(first_logsnr, grid[0].expand(5))
-    x_last, logsnr_last, eps_last = fn.calls[-1]
-    assert torch.allclose(logsnr_last, grid[-2].expand(5))
-    alpha, sigma = alpha_sigma(broadcast(logsnr_last, x_last))
-    torch.testing.assert_close(out, (x_last - sigma * eps_last) / alpha)
+    out = SAMPLERS[name](lambda z, logsnr, cond: levels.append(logsnr) or gaussian_eps(z, logsnr, cond), x, grid,
+                         Cond(), callback=seen.append)
+    assert len(levels) == (2 * steps - 1 if name == "heun" else steps)  # Heun: two calls a step, but the last
+    assert levels[0].shape == (5,) and levels[0].dtype == torch.float64 and torch.equal(levels[0], grid[0].expand(5))
+    assert [info["i"] for info in seen] == list(range(steps))
+    assert [info["logsnr"] for info in seen] == grid[:-1].tolist()
+    assert [info["logsnr_next"] for info in seen] == grid[1:-1].tolist() + [math.inf]
+    torch.testing.assert_close(seen[0]["x"], x)
+    torch.testing.assert_close(out, seen[-1]["denoised"])
+    alpha, sigma = alpha_sigma(grid[-2])
+    torch.testing.assert_close(seen[-1]["denoised"], (seen[-1]["x"] - sigma * gaussian_eps(
+        seen[-1]["x"], grid[-2].expand(5), Cond())) / alpha)
     assert out.dtype == torch.float64
 
 
@@ -186,6 +178,12 @@ def test_sample_is_deterministic_given_seed(name):
 
     assert torch.equal(run(7), run(7))
     assert not torch.allclose(run(7), run(8))
+
+
+def test_sample_hands_the_callback_to_its_sampler():
+    seen = []
+    sample(gaussian_eps, (2, *ELEMENT), Cond(), sampler="ddim", steps=3, callback=seen.append)
+    assert [info["i"] for info in seen] == [0, 1, 2]
 
 
 def test_progress_bar_counts_steps(capsys):

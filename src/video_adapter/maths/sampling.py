@@ -3,7 +3,9 @@
 Every sampler is `sample_x(eps_fn, x, logsnrs, cond, ...)`: it starts from `x` at noise level `logsnrs[0]` and walks
 the grid `logsnrs` (strictly increasing, noisy to clean) calling `eps_fn(x, logsnr [B], cond) -> eps`, with logsnr
 float64 on the CPU whatever device x is on (`noise_levels`). Samplers know
-nothing about models, guidance or composition: those are eps_fns wrapping eps_fns.
+nothing about models, guidance or composition: those are eps_fns wrapping eps_fns. As k-diffusion's do, each takes an
+optional `callback`, called once per step, before its update, with the step's `STEP_INFO`: how a caller watches a
+trajectory (a progress display, a test) without wrapping the eps_fn.
 
 End of the trajectory: the grid's last entry (logsnr_max = 20, where sigma ~ 4.5e-5) marks the clean end, and the final
 step is taken to logsnr = +inf (alpha = 1, sigma = 0) instead, as k-diffusion and EDM end their grids at sigma = 0.
@@ -27,6 +29,9 @@ EpsFn = Callable[[Tensor, Tensor, Cond], Tensor]
 # MCMC between noise levels (e.g. `mcmc.LangevinCorrector`): corrector(x, logsnr, cond, generator) -> x, run by every
 # sampler after each step at the level it reached, except the clean end where there is no noise left to move in.
 Corrector = Callable[[Tensor, float, Cond, "torch.Generator | None"], Tensor]
+# callback(info) once per step, before its update: k-diffusion's callback, with log-SNRs for sigmas
+Callback = Callable[[dict], None]
+STEP_INFO = ("i", "x", "logsnr", "logsnr_next", "denoised")  # step index, VP x at logsnr, levels, its x0 estimate
 
 
 def logsnr_grid(steps: int, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX) -> Tensor:
@@ -72,6 +77,13 @@ def _eps(eps_fn: EpsFn, x: Tensor, logsnr: float, cond: Cond) -> Tensor:
     return eps_fn(x, noise_levels(logsnr, x.shape[0]), cond).to(x.dtype)
 
 
+def _report(callback: Callback | None, i: int, x: Tensor, logsnr: float, logsnr_next: float, eps: Tensor) -> None:
+    """Step i's `STEP_INFO` to `callback`, its x0 = (x - sigma eps) / alpha from the step's (first) model call."""
+    if callback is not None:
+        alpha, sigma = _alpha_sigma(logsnr)
+        callback({"i": i, "x": x, "logsnr": logsnr, "logsnr_next": logsnr_next, "denoised": (x - sigma * eps) / alpha})
+
+
 def _correct(corrector: Corrector | None, x: Tensor, logsnr: float, cond: Cond,
              generator: torch.Generator | None) -> Tensor:
     return x if corrector is None or math.isinf(logsnr) else corrector(x, logsnr, cond, generator)
@@ -86,7 +98,7 @@ def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
 @torch.no_grad()
 def sample_ddpm(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
                 generator: torch.Generator | None = None, progress: bool = False,
-                corrector: Corrector | None = None) -> Tensor:
+                corrector: Corrector | None = None, callback: Callback | None = None) -> Tensor:
     """Ancestral sampling (DDPM, Ho et al. 2020; the paper's eq. 1, with 1000 steps as in its appendix B).
 
     Each step draws from the exact VP posterior q(x_s | x_t, x0 = x0_hat) in log-SNR form (VDM, Kingma et al. 2021):
@@ -95,11 +107,13 @@ def sample_ddpm(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
     i.e. eq. 1's tau^{t-1} = alpha^t (tau^t - gamma^t eps + xi) with alpha^t = alpha_s / alpha_t, gamma^t = c sigma_t
     and xi's std sqrt(c) sigma_s alpha_t / alpha_s.
     """
-    for logsnr, logsnr_next in _steps(logsnrs, progress):
+    for i, (logsnr, logsnr_next) in enumerate(_steps(logsnrs, progress)):
         alpha, sigma = _alpha_sigma(logsnr)
         alpha_next, sigma_next = _alpha_sigma(logsnr_next)
         c = -math.expm1(logsnr - logsnr_next)
-        x = alpha_next / alpha * (x - c * sigma * _eps(eps_fn, x, logsnr, cond))
+        eps = _eps(eps_fn, x, logsnr, cond)
+        _report(callback, i, x, logsnr, logsnr_next, eps)
+        x = alpha_next / alpha * (x - c * sigma * eps)
         if sigma_next > 0:
             x = x + math.sqrt(c) * sigma_next * _randn_like(x, generator)
         x = _correct(corrector, x, logsnr_next, cond, generator)
@@ -109,7 +123,7 @@ def sample_ddpm(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
 @torch.no_grad()
 def sample_ddim(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, eta: float = 0.0,
                 generator: torch.Generator | None = None, progress: bool = False,
-                corrector: Corrector | None = None) -> Tensor:
+                corrector: Corrector | None = None, callback: Callback | None = None) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12 with the noise scale of eq. 16).
 
         x_s = alpha_s x0_hat + sqrt(sigma_s^2 - std^2) eps_hat + std xi,   std = eta sqrt(c) sigma_s,
@@ -119,11 +133,12 @@ def sample_ddim(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, eta: floa
     if not 0.0 <= eta <= 1.0:
         # Above 1 a large step would need more fresh noise than sigma_s, i.e. a negative variance for eps_hat.
         raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM variance), got {eta}")
-    for logsnr, logsnr_next in _steps(logsnrs, progress):
+    for i, (logsnr, logsnr_next) in enumerate(_steps(logsnrs, progress)):
         alpha, sigma = _alpha_sigma(logsnr)
         alpha_next, sigma_next = _alpha_sigma(logsnr_next)
         std = eta * math.sqrt(-math.expm1(logsnr - logsnr_next)) * sigma_next
         eps = _eps(eps_fn, x, logsnr, cond)
+        _report(callback, i, x, logsnr, logsnr_next, eps)
         x = alpha_next * (x - sigma * eps) / alpha + math.sqrt(sigma_next**2 - std**2) * eps
         if std > 0:
             x = x + std * _randn_like(x, generator)
@@ -134,7 +149,7 @@ def sample_ddim(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond, eta: floa
 @torch.no_grad()
 def sample_dpmpp_2m(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
                     generator: torch.Generator | None = None, progress: bool = False,
-                    corrector: Corrector | None = None) -> Tensor:
+                    corrector: Corrector | None = None, callback: Callback | None = None) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", algorithm 2), after k-diffusion's `sample_dpmpp_2m`.
 
     Exponential integrator of the probability-flow ODE for the data prediction x0_hat in lambda = logsnr / 2:
@@ -143,10 +158,12 @@ def sample_dpmpp_2m(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
     D = (1 + 1 / 2r) x0_hat - 1 / 2r x0_hat_prev, r = h_prev / h, which makes the method second order.
     """
     x0_prev, h_prev = None, None
-    for logsnr, logsnr_next in _steps(logsnrs, progress):
+    for i, (logsnr, logsnr_next) in enumerate(_steps(logsnrs, progress)):
         alpha, sigma = _alpha_sigma(logsnr)
         alpha_next, sigma_next = _alpha_sigma(logsnr_next)
-        x0 = (x - sigma * _eps(eps_fn, x, logsnr, cond)) / alpha
+        eps = _eps(eps_fn, x, logsnr, cond)
+        _report(callback, i, x, logsnr, logsnr_next, eps)
+        x0 = (x - sigma * eps) / alpha
         h = 0.5 * (logsnr_next - logsnr)
         # On the final step h = inf: the step lands on D itself, and extrapolating by h / h_prev would give inf - inf.
         if x0_prev is None or math.isinf(h):
@@ -162,7 +179,7 @@ def sample_dpmpp_2m(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
 @torch.no_grad()
 def sample_heun(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
                 generator: torch.Generator | None = None, progress: bool = False,
-                corrector: Corrector | None = None) -> Tensor:
+                corrector: Corrector | None = None, callback: Callback | None = None) -> Tensor:
     """Heun's second-order method on the EDM probability-flow ODE (Karras et al. 2022, algorithm 1, deterministic).
 
     In EDM variables x_edm = x / alpha and sigma_edm = sigma / alpha = exp(-logsnr / 2) the ODE is
@@ -176,11 +193,13 @@ def sample_heun(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, cond: Cond,
     """
     steps = _steps(logsnrs, progress)
     x = x / _alpha_sigma(float(logsnrs[0]))[0]
-    for logsnr, logsnr_next in steps:
+    for i, (logsnr, logsnr_next) in enumerate(steps):
         alpha, sigma = _alpha_sigma(logsnr)
         alpha_next, sigma_next = _alpha_sigma(logsnr_next)
         dsigma = sigma_next / alpha_next - sigma / alpha
-        slope = _eps(eps_fn, alpha * x, logsnr, cond)
+        x_vp = alpha * x
+        slope = _eps(eps_fn, x_vp, logsnr, cond)
+        _report(callback, i, x_vp, logsnr, logsnr_next, slope)
         if sigma_next > 0:
             slope = 0.5 * (slope + _eps(eps_fn, alpha_next * (x + dsigma * slope), logsnr_next, cond))
         x = x + dsigma * slope
@@ -204,7 +223,8 @@ DEFAULT_LOGSNR_MIN = {"heun": -2 * math.log(80.0)}
 
 def sample(eps_fn: EpsFn, shape: tuple[int, ...], cond: Cond, *, sampler: str = "ddpm", steps: int = 1000,
            seed: int = 0, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
-           progress: bool = False, corrector: Corrector | None = None, **kwargs) -> Tensor:
+           progress: bool = False, corrector: Corrector | None = None, callback: Callback | None = None,
+           **kwargs) -> Tensor:
     """Draw x ~ N(0, I) at logsnr_min and run `SAMPLERS[sampler]` over `logsnr_grid(steps)`.
 
     Deterministic given `seed`: the initial noise and every ancestral draw come from one CPU generator seeded with it,
@@ -218,4 +238,5 @@ def sample(eps_fn: EpsFn, shape: tuple[int, ...], cond: Cond, *, sampler: str = 
     logsnrs = logsnr_grid(steps, logsnr_min=DEFAULT_LOGSNR_MIN.get(sampler, LOGSNR_MIN))
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
-    return fn(eps_fn, x, logsnrs, cond, generator=generator, progress=progress, corrector=corrector, **kwargs)
+    return fn(eps_fn, x, logsnrs, cond, generator=generator, progress=progress, corrector=corrector, callback=callback,
+              **kwargs)
