@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from video_adapter.maths.conditioning import Cond
-from video_adapter.maths.guidance import cfg
+from video_adapter.maths.guidance import with_guidance
 from video_adapter.maths.sampling import (
     SAMPLERS,
     logsnr_grid,
@@ -241,30 +241,30 @@ def test_cfg_is_the_guidance_formula_in_one_batched_forward(scale):
     eps_c = 2 * x + broadcast(logsnr, x)
     eps_u = -0.5 * x + broadcast(logsnr, x)
     fn = Counting(toy_eps)
-    out = cfg(fn, scale)(x, logsnr, cond)
+    out = with_guidance(fn, scale)(x, logsnr, cond)
     torch.testing.assert_close(out, eps_u + scale * (eps_c - eps_u), rtol=0, atol=1e-12)
     assert fn.batches == [2 * len(x)]
 
 
 def test_cfg_scale_0_is_unconditional_and_1_is_one_conditional_forward():
     x, logsnr, cond = cfg_inputs()
-    torch.testing.assert_close(cfg(toy_eps, 0.0)(x, logsnr, cond), toy_eps(x, logsnr, cond.null()), rtol=0, atol=0)
+    torch.testing.assert_close(with_guidance(toy_eps, 0.0)(x, logsnr, cond), toy_eps(x, logsnr, cond.null()), rtol=0, atol=0)
     fn = Counting(toy_eps)
-    torch.testing.assert_close(cfg(fn, 1.0)(x, logsnr, cond), toy_eps(x, logsnr, cond), rtol=0, atol=0)
+    torch.testing.assert_close(with_guidance(fn, 1.0)(x, logsnr, cond), toy_eps(x, logsnr, cond), rtol=0, atol=0)
     assert fn.batches == [len(x)]
 
 
 def test_cfg_leaves_samples_without_a_condition_unguided():
     x, logsnr, cond = cfg_inputs()
     cond = cond.with_flags(text=torch.tensor([True, False, True]))
-    out = cfg(toy_eps, 4.0)(x, logsnr, cond)
+    out = with_guidance(toy_eps, 4.0)(x, logsnr, cond)
     torch.testing.assert_close(out[1], (-0.5 * x + broadcast(logsnr, x))[1], rtol=0, atol=1e-12)
 
 
 def test_cfg_runs_inside_a_sampler():
     x, _, cond = cfg_inputs(batch=2)
     fn = Counting(toy_eps)
-    out = sample_ddim(cfg(fn, 2.0), x, logsnr_grid(4), cond)
+    out = sample_ddim(with_guidance(fn, 2.0), x, logsnr_grid(4), cond)
     assert out.shape == x.shape and fn.batches == [4] * 4
 
 

@@ -1,4 +1,5 @@
-"""`python -m video_adapter ...` is the `video-adapter` command (how launchers such as accelerate and torchrun run it)."""
+"""`python -m video_adapter ...` is the `video-adapter` command (so launchers such as accelerate and torchrun run it
+as a module)."""
 
 from .interfaces.cli import main
 

@@ -43,9 +43,8 @@ from torch.utils.data import Dataset, Sampler
 
 from .video_io import FRAME_EXTS, VIDEO_EXTS, VideoReadError, frame_size, natural_key, probe_video, read_video
 
-# Paper appendix B: keywords used to curate the adaptation sets (matched case-insensitively).
+# Paper appendix B: keywords used to curate the anime set (matched case-insensitively; --keywords).
 ANIME_KEYWORDS = ("disney", "cartoon", "anime", "animation", "comic", "pixar", "animated", "fantasy")
-SCIFI_KEYWORDS = ("science fiction", "sci-fi", "scifi", "astronaut", "alien", "nasa", "interstellar")
 
 CAPTIONS_FILE = "captions.jsonl"
 FITS = ("crop", "pad")  # how a video of another aspect ratio reaches the model's size

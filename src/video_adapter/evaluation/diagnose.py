@@ -29,15 +29,15 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..maths.composition import COMPOSE_IN, COMPOSITIONS, in_prediction
-from ..maths.conditioning import sobel_x
-from ..data.dataset import VideoFolderDataset
-from ..maths.guidance import classifier_free, cond_uncond, threshold_x0
 from ..common.devices import resolve_device, resolve_dtype
 from ..common.files import atomic_write_text, make_out_dir
 from ..common.tables import table_markdown
+from ..data.dataset import VideoFolderDataset
 from ..generation.loading import load_models
 from ..generation.routing import model_conds, route_conditions
+from ..maths.composition import COMPOSE_IN, COMPOSITIONS, in_prediction
+from ..maths.conditioning import sobel_x
+from ..maths.guidance import classifier_free, cond_uncond, threshold_x0
 from ..maths.schedule import diffuse, x0_from_eps
 
 X0_HANDLING = ("raw", "clip", "dynamic")

@@ -137,8 +137,8 @@ def cmd_sample(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from ..models.checkpoint import load_model
     from ..common.tables import human_count
+    from ..models.checkpoint import load_model
     from ..models.unet import PRESETS, build_unet, count_parameters, preset
 
     target = args.target
@@ -243,12 +243,12 @@ def _config_command(sub, name: str, cls, func, help: str, description: str, *pos
 def build_parser() -> argparse.ArgumentParser:
     from ..data.datagen import KINDS
     from ..data.datagen.make import MakeDataConfig
-    from .demo import DemoConfig
     from ..evaluation.diagnose import DiagnoseConfig
     from ..evaluation.evaluate import EvalConfig
     from ..evaluation.metrics.video_net import VideoNetTrainConfig
-    from .sample import SampleConfig
     from ..training.train import TrainConfig
+    from .demo import DemoConfig
+    from .sample import SampleConfig
 
     parser = argparse.ArgumentParser(prog="video-adapter", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .conditioning import Cond
-from .guidance import cfg, classifier_free, cond_uncond
+from .guidance import classifier_free, cond_uncond, with_guidance
 from .sampling import EpsFn
 from .schedule import (
     LOGSNR_MAX,
@@ -177,13 +177,13 @@ def where_active(fn: EpsFn, x: Tensor, logsnr: Tensor, cond: Cond, active: Tenso
 
 def adapter_only(small: EpsFn, alpha: float) -> EpsFn:
     """Baseline: the small model alone, with its own guidance."""
-    small_cfg = cfg(small, alpha)
+    small_cfg = with_guidance(small, alpha)
     return lambda x, logsnr, cond: small_cfg(x, logsnr, cond.small)
 
 
 def prior_only(prior: EpsFn, alpha: float) -> EpsFn:
     """Baseline: the prior alone, with its own guidance."""
-    prior_cfg = cfg(prior, alpha)
+    prior_cfg = with_guidance(prior, alpha)
     return lambda x, logsnr, cond: prior_cfg(x, logsnr, cond.prior)
 
 
@@ -225,7 +225,7 @@ def inverse_adapter(small: EpsFn, prior: EpsFn, alpha: float, strength: PriorStr
 
 def cfg_mix_fn(small: EpsFn, prior: EpsFn, alpha: float, w: float) -> EpsFn:
     """Baseline "CFG Mix" (Fig. 6, Table 9): both models guided with alpha, then interpolated with weight w."""
-    small_cfg, prior_cfg = cfg(small, alpha), cfg(prior, alpha)
+    small_cfg, prior_cfg = with_guidance(small, alpha), with_guidance(prior, alpha)
     return lambda x, logsnr, cond: cfg_mix(small_cfg(x, logsnr, cond.small), prior_cfg(x, logsnr, cond.prior), w)
 
 

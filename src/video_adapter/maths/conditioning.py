@@ -11,7 +11,6 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
-from einops import repeat
 from torch import Tensor
 
 CONDITIONS = ("text", "first_frame", "edges")
@@ -85,9 +84,6 @@ class Cond:
             return None if a is None else torch.cat([a, b])
         return Cond(**{f.name: pair(f.name) for f in fields(self)})
 
-    def repeat(self, n: int) -> Cond:
-        return self.map(lambda v: v.repeat_interleave(n, dim=0))
-
 
 def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
     m = mask.to(tokens.dtype).unsqueeze(-1)
@@ -110,11 +106,6 @@ def drop_conditions(cond: Cond, p: float | dict[str, float], generator: torch.Ge
             current.shape, generator=generator, device=current.device if generator is None else generator.device)
         flags[name] = u.to(current.device) >= probs[name]
     return cond.with_flags(**flags)
-
-
-def replicate_first_frame(video: Tensor) -> Tensor:
-    """[B, C, F, H, W] -> the first frame replicated over all F frames (paper appendix B, following [4])."""
-    return repeat(video[:, :, 0], "b c h w -> b c f h w", f=video.shape[2])
 
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0

@@ -25,7 +25,7 @@ def cond_uncond(eps_fn: EpsFn, x: Tensor, logsnr: Tensor, cond: Cond) -> tuple[T
     return both.chunk(2)
 
 
-def cfg(eps_fn: EpsFn, scale: float) -> EpsFn:
+def with_guidance(eps_fn: EpsFn, scale: float) -> EpsFn:
     """`eps_fn` with classifier-free guidance `scale`; scale = 1 is the conditional model alone and one plain call."""
     if scale == 1:
         return eps_fn

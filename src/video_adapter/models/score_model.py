@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import load_model
 from ..maths.conditioning import CONDITIONS, Cond
+from .checkpoint import load_model
 from .unet import SpaceTimeUNet, count_parameters
 
 

@@ -190,7 +190,8 @@ def _loop(cfg: TrainConfig, acc, started: float, stop_after: int | None) -> Path
                                      f"before saving, so the checkpoint of {out} is the last one of finite weights; "
                                      "lower --lr or check the data")
         if logs:
-            run.log.write(done, loss.item(), lr_at(step, cfg), float(grad_norm), len(batch["video"]) * acc.num_processes)
+            samples = len(batch["video"]) * acc.num_processes
+            run.log.write(done, loss.item(), lr_at(step, cfg), float(grad_norm), samples)
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if run.heldout is not None and done % cfg.heldout_every == 0:
             acc.print(f"step {done}: held-out loss {run.heldout(done, run.ema):.5f}")

@@ -27,7 +27,6 @@ NETWORK = {"fvd": "i3d", "fid": "inception", "kid": "inception", "is": "inceptio
            "accuracy": "classifier"}  # the network each metric runs on
 METRICS = tuple(NETWORK)
 FEATURES = ("i3d", "inception", "encoder")  # networks whose features are compared with the real set's
-LOWER_IS_BETTER = {"fvd": True, "fid": True, "kid": True, "is": False, "fvd-va": True, "accuracy": False}
 
 
 @dataclass(frozen=True)

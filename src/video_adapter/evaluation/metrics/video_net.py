@@ -36,8 +36,15 @@ from ...common.config import config_from_dict
 from ...common.devices import resolve_device
 from ...common.files import atomic_write_text
 from ...common.lr_schedule import warmup_cosine
-from ...models.checkpoint import CONFIG_NAME, CheckpointError, atomic_model_dir, check_state, load_tensors, read_config, \
-    save_tensors
+from ...models.checkpoint import (
+    CONFIG_NAME,
+    CheckpointError,
+    atomic_model_dir,
+    check_state,
+    load_tensors,
+    read_config,
+    save_tensors,
+)
 from ...models.unet import FactorisedConv, conv_space, conv_time
 
 FORMAT_VERSION = 1

@@ -12,8 +12,6 @@ from torch import Tensor
 from ...common.devices import DTYPES
 from ...maths.conditioning import Cond
 
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Embeddings
 
