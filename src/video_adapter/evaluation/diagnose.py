@@ -46,7 +46,8 @@ X0_HANDLING = ("raw", "clip", "dynamic")
 @dataclass(frozen=True)
 class DiagnoseConfig:
     adapter: str = ""                     # the small model's checkpoint directory
-    prior: str = "checkpoints/prior"      # the prior (a checkpoint directory)
+    prior: str = "checkpoints/prior"      # the prior: a checkpoint directory, or http://HOST:PORT (serve-prior)
+    prior_token_file: str = ""            # token of a prior served over HTTP (else $VIDEO_ADAPTER_PRIOR_TOKEN)
     data: str = ""                        # held-out clips: a make-data folder (its test/ split) or a folder of videos
     condition: str = "first_frame"        # what conditions besides the caption: first_frame | edges | none
     num: int = 64                         # clips (the first N of the folder)
@@ -247,7 +248,8 @@ def run_diagnose(cfg: DiagnoseConfig) -> dict:
     cfg.validate()
     device = resolve_device(cfg.device)
     placement = (device, resolve_dtype(cfg.dtype, device))
-    models = load_models({"small": cfg.adapter, "prior": cfg.prior}, {"small": placement, "prior": placement})
+    models = load_models({"small": cfg.adapter, "prior": cfg.prior}, {"small": placement, "prior": placement},
+                         token_file=cfg.prior_token_file)
     spec = models["small"].spec
     if spec.space != "pixels":
         raise ValueError(f"diagnose noises pixel clips; these models work in {spec.space}")

@@ -60,7 +60,8 @@ METHODS = {
 @dataclass(frozen=True)
 class EvalConfig:
     domain: str = ""                      # dataset folder with a test/ split (make-data), or a folder of test clips
-    prior: str = "checkpoints/prior"      # the frozen prior
+    prior: str = "checkpoints/prior"      # the frozen prior: a model directory, or http://HOST:PORT (serve-prior)
+    prior_token_file: str = ""            # token of a prior served over HTTP (else $VIDEO_ADAPTER_PRIOR_TOKEN)
     small_s: str = ""                     # Small (S) adapter checkpoint
     small_l: str = ""                     # Small (L) adapter checkpoint
     finetuned: str = ""                   # the prior finetuned on the domain for the adapter's compute (appendix C)
@@ -154,7 +155,8 @@ class Models:
 
     def __call__(self, path: str) -> ScoreModel:
         if path not in self.cache:
-            self.cache[path] = load_model(path, self.device, resolve_dtype(self.cfg.dtype, self.device))
+            self.cache[path] = load_model(path, self.device, resolve_dtype(self.cfg.dtype, self.device),
+                                          token_file=self.cfg.prior_token_file)
         return self.cache[path]
 
     def of(self, method: str) -> dict[str, ScoreModel]:

@@ -9,15 +9,19 @@ import torch
 
 from ..common.tables import human_count
 from ..models.checkpoint import read_config
+from ..models.remote import RemoteScoreModel, is_url, read_token
 from ..models.score_model import ScoreModel, check_compatible, load_score_model
 from ..models.unet import PRESETS
 
 
 def load_model(path: str | Path, device: torch.device, dtype: torch.dtype, *, cuda_graphs: bool = True,
-               video: tuple[int, int, int] | None = None, offload: bool = False) -> ScoreModel:
+               video: tuple[int, int, int] | None = None, offload: bool = False, token_file: str = "") -> ScoreModel:
     """A model directory as a ScoreModel: a diffusers pipeline (model_index.json) making videos of `video` (frames,
     height, width), its weights kept in CPU memory with `offload`; otherwise our checkpoint, replaying its forward
-    from CUDA graphs on CUDA with `cuda_graphs`."""
+    from CUDA graphs on CUDA with `cuda_graphs`. An http(s):// URL is a model served by `video-adapter serve-prior`
+    there (its token from `token_file`, else $VIDEO_ADAPTER_PRIOR_TOKEN); it computes where it is served."""
+    if is_url(path):
+        return RemoteScoreModel(str(path), read_token(token_file))
     if (Path(path) / "model_index.json").is_file():
         from ..models.diffusers_prior import load_diffusers_prior
 
@@ -44,6 +48,15 @@ def parameter_ratio(small: ScoreModel, prior: ScoreModel) -> str:
     a, b = small.spec.parameters, prior.spec.parameters
     return (f"adapter {human_count(a)} parameters, prior {human_count(b)}: adapter/prior = {100 * a / b:.2f}% "
             "(paper: 70M of 5.6B = 1.25% on Bridge)")
+
+
+def parse_video_size(text: str) -> tuple[int, int, int]:
+    """--video-size FRAMESxHEIGHTxWIDTH -> (frames, height, width)."""
+    try:
+        frames, height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--video-size must be FRAMESxHEIGHTxWIDTH, e.g. 16x256x256, not {text!r}") from None
+    return frames, height, width
 
 
 def trained_video_size(model_dir: str | Path) -> tuple[int, int, int] | None:

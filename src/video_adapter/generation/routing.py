@@ -41,12 +41,13 @@ def encode_prompts(models: dict[str, ScoreModel], prompts: list[str], device: to
     encoders = {} if encoders is None else encoders
     by_spec, out = {}, {}
     for role, model in models.items():
-        spec = model.spec.text_encoder
+        own = model.caption_encoder  # a remote prior: captions go to its server as text
+        spec = own.spec if own is not None else model.spec.text_encoder
         if not spec:
             raise ValueError(f"{NAMES[role]} names no text_encoder in its config.json; it cannot be prompted")
         if spec not in by_spec:
             if spec not in encoders:
-                encoders[spec] = load_text_encoder(spec, device=device)
+                encoders[spec] = own if own is not None else load_text_encoder(spec, device=device)
             by_spec[spec] = encoders[spec].encode(unique)
         out[role] = by_spec[spec][index]
     return out

@@ -200,6 +200,14 @@ def cmd_diagnose(args) -> None:
         run_diagnose(cfg)
 
 
+def cmd_serve_prior(args) -> None:
+    from .serve import ServeConfig, serve_prior
+
+    cfg = dataclass_from_args(ServeConfig, args)
+    if not _dry_run(args, cfg):
+        serve_prior(cfg)
+
+
 def cmd_embed_captions(args) -> None:
     from ..data.dataset import VideoFolderDataset
     from ..models.text import CachedTextEncoder, load_text_encoder
@@ -234,7 +242,7 @@ def _config_command(sub, name: str, cls, func, help: str, description: str, *pos
     p = sub.add_parser(name, help=help, description=description)
     for arg, arg_help in positional:
         p.add_argument(arg, help=arg_help)
-    add_dataclass_args(p, cls)
+    add_dataclass_args(p, cls, skip=tuple(arg for arg, _ in positional))
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=func)
     return p
@@ -249,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..training.train import TrainConfig
     from .demo import DemoConfig
     from .sample import SampleConfig
+    from .serve import ServeConfig
 
     parser = argparse.ArgumentParser(prog="video-adapter", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -293,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "Noise held-out clips at a grid of log-SNRs and measure the eps and x0 errors of the adapter, "
                     "the prior and each composition (no sampling), and the prior strength gamma that minimises the "
                     "composed error at each level: where the prior can help. Writes diagnose.json, .md and .png.")
+    _config_command(sub, "serve-prior", ServeConfig, cmd_serve_prior,
+                    "serve a prior's eps over HTTP, for `sample --prior http://HOST:PORT` and the app",
+                    "Serve a prior's eps over HTTP (FastAPI, uvicorn) on 127.0.0.1 by default: GET /spec gives its "
+                    "ModelSpec, POST /eps takes safetensors and captions as text and answers eps. Every request "
+                    "needs the token of --token-file; bodies, batches and waiting are capped; concurrent requests "
+                    "share forwards.", ("prior", "a checkpoint directory or a local diffusers pipeline directory"))
     p = sub.add_parser("embed-captions", help="a text table: every caption of some datasets, embedded once",
                        description="Embed every caption of the given datasets (and prompts) with a text encoder into "
                                    "one safetensors table. On a machine without the encoder's weights, "

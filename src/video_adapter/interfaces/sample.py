@@ -18,7 +18,7 @@ from ..common.files import make_out_dir
 from ..data.dataset import center_crop_resize
 from ..data.video_io import from_uint8, is_video_path, read_image, read_video, write_grid
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
-from ..generation.loading import load_models, trained_video_size
+from ..generation.loading import load_models, parse_video_size, trained_video_size
 from ..generation.routing import model_conds, route_conditions
 from ..maths.composition import DEFAULT_COMPOSITION, MODES, PAPER_CUTOFF_LOGSNR, PriorStrength
 from ..maths.conditioning import sobel_x
@@ -29,7 +29,8 @@ from ..models.score_model import ModelSpec
 @dataclass(frozen=True)
 class SampleConfig:
     adapter: str = ""                     # checkpoint directory of the small domain model
-    prior: str = ""                       # checkpoint directory of the frozen pretrained prior
+    prior: str = ""                       # the frozen pretrained prior: a model directory, or http://HOST:PORT
+    prior_token_file: str = ""            # token of a prior served over HTTP (else $VIDEO_ADAPTER_PRIOR_TOKEN)
     mode: str = "auto"                    # composed | adapter | prior | cfg-mix | inverse (auto: composed with both)
     prompt: tuple[str, ...] = ()          # one or more text prompts
     first_frame: str = ""                 # image or video whose first frame conditions every sample
@@ -120,12 +121,7 @@ class SampleConfig:
     def video(self) -> tuple[int, int, int] | None:
         """(frames, height, width) of a diffusers prior's videos: --video-size, else the adapter's training size."""
         if self.video_size:
-            try:
-                frames, height, width = (int(v) for v in self.video_size.lower().split("x"))
-            except ValueError:
-                raise ValueError(f"--video-size must be FRAMESxHEIGHTxWIDTH, e.g. 16x256x256, not "
-                                 f"{self.video_size!r}") from None
-            return frames, height, width
+            return parse_video_size(self.video_size)
         return trained_video_size(self.adapter) if self.adapter else None
 
 
@@ -179,7 +175,8 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
                   "prior": (prior_device, resolve_dtype(cfg.prior_dtype or cfg.dtype, prior_device))}
     paths = {role: path for role, path in (("small", cfg.adapter), ("prior", cfg.prior)) if role in cfg.roles()}
     video = cfg.video()
-    models = load_models(paths, placements, cuda_graphs=cfg.cuda_graphs, video=video, offload=cfg.prior_offload)
+    models = load_models(paths, placements, cuda_graphs=cfg.cuda_graphs, video=video, offload=cfg.prior_offload,
+                         token_file=cfg.prior_token_file)
     spec = next(iter(models.values())).spec
     requested = {"text"} | {name for name, given in (("first_frame", cfg.first_frame), ("edges", cfg.edges_from))
                             if given}

@@ -56,6 +56,9 @@ class ScoreModel(ABC):
     """
 
     spec: ModelSpec
+    # A model that has its captions embedded elsewhere (a prior behind an API: its server does) names here the encoder
+    # its Cond's text must come from; None: the encoder its spec names (`routing.encode_prompts`).
+    caption_encoder = None
 
     @abstractmethod
     def eps(self, x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
