@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from ..models.wire import EpsRequest
@@ -38,7 +39,10 @@ class Batcher:
                              f"{wait_ms}")
         self.compute, self.max_rows, self.wait = compute, max_rows, wait_ms / 1000
         self.queue: asyncio.Queue[Job] | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eps")
+        # one compute thread, with the CPU thread count of the thread that made the batcher: eps is then the same
+        # whichever request asks (a thread count changes float sums) and equals a local forward in that process
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eps", initializer=torch.set_num_threads,
+                                           initargs=(torch.get_num_threads(),))
         self.active = 0          # requests between their authorisation and their answer
         self.forwards = 0        # forwards run, and the requests and rows they held (for the load test's report)
         self.requests = 0

@@ -208,6 +208,14 @@ def cmd_serve_prior(args) -> None:
         serve_prior(cfg)
 
 
+def cmd_app(args) -> None:
+    from .app import AppConfig, run_app
+
+    cfg = dataclass_from_args(AppConfig, args)
+    if not _dry_run(args, cfg):
+        run_app(cfg)
+
+
 def cmd_embed_captions(args) -> None:
     from ..data.dataset import VideoFolderDataset
     from ..models.text import CachedTextEncoder, load_text_encoder
@@ -256,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..evaluation.metrics.video_net import VideoNetTrainConfig
     from ..training.train import TrainConfig
     from .demo import DemoConfig
+    from .app import AppConfig
     from .sample import SampleConfig
     from .serve import ServeConfig
 
@@ -308,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "ModelSpec, POST /eps takes safetensors and captions as text and answers eps. Every request "
                     "needs the token of --token-file; bodies, batches and waiting are capped; concurrent requests "
                     "share forwards.", ("prior", "a checkpoint directory or a local diffusers pipeline directory"))
+    _config_command(sub, "app", AppConfig, cmd_app,
+                    "a local web page: prior, adapter and composed side by side, with a gamma slider",
+                    "Serve a Gradio page on 127.0.0.1 by default: a prompt, a first frame (uploaded or from a test "
+                    "clip of --data), gamma, guidance, sampler, steps and seed in; the prior, the adapter and the "
+                    "composition from the same seed out as looping videos, and optionally a gamma strip (Figure 6).")
     p = sub.add_parser("embed-captions", help="a text table: every caption of some datasets, embedded once",
                        description="Embed every caption of the given datasets (and prompts) with a text encoder into "
                                    "one safetensors table. On a machine without the encoder's weights, "

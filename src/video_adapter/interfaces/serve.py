@@ -28,7 +28,7 @@ from ..common.tables import human_count
 from ..generation.loading import load_model, parse_video_size
 from ..models.remote import is_url, read_token
 from ..models.score_model import ScoreModel
-from ..models.text import TextEmbedding, TextEncoder, load_text_encoder
+from ..models.text import HFTextEncoder, TextEmbedding, TextEncoder, load_text_encoder
 from ..models.wire import BadRequest, EpsRequest, read_request, spec_json, write_eps
 from .batcher import Batcher
 
@@ -155,6 +155,9 @@ def create_app(model: ScoreModel, token: str, cfg: ServeConfig, encoder: TextEnc
         batcher.start()
         yield
         await batcher.stop()
+        if batcher.requests:  # how much batching the traffic allowed
+            print(f"served {batcher.requests} requests ({batcher.rows} rows) in {batcher.forwards} forwards, "
+                  f"{batcher.rows / batcher.forwards:.2f} rows per forward", flush=True)
 
     app = FastAPI(title="video-adapter prior", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.batcher = batcher
@@ -235,6 +238,8 @@ def serve_prior(cfg: ServeConfig) -> None:
     video = parse_video_size(cfg.video_size) if cfg.video_size else None
     model = load_model(cfg.prior, device, resolve_dtype(cfg.dtype, device), cuda_graphs=cfg.cuda_graphs, video=video)
     encoder = load_text_encoder(model.spec.text_encoder, device=device) if "text" in model.spec.conditions else None
+    if isinstance(encoder, HFTextEncoder):
+        encoder.load()  # now, not in the first client's request (a text table has nothing to load)
     app = create_app(model, token, cfg, encoder)
     spec = model.spec
     print(f"serving {cfg.prior} ({human_count(spec.parameters)} parameters, {spec.space} "
