@@ -5,19 +5,25 @@ import json
 
 import pytest
 import torch
-from test_text import _clip_tokenizer, _t5_tokenizer
 
 from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
 from video_adapter.maths.conditioning import Cond
-from video_adapter.models.diffusers_prior import DiscreteVP, load_diffusers_prior
 from video_adapter.maths.sampling import sample
-from video_adapter.maths.schedule import LOGSNR_MIN, alpha_sigma, broadcast, diffuse, flow_from_vp, flow_time_from_logsnr, \
-    vp_from_flow
+from video_adapter.maths.schedule import (
+    LOGSNR_MIN,
+    alpha_sigma,
+    broadcast,
+    diffuse,
+    flow_from_vp,
+    flow_time_from_logsnr,
+    vp_from_flow,
+)
+from video_adapter.models.diffusers_prior import DiscreteVP, load_diffusers_prior
 from video_adapter.models.score_model import NativeScoreModel, check_compatible
 from video_adapter.models.text import load_text_encoder
 from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
-from conftest import randomize
+from helpers import clip_tokenizer, fails, randomize, run, t5_tokenizer
 
 FRAMES, SIZE = 3, 8  # pixel frames and size: the ModelScope-style VAE halves the size, Wan's also compresses time
 
@@ -28,7 +34,7 @@ def modelscope_dir(tmp_path_factory):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    tok = _clip_tokenizer()
+    tok = clip_tokenizer()
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
     text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                         num_attention_heads=2, max_position_embeddings=77, eos_token_id=eos,
@@ -55,7 +61,7 @@ def wan_dir(tmp_path_factory):
     from transformers import UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(0)
-    tok = _t5_tokenizer()
+    tok = t5_tokenizer()
     text = UMT5EncoderModel(UMT5Config(vocab_size=len(tok), d_model=12, d_kv=6, num_layers=1, num_heads=2, d_ff=16,
                                        pad_token_id=tok.pad_token_id))
     transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
@@ -77,7 +83,7 @@ def cogvideox_dir(tmp_path_factory):
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(0)
-    tok = _t5_tokenizer()
+    tok = t5_tokenizer()
     text = T5EncoderModel(T5Config(vocab_size=len(tok), d_model=12, d_kv=6, num_layers=1, num_heads=2, d_ff=16,
                                    pad_token_id=tok.pad_token_id))
     transformer = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4,
@@ -321,7 +327,6 @@ def test_continuing_a_latent_adapter_needs_its_video_size(latent_run, tmp_path):
 
 def test_sample_cli_composes_a_latent_adapter_with_a_diffusers_prior(modelscope_dir, latent_run, tmp_path, capsys):
     from PIL import Image
-    from test_cli import fails, run
 
     from video_adapter.training.train import train
 
