@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ..common.devices import resolve_device, resolve_dtype
+from ..common.extras import require
 from ..data.video_io import make_grid, read_video, write_mp4
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models, parameter_ratio
@@ -208,6 +209,7 @@ def build_page(studio: Studio):
 
 def run_app(cfg: AppConfig) -> None:
     """Load the models and serve the page until interrupted."""
+    require("app", "gradio")
     studio = Studio(cfg)
     page = build_page(studio)
     print(f"the page: http://{cfg.host}:{cfg.port} (adapter {cfg.adapter}, prior {cfg.prior}, on {studio.device})")

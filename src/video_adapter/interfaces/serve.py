@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..common.devices import resolve_device, resolve_dtype
+from ..common.extras import require
 from ..common.tables import human_count
 from ..generation.loading import load_model, parse_video_size
 from ..models.remote import is_url, read_token
@@ -233,6 +234,7 @@ def serve_prior(cfg: ServeConfig) -> None:
     import uvicorn
 
     cfg.validate()
+    require("serve", "fastapi", "uvicorn")
     token = server_token(cfg.token_file)
     device = resolve_device(cfg.device)
     video = parse_video_size(cfg.video_size) if cfg.video_size else None

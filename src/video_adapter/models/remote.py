@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..common.extras import require
 from ..maths.conditioning import Cond
 from .score_model import ScoreModel
 from .text.base import TextEncoder
@@ -101,6 +102,7 @@ class RemoteScoreModel(ScoreModel):
     than the server's --max-batch goes as several requests."""
 
     def __init__(self, url: str, token: str, timeout: float = 300.0):
+        require("serve", "httpx")
         import httpx
 
         if not is_url(url):

@@ -20,12 +20,12 @@ from video_adapter.interfaces.cli import main
 from video_adapter.models.checkpoint import save_model
 from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
-from conftest import randomize
+from helpers import randomize
 
 CFG = UNetConfig(frames=5, height=8, width=8, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
                  attention_resolutions=(4,), head_dim=8, emb_dim=32, text_dim=384)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # CI sets this, so a machine without the browser fails there instead of skipping (.ci/run installs it)
 REQUIRE_BROWSER = os.environ.get("VIDEO_ADAPTER_REQUIRE_BROWSER") == "1"
 
@@ -145,6 +145,7 @@ def status(page) -> str:
     return page.locator(STATUS).inner_text().strip()
 
 
+@pytest.mark.slow
 def test_the_page_in_headless_chromium(browser_page, studio, tmp_path):
     page, base = browser_page
     page.locator("#prompt textarea").fill("a red square moves left")

@@ -26,7 +26,7 @@ from video_adapter.models.text import load_text_encoder
 from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 from video_adapter.models.wire import spec_json
 
-from conftest import randomize
+from helpers import randomize
 
 CFG = UNetConfig(frames=5, height=8, width=8, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
                  attention_resolutions=(4,), head_dim=8, emb_dim=32, text_dim=384)
@@ -198,6 +198,14 @@ def test_the_client_names_an_unreachable_server_a_refused_token_and_a_refused_re
         remote(inputs(2)[0], logsnr, Cond.make(text=torch.randn(2, 5, 384)))
     with pytest.raises(ValueError, match="not an http"):
         RemoteScoreModel("ftp://127.0.0.1:1", TOKEN)
+
+
+def test_a_missing_extra_is_named():
+    from video_adapter.common.extras import require
+
+    with pytest.raises(ImportError, match=r"no_such_module_xyz is not installed: pip install 'video-adapter\[serve\]'"):
+        require("serve", "no_such_module_xyz")
+    require("serve", "fastapi", "uvicorn", "httpx")
 
 
 def test_the_server_refuses_a_short_or_missing_token_file(tmp_path):
