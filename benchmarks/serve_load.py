@@ -46,11 +46,14 @@ TINY = UNetConfig(frames=16, height=24, width=40, base_channels=8, channel_mults
 class Server:
     """`video-adapter serve-prior` in a subprocess, ready when GET /spec answers."""
 
-    def __init__(self, prior: str, token_file: Path, port: int, max_batch: int, read_timeout: float):
+    def __init__(self, prior: str, token_file: Path, port: int, max_batch: int, read_timeout: float,
+                 device: str = "cpu", dtype: str = "auto", threads: int = 0):
         command = [sys.executable, "-m", "video_adapter", "serve-prior", prior, "--token-file", str(token_file),
                    "--port", str(port), "--max-batch", str(max_batch), "--read-timeout", str(read_timeout),
-                   "--device", "cpu", "--timeout", "600"]
+                   "--device", device, "--dtype", dtype, "--timeout", "600"]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+        if threads:  # CPU threads of the server's forwards (torch reads this at start)
+            env["OMP_NUM_THREADS"] = str(threads)
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
         self.url, self.log = f"http://127.0.0.1:{port}", ""
 
@@ -173,7 +176,7 @@ async def under_load(url: str, spec, args) -> tuple[dict, dict]:
 
 
 def run(args, token_file: Path, prior: str, max_batch: int, port: int, with_bad: bool) -> dict:
-    server = Server(prior, token_file, port, max_batch, args.read_timeout)
+    server = Server(prior, token_file, port, max_batch, args.read_timeout, args.device, args.dtype, args.threads)
     with server as spec_data:
         spec, _ = spec_from_json(spec_data)
         asyncio.run(load(f"http://127.0.0.1:{port}", spec, 1, 1, args.rows, args.max_seconds))  # warm-up
@@ -199,6 +202,9 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32, help="the batching server's --max-batch")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="no request starts after this")
     parser.add_argument("--read-timeout", type=float, default=2.0, help="the servers' --read-timeout")
+    parser.add_argument("--device", default="cpu", help="the servers' --device")
+    parser.add_argument("--dtype", default="auto", help="the servers' --dtype")
+    parser.add_argument("--threads", type=int, default=0, help="the server's CPU threads (0: torch's default)")
     parser.add_argument("--port", type=int, default=8791)
     parser.add_argument("--out", default="benchmarks/results/serve_load.json")
     args = parser.parse_args()
@@ -211,7 +217,7 @@ def main() -> None:
             prior = str(save_model(Path(tmp) / "tiny", SpaceTimeUNet(TINY), "minilm"))
         batched = run(args, token_file, prior, args.max_batch, args.port, with_bad=True)
         one_by_one = run(args, token_file, prior, args.rows, args.port + 1, with_bad=False)
-    result = {"prior": args.prior, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    result = {"prior": args.prior, "device": args.device, "dtype": args.dtype, "cores": os.cpu_count(), "server_threads": args.threads or "default",
               "clients": args.clients, "requests_per_client": args.requests, "rows_per_request": args.rows,
               "batched": batched, "one_by_one": one_by_one,
               "batching_gain": batched["clients"]["rows_per_s"] / one_by_one["clients"]["rows_per_s"]}
