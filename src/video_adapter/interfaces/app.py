@@ -189,8 +189,9 @@ def build_page(studio: Studio):
         with gr.Row():
             videos = [gr.Video(label=TITLES[m], elem_id=f"video-{m}", autoplay=True, loop=True, interactive=False)
                       for m in COMPARE_ROWS]
-        strip_video = gr.Video(label="Gamma strip (composed)", elem_id="video-strip", autoplay=True, loop=True,
-                               interactive=False)
+        # no label over it: the strip's panels carry their own (gamma 0 would be hidden under it)
+        strip_video = gr.Video(label="Gamma strip (composed)", show_label=False, elem_id="video-strip", autoplay=True,
+                               loop=True, interactive=False)
 
         def run(prompt, first, gamma, guidance, sampler, steps, seed, strip, progress=gr.Progress(track_tqdm=True)):
             try:
