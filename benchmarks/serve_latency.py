@@ -133,10 +133,10 @@ def markdown(r: dict) -> str:
     return "\n".join([
         f"prior {r['prior']} on {where}, {r['dtype']}, batch {r['batch']}",
         "", "| | local | remote (loopback) | difference |", "|---|---:|---:|---:|",
-        f"| prior eps of one composed step, median ms | {c['local']['median']:.1f} | {c['remote']['median']:.1f} | "
-        f"{r['overhead_per_composed_step_ms']:.1f} |",
-        f"| composed sampling, {r['steps']} {r['sampler']} steps, s | {s['local']:.2f} | {s['remote']:.2f} | "
-        f"{s['remote'] - s['local']:.2f} ({r['composed_overhead_per_step_ms']:.1f} ms a step) |",
+        (f"| prior eps of one composed step, median ms | {c['local']['median']:.1f} | {c['remote']['median']:.1f} | "
+         f"{r['overhead_per_composed_step_ms']:.1f} |"),
+        (f"| composed sampling, {r['steps']} {r['sampler']} steps, s | {s['local']:.2f} | {s['remote']:.2f} | "
+         f"{s['remote'] - s['local']:.2f} ({r['composed_overhead_per_step_ms']:.1f} ms a step) |"),
         "", f"remote sample equals the local one bit for bit: {r['remote_sample_equals_local']}"])
 
 

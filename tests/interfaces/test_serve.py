@@ -109,7 +109,7 @@ def test_remote_eps_equals_local_bit_for_bit_with_every_condition_and_null_rows(
     x, logsnr, video = inputs(SERVE.max_batch + 3, seed=1)
     prompts = [f"caption {i % 3}" for i in range(len(x))]
     rc, lc = both_conds(remote, served["local"], prompts, video)
-    chunks = [served["local"](x[i:i + 8], logsnr[i:i + 8], lc.map(lambda v: v[i:i + 8])) for i in (0, 8)]
+    chunks = [served["local"](x[i:i + 8], logsnr[i:i + 8], lc.map(lambda v, i=i: v[i:i + 8])) for i in (0, 8)]
     assert torch.equal(remote(x, logsnr, rc), torch.cat(chunks))
 
 

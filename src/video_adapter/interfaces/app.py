@@ -193,7 +193,9 @@ def build_page(studio: Studio):
         strip_video = gr.Video(label="Gamma strip (composed)", show_label=False, elem_id="video-strip", autoplay=True,
                                loop=True, interactive=False)
 
-        def run(prompt, first, gamma, guidance, sampler, steps, seed, strip, progress=gr.Progress(track_tqdm=True)):
+        # Gradio fills in `progress` (a default it recognises), following the sampler's tqdm bars
+        def run(prompt, first, gamma, guidance, sampler, steps, seed, strip,
+                progress=gr.Progress(track_tqdm=True)):  # noqa: B008
             try:
                 paths, line = studio.generate(prompt, first, gamma, guidance, sampler, steps, seed, strip)
             except Exception as e:  # noqa: BLE001 -- the page's boundary: any failure is shown, the page lives on

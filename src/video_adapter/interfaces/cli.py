@@ -263,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ..evaluation.evaluate import EvalConfig
     from ..evaluation.metrics.video_net import VideoNetTrainConfig
     from ..training.train import TrainConfig
-    from .demo import DemoConfig
     from .app import AppConfig
+    from .demo import DemoConfig
     from .sample import SampleConfig
     from .serve import ServeConfig
 

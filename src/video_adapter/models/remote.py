@@ -148,7 +148,7 @@ class RemoteScoreModel(ScoreModel):
         parts = []
         for start in range(0, x.shape[0], self.max_batch):
             rows = slice(start, start + self.max_batch)
-            part = cond.map(lambda v: v[rows])
+            part = cond.map(lambda v, rows=rows: v[rows])
             captions, index = self.caption_encoder.lookup(part) if part.text is not None else (None, None)
             body = write_request(x[rows], logsnr[rows], part, captions, index)
             reply = self._call("POST", "/eps", content=body,
