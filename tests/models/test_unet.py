@@ -174,7 +174,7 @@ def test_factorised_conv_refuses_a_kernel_over_space_and_time():
 
 @pytest.mark.parametrize("masked", [False, True])
 def test_attention_in_chunks_equals_one_call(monkeypatch, masked):
-    import video_adapter.unet as unet
+    import video_adapter.models.unet as unet
 
     torch.manual_seed(0)
     layer = unet.Attention(8, 6 if masked else None, head_dim=4)  # 2 heads
