@@ -170,3 +170,22 @@ def test_factorised_conv_is_the_conv3d_it_replaces(kernel, stride, padding, memo
 def test_factorised_conv_refuses_a_kernel_over_space_and_time():
     with pytest.raises(ValueError, match="spans both space and time"):
         FactorisedConv(2, 2, (3, 3, 3), padding=(1, 1, 1))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_in_chunks_equals_one_call(monkeypatch, masked):
+    import video_adapter.models.unet as unet
+
+    torch.manual_seed(0)
+    layer = unet.Attention(8, 6 if masked else None, head_dim=4)  # 2 heads
+    randomize(layer)
+    x = torch.randn(7, 5, 8, requires_grad=True)
+    context = torch.randn(7, 3, 6) if masked else None
+    mask = torch.tensor([[True, True, False]] * 6 + [[True, False, False]])[:, None, None] if masked else None
+    whole = layer(x, context, mask)
+    grad_whole, = torch.autograd.grad(whole.square().sum(), x)
+    monkeypatch.setattr(unet, "MAX_SEQUENCES", 6)  # 3 sequences of 2 heads per call: chunks of 3, 3 and 1
+    chunked = layer(x, context, mask)
+    grad_chunked, = torch.autograd.grad(chunked.square().sum(), x)
+    torch.testing.assert_close(chunked, whole)
+    torch.testing.assert_close(grad_chunked, grad_whole)

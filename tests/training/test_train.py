@@ -54,6 +54,7 @@ def test_killed_and_resumed_run_is_bit_identical(toy, tmp_path):
     assert steps == list(range(1, 13))
 
 
+@pytest.mark.slow
 def test_a_save_cut_short_leaves_the_previous_checkpoint_resumable(toy, tmp_path, monkeypatch):
     import video_adapter.training.run_state as run_state
 
@@ -120,6 +121,7 @@ with run_lock(Path(sys.argv[1])):
 """
 
 
+@pytest.mark.slow
 def test_one_run_per_out_folder_and_a_dead_holder_does_not_block(toy, tmp_path):
     import subprocess
     import sys
@@ -181,6 +183,7 @@ def test_resume_differs_without_restored_data_position(toy, tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_a_one_process_state_of_the_earlier_format_resumes_exactly(toy, tmp_path):
     """train_state written before per-process RNG states (no "processes", unsuffixed RNG names) still resumes."""
     from safetensors.torch import save_file
@@ -418,6 +421,7 @@ def test_step_draws_of_the_processes_make_up_one_process_draws_and_change_with_t
     assert not torch.equal(whole[1], step_draws(1, 5, slice(0, 6), global_shape)[1])
 
 
+@pytest.mark.slow
 def test_heldout_log_scores_the_ema_weights_on_fixed_clips_and_survives_resume(toy, tmp_path):
     """heldout.csv: a row every --heldout-every steps, whose per-level losses are `heldout_loss` of the EMA weights
     saved at that step (the same clips, levels and noise); a resumed run drops rows past its checkpoint."""

@@ -212,8 +212,23 @@ class Attention(nn.Module):
         q = self.q(h)
         k, v = self.kv(h if context is None else context).chunk(2, dim=-1)
         q, k, v = (rearrange(t, "n s (h d) -> n h s d", h=self.heads) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return x + self.out(rearrange(out, "n h s d -> n s (h d)"))
+        return x + self.out(rearrange(attention(q, k, v, mask), "n h s d -> n s (h d)"))
+
+
+# cuDNN's fused attention, torch's first choice on an H100, fails ("mha_graph.execute") once one call holds more than
+# 65,535 sequences x heads: temporal attention has one sequence per pixel, so a 24x40 batch of 512 reaches it
+# (docs/benchmarks.md). Larger calls go in chunks of this many sequences x heads.
+MAX_SEQUENCES = 65535
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """scaled_dot_product_attention over [N, heads, S, head_dim], in chunks of N where N x heads is too many."""
+    n = max(1, MAX_SEQUENCES // q.shape[1])
+    if q.shape[0] <= n:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    masks = mask.split(n) if mask is not None and mask.shape[0] > 1 else [mask] * -(-q.shape[0] // n)
+    return torch.cat([F.scaled_dot_product_attention(*qkv, attn_mask=m)
+                      for *qkv, m in zip(q.split(n), k.split(n), v.split(n), masks)])
 
 
 class SpaceTimeAttention(nn.Module):
