@@ -160,12 +160,22 @@ def test_sample_and_diagnose_take_a_prior_url(served, capsys, tmp_path, monkeypa
     assert remote["methods"] == local["methods"] and remote["best_gamma"] == local["best_gamma"]
 
 
-def test_evaluate_loads_a_prior_url_with_its_token(served):
-    from video_adapter.evaluation.evaluate import EvalConfig, Models
+def test_evaluate_with_a_prior_url_scores_what_the_local_prior_scores(eval_config, tmp_path):
+    """The paper's protocol, the prior behind the API: every method that uses it samples the same videos, so every
+    metric is the same number."""
+    from video_adapter.evaluation.evaluate import run_evaluation
 
-    models = Models(EvalConfig(prior=served["url"], prior_token_file=str(served["token_file"])), CPU[0])
-    prior = models(served["url"])
-    assert isinstance(prior, RemoteScoreModel) and prior.spec == served["local"].spec
+    (tmp_path / "token").write_text(TOKEN)
+    model = load_model(eval_config.prior, *CPU)
+    cfg = dataclasses.replace(eval_config, methods=("small-s+prior", "prior"), gamma_sweep=(),
+                              metrics=("fvd-va", "accuracy"))
+    local = run_evaluation(dataclasses.replace(cfg, out=str(tmp_path / "local")))
+    with ServerThread(create_app(model, TOKEN, SERVE, load_text_encoder("minilm", device="cpu")), SERVE) as url:
+        remote = run_evaluation(dataclasses.replace(cfg, prior=url, prior_token_file=str(tmp_path / "token"),
+                                                    out=str(tmp_path / "remote")))
+    for method in cfg.methods:
+        assert remote["methods"][method]["metrics"] == local["methods"][method]["metrics"], method
+        assert remote["methods"][method]["parameters"] == local["methods"][method]["parameters"]
 
 
 # ------------------------------------------------------------------------------------------------ the client's errors
