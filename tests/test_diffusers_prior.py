@@ -9,7 +9,7 @@ from test_text import _clip_tokenizer, _t5_tokenizer
 
 from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
 from video_adapter.maths.conditioning import Cond
-from video_adapter.models.diffusers_prior import DiscreteVP, load_diffusers_prior
+from video_adapter.models.diffusers import PIPELINES, DiscreteVP, load_diffusers_prior
 from video_adapter.maths.sampling import sample
 from video_adapter.maths.schedule import LOGSNR_MIN, alpha_sigma, broadcast, diffuse, flow_from_vp, flow_time_from_logsnr, \
     vp_from_flow
@@ -280,7 +280,7 @@ def test_latent_adapter_trains_from_cached_latents_composes_and_decodes(modelsco
                                                                         monkeypatch):
     from dataclasses import replace
 
-    from video_adapter.models.diffusers_prior import LatentCodec
+    from video_adapter.models.diffusers import LatentCodec
     from video_adapter.models.score_model import load_score_model
     from video_adapter.training.train import train
 
@@ -352,7 +352,7 @@ def test_not_a_pipeline_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         load_diffusers_prior(tmp_path, frames=FRAMES, height=SIZE, width=SIZE)
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    with pytest.raises(ValueError, match="supported: TextToVideoSDPipeline, WanPipeline, CogVideoXPipeline"):
+    with pytest.raises(ValueError, match="supported: " + ", ".join(PIPELINES)):
         load_diffusers_prior(tmp_path, frames=FRAMES, height=SIZE, width=SIZE)
 
 

@@ -19,7 +19,7 @@ def load_model(path: str | Path, device: torch.device, dtype: torch.dtype, *, cu
     height, width), its weights kept in CPU memory with `offload`; otherwise our checkpoint, replaying its forward
     from CUDA graphs on CUDA with `cuda_graphs`."""
     if (Path(path) / "model_index.json").is_file():
-        from ..models.diffusers_prior import load_diffusers_prior
+        from ..models.diffusers import load_diffusers_prior
 
         if video is None:
             raise ValueError("a diffusers prior needs the video size: pass --video-size FRAMESxHEIGHTxWIDTH (an "

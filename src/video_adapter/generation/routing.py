@@ -27,6 +27,9 @@ def route_conditions(models: dict[str, ScoreModel], requested: set[str], partial
                              f"{' '.join(FLAGS[c] for c in lacking)}, or pass --partial-conditions to give it only "
                              "to the models that take it")
         routes[role] = requested & set(model.spec.conditions)
+    for role, model in models.items():
+        if model.spec.first_frame_pixels and "first_frame" not in requested:
+            raise ValueError(f"{NAMES[role]} is an image-to-video model: pass --first-frame IMAGE")
     for name in sorted(requested - set().union(*routes.values())):
         raise ValueError(f"no model in this run takes {name}; drop {FLAGS[name]}")
     return routes
@@ -60,10 +63,22 @@ def model_cond(text: TextEmbedding, pixels: dict[str, Tensor], takes: set[str], 
     return text.to_cond(first_frame=ff, edges=edges)
 
 
+def own_pixels(model: ScoreModel, pixels: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The pixel conditions in the form `model` takes them: an image-to-video prior (spec.first_frame_pixels) gets
+    the first frame as RGB pixels, which it encodes its own way, where the others get it in their own space."""
+    if model.spec.first_frame_pixels and "first_frame" in pixels:
+        if "first_frame_pixels" not in pixels:
+            raise ValueError("this image-to-video prior takes the first frame as RGB pixels at the video size; "
+                             "this caller only provides it in the latent space")
+        return {**pixels, "first_frame": pixels["first_frame_pixels"]}
+    return pixels
+
+
 def model_conds(models: dict[str, ScoreModel], prompts: list[str], pixels: dict[str, Tensor],
                 routes: dict[str, set[str]], device: torch.device, encoders: dict | None = None) -> Conds:
     """The `Conds` pair for `prompts` (one per sample): each model gets its own text embeddings and the pixel
     conditions `routes` gives it; a model not in `models` gets an empty Cond."""
     texts = encode_prompts(models, prompts, device, encoders)
-    per_model = {role: model_cond(texts[role], pixels, routes[role], len(prompts)) for role in models}
+    per_model = {role: model_cond(texts[role], own_pixels(model, pixels), routes[role], len(prompts))
+                 for role, model in models.items()}
     return Conds(small=per_model.get("small", Cond()), prior=per_model.get("prior", Cond()))

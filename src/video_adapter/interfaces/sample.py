@@ -145,13 +145,15 @@ def load_frames(path: str | Path, frames: int, size: tuple[int, int]) -> Tensor:
 def pixel_conditions(spec: ModelSpec, first_frame: str, edges_from: str, codec=None,
                      video: tuple[int, int, int] | None = None) -> dict[str, Tensor]:
     """The requested pixel conditions at the model's size: first_frame [C, H, W], edges [C, F, H, W]. In a latent
-    space (`codec`, the video size `video`) the first frame is read at the video's size and encoded."""
+    space (`codec`, the video size `video`) the first frame is read at the video's size and encoded, and kept as
+    pixels too (first_frame_pixels)."""
     out = {}
     if codec is not None and edges_from:
         raise ValueError("--edges-from is a pixel-space condition; latent-space models do not take it")
     if first_frame and codec is not None:
         frame = load_frames(first_frame, 1, video[1:])
         out["first_frame"] = codec.encode(frame[None]).float().cpu()[0, :, 0]
+        out["first_frame_pixels"] = frame[:, 0]  # for an image-to-video prior, which encodes it its own way
     elif first_frame:
         out["first_frame"] = load_frames(first_frame, 1, (spec.height, spec.width))[:, 0]
     if edges_from:
