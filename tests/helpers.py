@@ -206,7 +206,7 @@ def prior_prompts(prior, captions: list[str]):
     return Cond.make(text=emb.tokens, text_mask=emb.mask, pooled=emb.pooled)
 
 
-def latent_adapter(prior, **overrides):
+def latent_adapter(prior, text_encoder: str = "", **overrides):
     """A tiny NativeScoreModel in the prior's latent space, at its latent shape, with random weights."""
     from video_adapter.models.score_model import NativeScoreModel
     from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
@@ -215,7 +215,8 @@ def latent_adapter(prior, **overrides):
     cfg = dict(channels=c, frames=f, height=h, width=w, base_channels=8, channel_mults=(1, 2),
                attention_resolutions=(2,), head_dim=8, emb_dim=16, text_dim=16, norm_groups=4, first_frame_cond=False,
                space=prior.spec.space)
-    return NativeScoreModel(randomize(SpaceTimeUNet(UNetConfig(**{**cfg, **overrides})), seed=3, scale=0.05))
+    return NativeScoreModel(randomize(SpaceTimeUNet(UNetConfig(**{**cfg, **overrides})), seed=3, scale=0.05),
+                            text_encoder=text_encoder)
 
 
 def run(capsys, *argv) -> str:

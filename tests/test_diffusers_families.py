@@ -17,7 +17,7 @@ from video_adapter.maths.sampling import sample
 from video_adapter.models.diffusers import load_diffusers_prior
 from video_adapter.models.score_model import check_compatible
 
-from helpers import (cogvideox_pipeline, hunyuan_pipeline, latent_adapter, ltx_pipeline, prior_prompts,
+from helpers import (cogvideox_pipeline, hunyuan_pipeline, latent_adapter, ltx_pipeline, prior_prompts, run,
                      wan_pipeline)
 
 CAPTIONS = ["a red block", "a blue car drives"]
@@ -246,6 +246,26 @@ def test_an_image_to_video_prior_without_its_first_frame_is_a_clear_error(pipeli
         prior(noisy(prior), torch.zeros(2), with_frame(cond, latent_frame))
 
 
+def test_the_first_frame_reaches_the_adapter_as_latents_and_the_prior_as_pixels(pipelines, tmp_path):
+    from video_adapter.generation.routing import model_conds, route_conditions
+    from video_adapter.interfaces.sample import load_frames, pixel_conditions
+
+    prior = load(pipelines, "ltx_i2v")
+    small = latent_adapter(prior, prior.spec.text_encoder, first_frame_cond=True, text_dim=12)
+    models = {"small": small, "prior": prior}
+    with pytest.raises(ValueError, match="the prior is an image-to-video model: pass --first-frame"):
+        route_conditions(models, {"text"}, partial=False)
+    routes = route_conditions(models, {"text", "first_frame"}, partial=False)  # no --partial-conditions needed
+    Image.fromarray(frames(16, 16)[0][0].add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()).save(
+        tmp_path / "start.png")
+    pixels = pixel_conditions(prior.spec, str(tmp_path / "start.png"), "", prior.codec, VIDEO["ltx"])
+    conds = model_conds(models, CAPTIONS, pixels, routes, torch.device("cpu"))
+    frame = load_frames(tmp_path / "start.png", 1, (16, 16))[:, 0]
+    assert torch.equal(conds.prior.first_frame, frame.expand(2, -1, -1, -1))
+    assert torch.allclose(conds.small.first_frame, prior.codec.encode(frame[None, :, None])[:, :, 0].expand(2, -1,
+                                                                                                         -1, -1))
+
+
 # ----------------------------------------------------------------------------------- LTX-Video, HunyuanVideo
 
 def test_ltx_velocity_through_its_patchifier_and_vae_statistics(pipelines):
@@ -362,3 +382,31 @@ def test_gamma_zero_composition_is_the_adapter_alone(pipelines, name):
     alone = run("adapter", 0.0)
     assert torch.equal(run("composed", 0.0), alone)
     assert not torch.allclose(run("composed", 0.5), alone, atol=1e-4)
+
+
+E2E = ["wan22", "wan_i2v", "cogvideox_i2v", "cogvideox15", "ltx", "ltx_i2v", "hunyuan"]
+
+
+@pytest.mark.parametrize("name", E2E)
+def test_latent_adapter_trains_in_the_priors_space_and_samples_composed(pipelines, name, tmp_path, monkeypatch,
+                                                                         capsys):
+    """Train a tiny adapter on cached latents of the prior's VAE, then `video-adapter sample` composes it with the
+    prior and decodes; an image-to-video prior takes --first-frame beside the adapter, no --partial-conditions."""
+    from video_adapter.data.toy import make_toy_dataset
+    from video_adapter.training.train import TrainConfig, train
+
+    f, h, w = VIDEO[BUILDERS[name][1]]
+    monkeypatch.setenv("VIDEO_ADAPTER_CACHE", str(tmp_path / "cache"))
+    toy = make_toy_dataset(tmp_path / "toy", num=4, frames=f, size=(h, w), seed=0, progress=False)
+    model = dict(frames=f, height=h, width=w, base_channels=8, channel_mults=(1, 2), attention_resolutions=(2,),
+                 head_dim=8, emb_dim=16, norm_groups=4)
+    adapter = train(TrainConfig(data=str(toy), out=str(tmp_path / "run"), space=str(pipelines(name)), preset="S",
+                                model=model, steps=2, batch_size=2, lr=1e-3, warmup_steps=1, save_every=2,
+                                sample_every=0, log_every=1, num_workers=0))
+    Image.fromarray(np.full((h, w, 3), (200, 30, 30), dtype=np.uint8)).save(tmp_path / "start.png")
+    first = ["--first-frame", str(tmp_path / "start.png")] if "i2v" in name else []
+    out = run(capsys, "sample", "--adapter", str(adapter), "--prior", str(pipelines(name)), "--prompt", "a red block",
+              *first, "--compare", "--sampler", "ddim", "--steps", "2", "--device", "cpu",
+              "--out", str(tmp_path / "c.gif"))
+    assert "adapter/prior" in out
+    assert Image.open(tmp_path / "c.gif").n_frames == f  # decoded by the prior's VAE to the video's frames
