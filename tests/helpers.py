@@ -142,9 +142,10 @@ def cogvideox_pipeline(path: Path, *, version: str = "1.0", image: bool = False)
     return path
 
 
-def ltx_pipeline(path: Path, *, image: bool = False) -> Path:
+def ltx_pipeline(path: Path, *, image: bool = False, scaling_factor: float = 1.0) -> Path:
     """LTXPipeline or LTXImageToVideoPipeline: a causal video VAE 4x in time and space with per-channel latent
-    statistics (saved as buffers), a transformer on its patchifier's tokens, T5 text with an attention mask."""
+    statistics (saved as buffers), a transformer on its patchifier's tokens, T5 text with an attention mask. (The
+    released VAE's scaling_factor is 1, which LTXImageToVideoPipeline assumes for its image latents.)"""
     from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline,
                            LTXPipeline, LTXVideoTransformer3DModel)
 
@@ -155,14 +156,15 @@ def ltx_pipeline(path: Path, *, image: bool = False) -> Path:
                                 decoder_layers_per_block=(1,) * 5, spatio_temporal_scaling=(True, True, False, False),
                                 decoder_spatio_temporal_scaling=(True, True, False, False),
                                 decoder_inject_noise=(False,) * 5, upsample_residual=(False,) * 4,
-                                upsample_factor=(1,) * 4, patch_size=1, patch_size_t=1)
+                                upsample_factor=(1,) * 4, patch_size=1, patch_size_t=1,
+                                scaling_factor=scaling_factor)
     with torch.no_grad():  # statistics that the normalisation visibly uses
         vae.latents_mean.copy_(torch.linspace(-0.3, 0.4, 8))
         vae.latents_std.copy_(torch.linspace(0.5, 2.0, 8))
     transformer = randomize(LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
                                                        num_attention_heads=2, attention_head_dim=8,
                                                        cross_attention_dim=16, num_layers=1, caption_channels=12),
-                            seed=4, scale=0.05)
+                            seed=4, scale=0.3)  # attention sharp enough for its rotary positions to matter
     cls = LTXImageToVideoPipeline if image else LTXPipeline
     cls(tokenizer=tok, text_encoder=tiny_t5(tok), vae=vae, transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=True)).save_pretrained(path)
