@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast clean
 
 # CPU torch must be installed before anything that depends on it, or pip pulls GBs of CUDA packages.
 $(VENV)/.installed: pyproject.toml
@@ -20,6 +20,10 @@ demo: install
 
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q tests
+
+# The quick subset while working (under a minute on 2 cores): every test not marked slow. CI runs `make test`.
+test-fast: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) outputs

@@ -60,7 +60,7 @@ done
 ev() { local out=$1; shift; [ -f "$out/results.json" ] || $va evaluate --domain "$D" --prior "$PRIOR" \
     --small-s "$R/small-s/checkpoint" --small-l "$R/small-l/checkpoint" --encoder "$ENCODER" \
     --classifier "$R/classifier" --prior-strength "$G" --out "$out" "$@"; }
-# (gamma 0 is Small (S) itself, bit for bit: tests/test_composition.py)
+# (gamma 0 is Small (S) itself, bit for bit: tests/maths/test_composition.py)
 ev "$R/eval-paper" --composition paper --methods small-s small-s+prior small-l small-l+prior prior \
     --gamma-sweep 0.05 0.1 0.2 "${@}"
 ev "$R/eval-normalized" --composition normalized --methods small-s+prior small-l+prior \

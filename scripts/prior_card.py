@@ -80,7 +80,7 @@ def plot_loss(runs, out: Path, window: int = 10) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from video_adapter.data.video_io import atomic_path
+    from video_adapter.common.files import atomic_path
 
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     for name, steps, loss in runs:

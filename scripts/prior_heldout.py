@@ -53,7 +53,8 @@ def score(model, text_encoder, clips: list[dict], logsnrs, seed: int, batch: int
 
 
 def main() -> None:
-    from video_adapter.models.checkpoint import atomic_write_text, load_model
+    from video_adapter.common.files import atomic_write_text
+    from video_adapter.models.checkpoint import load_model
     from video_adapter.maths.schedule import logsnr_cosine
     from video_adapter.models.text import load_text_encoder
 

@@ -1,6 +1,9 @@
-import importlib.util
+"""The test suite's shared fixtures (its shared helpers are in helpers.py). Tests marked `slow` (whole files of
+multi-process runs, shipped-model checks and end-to-end evaluations, and single long tests) are left out by
+`make test-fast`; `make test`, which CI runs, runs everything."""
+
+import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,31 +21,42 @@ def tiny_cfg():
                       attention_resolutions=(4,), head_dim=8, emb_dim=32, text_dim=16, edge_cond=True)
 
 
-def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torch.nn.Module:
-    """Random weights everywhere, zero-initialised output layers included, so every input path is visible."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * scale)
-    return model
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """Eight captioned toy clips of 4 frames at 8x16 (helpers.TINY's size)."""
+    from video_adapter.data.toy import make_toy_dataset
+
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), num=8, frames=4, size=(8, 16), seed=0, progress=False)
 
 
-def model_inputs(cfg, b: int = 3, seed: int = 0, logsnr_range: float = 5.0):
-    """Noisy video, per-sample log-SNR and every condition, for a model built from `cfg`."""
-    from video_adapter.maths.conditioning import Cond, sobel_x
+@pytest.fixture(scope="module")
+def eval_config(tmp_path_factory):
+    """Tiny prior, adapter, encoder, classifier and toy test split, and the EvalConfig that evaluates them."""
+    from video_adapter.data.toy import make_toy_dataset
+    from video_adapter.evaluation.evaluate import EvalConfig
+    from video_adapter.evaluation.metrics.detectors import INCEPTION
+    from video_adapter.evaluation.metrics.video_net import VideoNet, VideoNetConfig, save_video_net
+    from video_adapter.models.checkpoint import save_model
+    from video_adapter.models.unet import SpaceTimeUNet
 
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, cfg.channels, cfg.frames, cfg.height, cfg.width, generator=g)
-    video = torch.rand(b, cfg.channels, cfg.frames, cfg.height, cfg.width, generator=g) * 2 - 1
-    cond = Cond.make(text=torch.randn(b, 5, cfg.text_dim, generator=g), first_frame=video[:, :, 0],
-                     edges=sobel_x(video))
-    return x, torch.linspace(-logsnr_range, logsnr_range, b), cond
+    from helpers import EVAL_PRIOR, EVAL_SHAPE, EVAL_SMALL, InceptionStandIn, randomize
 
-
-def load_script(name: str):
-    """A module of scripts/ (not a package), imported from its file."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    root = tmp_path_factory.mktemp("eval")
+    domain = root / "domain"
+    make_toy_dataset(domain / "test", num=6, frames=4, size=(8, 16), seed=0, progress=False)
+    captions = sorted({json.loads(line)["caption"] for line in (domain / "test" / "captions.jsonl").open()})
+    torch.manual_seed(0)
+    prior = save_model(root / "prior", randomize(SpaceTimeUNet(EVAL_PRIOR), scale=0.05), "minilm")
+    small = save_model(root / "small", randomize(SpaceTimeUNet(EVAL_SMALL), seed=1, scale=0.05), "minilm")
+    net = dict(**EVAL_SHAPE, widths=(8, 16), feature_dim=16, norm_groups=4)
+    encoder = save_video_net(root / "encoder", VideoNet(VideoNetConfig(**net, embed_dim=8)))
+    classifier = save_video_net(root / "classifier",
+                                VideoNet(VideoNetConfig(**net, objective="caption", labels=tuple(captions))))
+    inception = root / INCEPTION.filename
+    torch.jit.script(InceptionStandIn().eval()).save(str(inception))
+    return EvalConfig(domain=str(domain), prior=str(prior), small_s=str(small),
+                      methods=("small-s", "small-s+prior", "prior", "cfg-mix"),
+                      metrics=("fvd-va", "accuracy", "fid", "kid", "is"), encoder=str(encoder),
+                      classifier=str(classifier), inception=str(inception), num=4, batch_size=2, steps=3,
+                      gamma_sweep=(0.0, 0.1), prior_strength=0.1, bootstrap=20, grid=2, device="cpu",
+                      out=str(root / "out"))

@@ -9,15 +9,16 @@ import math
 
 import pytest
 import torch
-from conftest import model_inputs, randomize
 
+from video_adapter.evaluation.heldout import heldout_loss
 from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
 from video_adapter.maths.conditioning import Cond
-from video_adapter.evaluation.heldout import heldout_loss
 from video_adapter.maths.mcmc import LangevinCorrector, MCMCConfig
 from video_adapter.maths.sampling import SAMPLERS, logsnr_grid, sample_heun
-from video_adapter.training.steps import denoising_loss
 from video_adapter.models.unet import SpaceTimeUNet
+from video_adapter.training.steps import denoising_loss
+
+from helpers import model_inputs, randomize
 
 
 def alpha_sigma(logsnr: float) -> tuple[float, float]:

@@ -2,7 +2,7 @@
 "Reduce, Reuse, Recycle" (RRR).
 
 Summing two diffusion models' scores gives the score of the product of their *noised* distributions at each level,
-which is not the noised product: a plain sampler on it is biased (tests/test_composition.py measures how much on
+which is not the noised product: a plain sampler on it is biased (tests/maths/test_composition.py measures how much on
 Gaussians). A few MCMC steps at every level pull the samples back onto each level's composed distribution.
 
 Supported:

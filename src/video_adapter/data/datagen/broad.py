@@ -1,6 +1,6 @@
 """The broad pretraining corpus: the pybullet family (arms, falling, rolling, pushing) and the procedural one
 (shapes, occlusion, camera pans and zooms over photos), mixed per clip. It holds none of the domains' robots,
-looks or caption templates (tests/test_datagen.py checks), so adapting a prior trained on it is a real test."""
+looks or caption templates (tests/data/test_datagen.py checks), so adapting a prior trained on it is a real test."""
 
 from __future__ import annotations
 

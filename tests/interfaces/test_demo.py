@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from video_adapter.models.checkpoint import save_model
-from video_adapter.interfaces.demo import ROWS, DemoConfig, resolve_prior, run_demo
-from video_adapter.generation.generate import COMPARE_ROWS
-from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 from video_adapter.data.video_io import make_grid, read_video
+from video_adapter.generation.generate import COMPARE_ROWS
+from video_adapter.interfaces.demo import ROWS, DemoConfig, resolve_prior, run_demo
+from video_adapter.models.checkpoint import save_model
+from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
-from conftest import randomize
+from helpers import randomize
 
 TINY_PRIOR = UNetConfig(frames=4, height=8, width=16, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
                         attention_resolutions=(4,), head_dim=8, emb_dim=32, first_frame_cond=True, edge_cond=True)
@@ -30,6 +30,7 @@ def demo(tmp_path_factory):
     return cfg, run_demo(cfg)
 
 
+@pytest.mark.slow
 def test_demo_writes_grid_and_table(demo):
     cfg, result = demo
     out = result.paths[0].parent
@@ -50,6 +51,7 @@ def test_demo_writes_grid_and_table(demo):
     assert (out / "data" / "data_card.json").is_file() and (out / "run" / "checkpoint" / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_prior_term_changes_the_composition(demo):
     _, result = demo
     real = result.rows["real"]
@@ -57,6 +59,7 @@ def test_prior_term_changes_the_composition(demo):
     assert not torch.equal(result.rows["composed"], result.rows["adapter"])
 
 
+@pytest.mark.slow
 def test_zero_prior_strength_composes_to_the_adapter_bit_for_bit(demo, capsys):
     cfg, _ = demo
     # Same out: the data and the finished run are reused, so this only samples again.

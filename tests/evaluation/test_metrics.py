@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-import torch.nn.functional as F
 from einops import rearrange
-from i3d_reference import random_i3d
-from torch import Tensor, nn
+from torch import Tensor
 
 from video_adapter.evaluation.metrics import (
-    FrechetReference,
     I3D,
     INCEPTION,
+    FrechetReference,
     feature_stats,
     find_weights,
     frechet_distance,
@@ -30,6 +28,8 @@ from video_adapter.evaluation.metrics import (
     load_inception,
     video_frames,
 )
+
+from helpers import InceptionStandIn, random_i3d
 
 
 def random_spd(d: int, seed: int) -> np.ndarray:
@@ -223,26 +223,6 @@ def i3d_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("i3d") / I3D.filename
     random_i3d(I3D_WIDTH).save(str(path))
     return path
-
-
-class InceptionStandIn(nn.Module):
-    """StyleGAN2-ADA's Inception call signature and preprocessing (to 299 x 299, (x - 128) / 128), tiny body."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 16, 5, stride=4)
-        self.pool3 = nn.Linear(16, 2048)
-        self.output = nn.Linear(2048, 1008)
-
-    def forward(self, img: Tensor, return_features: bool = False, use_fp16: bool = False,
-                no_output_bias: bool = False) -> Tensor:
-        x = F.interpolate(img.float(), size=[299, 299], mode="bilinear", align_corners=False)
-        x = F.relu(self.conv((x - 128) / 128)).mean([2, 3])
-        features = F.relu(self.pool3(x))
-        if return_features:
-            return features
-        logits = F.linear(features, self.output.weight) if no_output_bias else self.output(features)
-        return logits.softmax(1)
 
 
 @pytest.fixture(scope="module")

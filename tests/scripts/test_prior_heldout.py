@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from conftest import load_script, randomize
+from helpers import load_script, randomize
 
 
 def run_script(monkeypatch, *args):

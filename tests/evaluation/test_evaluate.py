@@ -2,53 +2,20 @@
 exact endpoints, and errors before any sampling."""
 
 import json
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
-from test_metrics import InceptionStandIn
 
-from video_adapter.models.checkpoint import save_model
-from video_adapter.interfaces.cli import main
 from video_adapter.evaluation.evaluate import EvalConfig, run_evaluation
-from video_adapter.evaluation.metrics.detectors import INCEPTION
-from video_adapter.evaluation.metrics.video_net import VideoNet, VideoNetConfig, save_video_net
-from video_adapter.data.toy import make_toy_dataset
-from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
+from video_adapter.interfaces.cli import main
+from video_adapter.models.checkpoint import save_model
+from video_adapter.models.unet import SpaceTimeUNet
 
-from conftest import randomize
+from helpers import EVAL_SMALL
 
-SHAPE = dict(frames=4, height=8, width=16)
-PRIOR = UNetConfig(**SHAPE, base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                   head_dim=8, emb_dim=32, first_frame_cond=True, edge_cond=True)
-SMALL = UNetConfig(**SHAPE, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                   head_dim=8, emb_dim=32, first_frame_cond=True)
-
-
-@pytest.fixture(scope="module")
-def eval_config(tmp_path_factory) -> EvalConfig:
-    """Tiny prior, adapter, encoder, classifier and toy test split, and the config that evaluates them."""
-    root = tmp_path_factory.mktemp("eval")
-    domain = root / "domain"
-    make_toy_dataset(domain / "test", num=6, frames=4, size=(8, 16), seed=0, progress=False)
-    captions = sorted({json.loads(line)["caption"] for line in (domain / "test" / "captions.jsonl").open()})
-    torch.manual_seed(0)
-    prior = save_model(root / "prior", randomize(SpaceTimeUNet(PRIOR), scale=0.05), "minilm")
-    small = save_model(root / "small", randomize(SpaceTimeUNet(SMALL), seed=1, scale=0.05), "minilm")
-    net = dict(**SHAPE, widths=(8, 16), feature_dim=16, norm_groups=4)
-    encoder = save_video_net(root / "encoder", VideoNet(VideoNetConfig(**net, embed_dim=8)))
-    classifier = save_video_net(root / "classifier",
-                                VideoNet(VideoNetConfig(**net, objective="caption", labels=tuple(captions))))
-    inception = root / INCEPTION.filename
-    torch.jit.script(InceptionStandIn().eval()).save(str(inception))
-    cfg = EvalConfig(domain=str(domain), prior=str(prior), small_s=str(small),
-                     methods=("small-s", "small-s+prior", "prior", "cfg-mix"),
-                     metrics=("fvd-va", "accuracy", "fid", "kid", "is"), encoder=str(encoder),
-                     classifier=str(classifier), inception=str(inception), num=4, batch_size=2, steps=3,
-                     gamma_sweep=(0.0, 0.1), prior_strength=0.1, bootstrap=20, grid=2, device="cpu",
-                     out=str(root / "out"))
-    return cfg
+pytestmark = pytest.mark.slow  # every test here runs a whole evaluation, or shares one
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +112,10 @@ def test_errors_before_sampling(setup, tmp_path, monkeypatch):
         run_evaluation(replace(cfg, methods=("nope",), out=str(tmp_path / "c")))
     with pytest.raises(FileNotFoundError, match="i3d_torchscript.pt"):
         run_evaluation(replace(cfg, metrics=("fvd",), i3d=str(tmp_path / "missing.pt"), out=str(tmp_path / "d")))
-    narrow = save_model(tmp_path / "narrow", SpaceTimeUNet(replace(SMALL, width=8)), "minilm")
+    narrow = save_model(tmp_path / "narrow", SpaceTimeUNet(replace(EVAL_SMALL, width=8)), "minilm")
     with pytest.raises(ValueError, match="shapes differ"):  # checked before the first method samples
         run_evaluation(replace(cfg, methods=("prior", "small-s+prior"), small_s=str(narrow), out=str(tmp_path / "e")))
-    text_only = save_model(tmp_path / "text_only", SpaceTimeUNet(replace(SMALL, first_frame_cond=False)), "minilm")
+    text_only = save_model(tmp_path / "text_only", SpaceTimeUNet(replace(EVAL_SMALL, first_frame_cond=False)), "minilm")
     with pytest.raises(ValueError, match="does not take first_frame"):
         run_evaluation(replace(cfg, methods=("prior", "small-s"), small_s=str(text_only), out=str(tmp_path / "f")))
     assert not any((tmp_path / name).exists() for name in "abcdef") and not sampled

@@ -58,6 +58,7 @@ def test_same_seed_and_index_give_the_same_clip_in_any_order(gen):
     assert not np.array_equal(a.video, gen.clip(3, 12, (24, 40), 6).video)
 
 
+@pytest.mark.slow
 def test_a_fresh_process_makes_the_same_clip():
     code = ("import hashlib; from video_adapter.data.datagen.robot import ROBOT_REAL as g; "
             "print(hashlib.sha1(g.clip(2, 5, (24, 40), 4).video.tobytes()).hexdigest())")
@@ -170,6 +171,7 @@ def test_egocentric_camera_does_what_the_caption_says():
     assert seen == {("turn", "left"), ("turn", "right"), ("walk", None), ("look down", None)}
 
 
+@pytest.mark.slow
 def test_broad_bullet_never_shows_a_domain():
     domain_templates = {t for g in DOMAINS for t in g.templates}
     patterns = [template_regex(t) for t in domain_templates]

@@ -4,12 +4,13 @@ import math
 
 import pytest
 import torch
-from gaussians import GaussianExpert, random_cov, text_cond
 
 from video_adapter.maths.mcmc import LangevinCorrector, MCMCConfig
 from video_adapter.maths.sampling import SAMPLERS, logsnr_grid, sample
 from video_adapter.models.score_model import NativeScoreModel
 from video_adapter.models.unet import SpaceTimeUNet
+
+from helpers import GaussianExpert, random_cov, text_cond
 
 LEVEL = 2.0  # a mid noise level; the target is the expert's noised law there
 N = 20_000

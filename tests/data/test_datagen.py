@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from video_adapter.interfaces.cli import main
-from video_adapter.data.dataset import VideoFolderDataset
 from video_adapter.data.datagen import DOMAINS, KINDS, generator
 from video_adapter.data.datagen.base import downsample, parse_size
 from video_adapter.data.datagen.make import CARD_NAME, MakeDataConfig, make_dataset, split_indices
 from video_adapter.data.datagen.stream import ClipStream
+from video_adapter.data.dataset import VideoFolderDataset
 from video_adapter.data.video_io import read_video
+from video_adapter.interfaces.cli import main
 
 FAST = "broad-procedural"  # numpy only: quick enough for spawning workers in a test
 
@@ -32,6 +32,7 @@ def decoded(root):
     return {p.relative_to(root).as_posix(): read_video(p) for p in sorted(root.rglob("*.mp4"))}
 
 
+@pytest.mark.slow
 def test_same_seed_same_dataset_for_any_number_of_workers(tmp_path):
     one, two = make(tmp_path, "one", workers=1), make(tmp_path, "two", workers=2)
     other = make(tmp_path, "other", seed=1)
@@ -75,6 +76,7 @@ def template_regex(template: str) -> re.Pattern:
     return re.compile(re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(template)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["broad-procedural", "broad-bullet"])
 def test_no_domain_template_or_look_in_the_broad_corpus(family):
     gen = generator(family)

@@ -12,11 +12,19 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import video_adapter.models.checkpoint as ckpt
-from video_adapter.models.checkpoint import (CheckpointError, atomic_write_text, load_model, load_tensors,
-                                      optimizer_from_tensors, optimizer_to_tensors, read_config, save_model)
+from video_adapter.models.checkpoint import (
+    CheckpointError,
+    atomic_write_text,
+    load_model,
+    load_tensors,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    read_config,
+    save_model,
+)
 from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
-from conftest import model_inputs, randomize
+from helpers import model_inputs, randomize
 
 
 def inputs(cfg, b=2, seed=0):

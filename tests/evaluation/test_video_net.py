@@ -10,14 +10,23 @@ import numpy as np
 import pytest
 import torch
 
-from video_adapter.models.checkpoint import CheckpointError
 from video_adapter.data.dataset import VideoFolderDataset, center_crop_resize
-from video_adapter.evaluation.metrics.stats import feature_stats, frechet_distance
-from video_adapter.evaluation.metrics.video_net import (VideoNet, VideoNetConfig, VideoNetTrainConfig, caption_accuracy,
-                                             caption_predictions, load_video_net, predict_captions, save_video_net,
-                                             train_video_net, video_net_features)
 from video_adapter.data.toy import COLORS, DIRECTIONS, SHAPES, make_toy_dataset, render_clip
 from video_adapter.data.video_io import from_uint8
+from video_adapter.evaluation.metrics.stats import feature_stats, frechet_distance
+from video_adapter.evaluation.metrics.video_net import (
+    VideoNet,
+    VideoNetConfig,
+    VideoNetTrainConfig,
+    caption_accuracy,
+    caption_predictions,
+    load_video_net,
+    predict_captions,
+    save_video_net,
+    train_video_net,
+    video_net_features,
+)
+from video_adapter.models.checkpoint import CheckpointError
 
 FRAMES, SIZE = 8, (16, 16)
 TINY = {"widths": (8, 16), "feature_dim": 32, "embed_dim": 32}
@@ -69,6 +78,7 @@ def classifier(toy, tmp_path_factory):
     return train_video_net(train_cfg(toy, out, "caption", steps=300, caption_rewrites=SHAPELESS))
 
 
+@pytest.mark.slow
 def test_classifier_names_its_training_clips_and_not_shuffled_captions(classifier, clips):
     videos, captions = clips
     net = load_video_net(classifier)
@@ -155,6 +165,7 @@ def test_frechet_distance_on_features_sees_noise_and_shuffled_time(encoder):
     assert 5 * halves < to_noisy and 5 * halves < to_shuffled, (halves, to_noisy, to_shuffled)
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_reported_clearly(classifier, encoder, clips):
     net, videos, captions = load_video_net(classifier), clips[0][:4], clips[1][:4]
     with pytest.raises(ValueError, match=r"\[B, 3, 8, 16, 16\].*got \[4, 3, 8, 16, 24\]"):
@@ -184,6 +195,7 @@ def test_bad_inputs_are_reported_clearly(classifier, encoder, clips):
         VideoNetConfig(caption_rewrites=("square->shape",))
 
 
+@pytest.mark.slow
 def test_bad_directories_and_data_are_reported_clearly(classifier, toy, tmp_path):
     with pytest.raises(CheckpointError, match="is not a directory"):
         load_video_net(tmp_path / "missing")

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-import conftest
+from helpers import load_script
 
 
-def load_script():
-    return conftest.load_script("prior_card")
+def prior_card():
+    return load_script("prior_card")
 
 
 def test_load_runs_orders_by_run_number_and_offsets_steps(tmp_path):
@@ -17,7 +17,7 @@ def test_load_runs_orders_by_run_number_and_offsets_steps(tmp_path):
     (tmp_path / "unshipped").mkdir()
     (tmp_path / "unshipped" / "loss_run7a.csv").write_text("step,loss,lr,grad_norm,samples_per_s\n20,1,1,1,1\n")
 
-    runs = load_script().load_runs(tmp_path)
+    runs = prior_card().load_runs(tmp_path)
 
     assert [name for name, _, _ in runs] == ["run1", "run2", "run10"]
     np.testing.assert_array_equal(np.concatenate([steps for _, steps, _ in runs]), [20, 40, 60, 80, 100, 120])
@@ -28,7 +28,7 @@ def test_run_summary_splits_compile_warm_up_from_training_time(tmp_path):
     log = tmp_path / "loss_run3b.csv"
     log.write_text("step,loss,lr,grad_norm,samples_per_s\n20,0.3,1,1,10\n40,0.2,1,1,640\n80,0.1,1,1,1280\n")
 
-    summary = load_script().run_summary(log, batch=128, last=2)
+    summary = prior_card().run_summary(log, batch=128, last=2)
 
     # 20 steps of 128 at 10 samples/s; then 20 x 128 / 640 + 40 x 128 / 1280 = 8 s
     assert summary == {"steps": 80, "warmup_s": 256.0, "train_min": 8 / 60, "median_samples_per_s": 960.0,
@@ -39,7 +39,7 @@ def test_a_misnamed_loss_log_is_refused_with_its_name(tmp_path):
     (tmp_path / "loss_run_final.csv").write_text("step,loss,lr,grad_norm,samples_per_s\n20,1,1,1,1\n")
 
     with pytest.raises(SystemExit, match="loss_run_final.csv.*loss_run<N>.csv"):
-        load_script().load_runs(tmp_path)
+        prior_card().load_runs(tmp_path)
 
 
 def test_a_log_without_throughput_is_refused(tmp_path):
@@ -47,4 +47,4 @@ def test_a_log_without_throughput_is_refused(tmp_path):
     log.write_text("step,loss\n20,1\n")
 
     with pytest.raises(SystemExit, match="no column samples_per_s"):
-        load_script().run_summary(log, batch=128)
+        prior_card().run_summary(log, batch=128)

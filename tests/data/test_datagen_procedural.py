@@ -11,10 +11,10 @@ import re
 import numpy as np
 import pytest
 
-from video_adapter.data.dataset import ANIME_KEYWORDS
 from video_adapter.data.datagen import base
 from video_adapter.data.datagen.animation import ANIMATION, PALETTE, rgb
 from video_adapter.data.datagen.procedural import BROAD_PROCEDURAL, PHOTO_SUBJECTS
+from video_adapter.data.dataset import ANIME_KEYWORDS
 
 GENERATORS = [BROAD_PROCEDURAL, ANIMATION]
 SIZE = (24, 40)
@@ -59,6 +59,7 @@ def test_shape_dtype_and_serialisable_meta(gen, size, frames):
         assert gen.caption(json.loads(json.dumps(clip.meta))) == clip.caption
 
 
+@pytest.mark.slow
 def test_captions_come_from_meta(broad, cartoons):
     for gen, clips in ((BROAD_PROCEDURAL, broad), (ANIMATION, cartoons)):
         assert len({c.caption for c in clips}) > 0.8 * len(clips)
@@ -67,6 +68,7 @@ def test_captions_come_from_meta(broad, cartoons):
             assert any(template_regex(t).search(clip.caption) for t in gen.templates), clip.caption
 
 
+@pytest.mark.slow
 def test_broad_captions_name_what_meta_holds(broad):
     scenes = {c.meta["scene"] for c in broad}
     assert scenes == {"shapes", "occlusion", "swap", "camera"}
@@ -85,6 +87,7 @@ def test_broad_captions_name_what_meta_holds(broad):
         assert all(w in caption for w in words)
 
 
+@pytest.mark.slow
 def test_broad_shapes_have_the_named_colour_where_meta_puts_them(broad):
     checked = 0
     for clip in broad:
@@ -120,6 +123,7 @@ def monotone(values, sign):
     return bool((steps > 0).all())
 
 
+@pytest.mark.slow
 def test_motion_is_real_and_matches_the_caption(broad, cartoons):
     moved = {"left": 0, "right": 0, "up": 0, "down": 0, "pan": 0, "zoom": 0}
     for clip in broad:
@@ -170,6 +174,7 @@ def distinct_colours(video: np.ndarray) -> float:
     return float(np.mean([len(np.unique(frame.reshape(-1, 3), axis=0)) for frame in video]))
 
 
+@pytest.mark.slow
 def test_animation_look_is_flat_with_dark_outlines(broad, cartoons):
     photo = [c.video for c in broad if c.meta["scene"] == "camera"]
     toon = np.mean([distinct_colours(c.video) for c in cartoons])
@@ -211,6 +216,7 @@ def test_animation_ball_is_banded_in_its_palette_colour():
     assert len(flat) >= 16 and np.mean(flat) > 0.75  # (about 0.8 with 3 bands, 0.64 with 9, 0.15 smooth)
 
 
+@pytest.mark.slow
 def test_broad_corpus_never_holds_the_animation_domain(broad, cartoons):
     held = ANIMATION.held_out
     assert set(held) >= {"look", "templates", "palette", "words"}

@@ -7,17 +7,19 @@ from dataclasses import replace
 import pytest
 import torch
 
-from video_adapter.models.checkpoint import save_model
-from video_adapter.interfaces.cli import main
-from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
+from video_adapter.data.toy import make_toy_dataset
 from video_adapter.evaluation.diagnose import DiagnoseConfig, composed_name, run_diagnose
 from video_adapter.generation.loading import load_models
 from video_adapter.generation.routing import model_conds, route_conditions
+from video_adapter.interfaces.cli import main
+from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
 from video_adapter.maths.schedule import diffuse, x0_from_eps
-from video_adapter.data.toy import make_toy_dataset
+from video_adapter.models.checkpoint import save_model
 from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
-from conftest import randomize
+from helpers import randomize
+
+pytestmark = pytest.mark.slow  # every test here shares one whole diagnosis
 
 SHAPE = dict(frames=4, height=8, width=16)
 NET = dict(**SHAPE, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,), head_dim=8, emb_dim=32,

@@ -9,12 +9,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from video_adapter.models.checkpoint import (INDEX_NAME, SHIP_SHARD_BYTES, CheckpointError, export_model, load_model,
-                                      load_tensors, save_model, verify_model_dir)
 from video_adapter.interfaces.cli import main
+from video_adapter.models.checkpoint import (
+    INDEX_NAME,
+    SHIP_SHARD_BYTES,
+    CheckpointError,
+    export_model,
+    load_model,
+    load_tensors,
+    save_model,
+    verify_model_dir,
+)
 from video_adapter.models.unet import SpaceTimeUNet
 
-from conftest import randomize
+from helpers import randomize
 
 LIMIT_MIB = 0.25  # the tiny model is 0.47 MB in bf16: several shards
 

@@ -4,8 +4,6 @@ import math
 
 import pytest
 import torch
-from conftest import model_inputs, randomize
-from gaussians import GaussianExpert, product, random_cov, text_cond
 
 from video_adapter.maths.composition import (
     MODES,
@@ -22,6 +20,8 @@ from video_adapter.maths.sampling import logsnr_grid, sample
 from video_adapter.maths.schedule import alpha_sigma
 from video_adapter.models.score_model import NativeScoreModel
 from video_adapter.models.unet import SpaceTimeUNet
+
+from helpers import GaussianExpert, model_inputs, product, random_cov, randomize, text_cond
 
 D = 2
 NO_CUTOFF = math.inf
@@ -111,6 +111,7 @@ def sample_error(small, prior, gamma, alpha, corrector_kind=None, n=12_000, step
 MEAN_TOL, COV_TOL = 0.05, 0.065
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gamma, alpha", CASES)
 def test_composed_sampler_with_mcmc_samples_the_product_gaussian(experts, gamma, alpha):
     """Composed DDPM with MALA between levels (Gaussian experts expose energies) samples the product's mean and
@@ -217,6 +218,7 @@ def test_composing_x0_or_v_adds_the_weights_deficit_times_x(experts, composition
                                    rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_normalized_composition_samples_the_product_gaussian_with_mcmc(experts):
     """Sampled, the normalized composition reaches its own target p_small(x)^(1-alpha) p_small(x|c)^(alpha (1-gamma))
     p_prior(x|c)^(alpha gamma) on Gaussian experts (MALA between levels), as Algorithm 1 reaches its own."""

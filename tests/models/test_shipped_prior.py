@@ -12,15 +12,23 @@ import pytest
 import torch
 from PIL import Image
 
-from video_adapter.models.checkpoint import (INDEX_NAME, SHIP_SHARD_BYTES, load_model, load_tensors, read_config,
-                                      verify_model_dir)
 from video_adapter.interfaces.cli import main
 from video_adapter.maths.conditioning import sobel_x
 from video_adapter.maths.schedule import diffuse
+from video_adapter.models.checkpoint import (
+    INDEX_NAME,
+    SHIP_SHARD_BYTES,
+    load_model,
+    load_tensors,
+    read_config,
+    verify_model_dir,
+)
 from video_adapter.models.score_model import load_score_model
 from video_adapter.models.unet import PRESETS, UNetConfig, build_unet, count_parameters
 
-PRIOR = Path(__file__).resolve().parents[1] / "checkpoints" / "prior"
+pytestmark = pytest.mark.slow  # the shipped 36.7M prior
+
+PRIOR = Path(__file__).resolve().parents[2] / "checkpoints" / "prior"
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +98,8 @@ COMBINATIONS = {  # which conditions are present
 def test_every_condition_combination_denoises_and_matters(score):
     """eps of a noised clip of the training distribution (a held-out seed), batch 1, at two noise levels."""
     from video_adapter.data.datagen import generator
-    from video_adapter.models.text import load_text_encoder
     from video_adapter.data.video_io import from_uint8
+    from video_adapter.models.text import load_text_encoder
 
     clip = generator("broad-procedural").clip(7, 12345, (24, 40), 16)
     x0 = from_uint8(clip.video)[None]

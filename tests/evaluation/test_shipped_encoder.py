@@ -14,7 +14,9 @@ from video_adapter.data.datagen.stream import ClipStream
 from video_adapter.evaluation.metrics.scores import feature_separation
 from video_adapter.evaluation.metrics.video_net import load_video_net, video_net_features
 
-ENCODER = Path(__file__).resolve().parents[1] / "checkpoints" / "video-encoder"
+pytestmark = pytest.mark.slow  # the shipped encoder over streamed clips
+
+ENCODER = Path(__file__).resolve().parents[2] / "checkpoints" / "video-encoder"
 
 
 @pytest.fixture(scope="module")

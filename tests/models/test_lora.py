@@ -5,17 +5,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from video_adapter.data.toy import make_toy_dataset
 from video_adapter.models.checkpoint import load_model, load_tensors, save_model
 from video_adapter.models.lora import ATTENTION_PROJECTIONS, add_lora, is_lora, merged, trainable_parameters
 from video_adapter.models.text import load_text_encoder
-from video_adapter.data.toy import make_toy_dataset
-from video_adapter.training.train import TrainConfig, train
 from video_adapter.models.unet import SpaceTimeUNet, preset
+from video_adapter.training.train import TrainConfig, train
 
-from conftest import model_inputs, randomize
-
-TINY = dict(frames=4, height=8, width=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(4,),
-            head_dim=16, emb_dim=32)
+from helpers import TINY, model_inputs, randomize
 
 
 def test_lora_starts_as_the_frozen_model_and_trains_only_its_low_rank_matrices(tiny_cfg):
@@ -84,6 +81,7 @@ def test_lora_training_changes_only_the_targeted_weights_and_saves_a_plain_check
     assert not is_lora(model)
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_lora_run_is_bit_identical(lora_setup, tmp_path):
     toy, init = lora_setup
     straight = train(lora_config(toy, init, tmp_path / "a"))

@@ -6,29 +6,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from video_adapter.models.checkpoint import load_model, load_tensors
-from video_adapter.maths.conditioning import Cond
-from video_adapter.models.text import load_text_encoder
-from video_adapter.data.toy import make_toy_dataset
-from video_adapter.maths.schedule import diffuse
-from video_adapter.maths.conditioning import make_cond
 from video_adapter.evaluation.heldout import heldout_loss
+from video_adapter.maths.conditioning import Cond, make_cond
+from video_adapter.models.checkpoint import load_model, load_tensors
+from video_adapter.models.text import load_text_encoder
 from video_adapter.training.steps import denoising_loss, lr_at, step_draws
 from video_adapter.training.train import TrainConfig, train
 
-TINY = dict(frames=4, height=8, width=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(4,),
-            head_dim=16, emb_dim=32)
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return make_toy_dataset(tmp_path_factory.mktemp("toy"), num=8, frames=4, size=(8, 16), seed=0, progress=False)
-
-
-def config(data, out, **kw):
-    base = dict(data=str(data), out=str(out), preset="S", model=TINY, steps=12, batch_size=4, lr=2e-3,
-                warmup_steps=2, save_every=4, sample_every=0, log_every=1, seed=0, num_workers=0)
-    return TrainConfig(**{**base, **kw})
+from helpers import TINY, assert_same_training_state, randomize, train_config
 
 
 def held_out_loss(model, data, seed=123) -> float:
@@ -44,8 +29,9 @@ def held_out_loss(model, data, seed=123) -> float:
         return denoising_loss(model, video, cond, t, eps, model.cfg.prediction).item()
 
 
+@pytest.mark.slow
 def test_training_drives_loss_far_below_start(toy, tmp_path):
-    ckpt = train(config(toy, tmp_path / "run", steps=150, save_every=150, ema_decay=0.9))
+    ckpt = train(train_config(toy, tmp_path / "run", steps=150, save_every=150, ema_decay=0.9))
     model, _ = load_model(ckpt)
     # A fresh network outputs v = 0 (zero-initialised output), so its loss is E[v^2], near 1 at these levels.
     start = held_out_loss(type(model)(model.cfg), toy)
@@ -56,27 +42,12 @@ def test_training_drives_loss_far_below_start(toy, tmp_path):
     assert rows[0] == "step,loss,lr,grad_norm,samples_per_s" and len(rows) == 151
 
 
-def assert_same_training_state(a_dir, b_dir, step: int) -> None:
-    """Two run checkpoints hold bit-identical online, optimizer, RNG and EMA state, data position, and `step`."""
-    for name in ("online", "optimizer", "rng"):
-        a = load_file(str(a_dir / "train_state" / f"{name}.safetensors"))
-        b = load_file(str(b_dir / "train_state" / f"{name}.safetensors"))
-        assert a.keys() == b.keys()
-        for k in a:
-            assert torch.equal(a[k], b[k]), f"{name}.{k} differs after resume"
-    ema_a, ema_b = load_tensors(a_dir), load_tensors(b_dir)
-    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
-    state_a = json.loads((a_dir / "train_state/state.json").read_text())
-    state_b = json.loads((b_dir / "train_state/state.json").read_text())
-    assert state_a["data"] == state_b["data"] and state_a["step"] == state_b["step"] == step
-
-
 def test_killed_and_resumed_run_is_bit_identical(toy, tmp_path):
-    straight = train(config(toy, tmp_path / "a"))
+    straight = train(train_config(toy, tmp_path / "a"))
     # Killed after step 6 with its last checkpoint at step 4; resuming replays steps 5 and 6.
-    train(config(toy, tmp_path / "b"), stop_after=6)
+    train(train_config(toy, tmp_path / "b"), stop_after=6)
     assert json.loads((tmp_path / "b/checkpoint/train_state/state.json").read_text())["step"] == 4
-    resumed = train(config(toy, tmp_path / "b"))
+    resumed = train(train_config(toy, tmp_path / "b"))
     assert_same_training_state(straight, resumed, step=12)
     # The loss log has each step once, as if never interrupted.
     steps = [int(r.split(",")[0]) for r in (tmp_path / "b/loss.csv").read_text().splitlines()[1:]]
@@ -86,7 +57,7 @@ def test_killed_and_resumed_run_is_bit_identical(toy, tmp_path):
 def test_a_save_cut_short_leaves_the_previous_checkpoint_resumable(toy, tmp_path, monkeypatch):
     import video_adapter.training.run_state as run_state
 
-    straight = train(config(toy, tmp_path / "a"))
+    straight = train(train_config(toy, tmp_path / "a"))
     real_save_file, optimizer_saves = run_state.save_file, []
 
     def killed_at_the_second_optimizer_write(tensors, filename, *args, **kwargs):
@@ -98,12 +69,12 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint_resumable(toy, tmp_path
 
     monkeypatch.setattr(run_state, "save_file", killed_at_the_second_optimizer_write)
     with pytest.raises(KeyboardInterrupt):
-        train(config(toy, tmp_path / "b"))
+        train(train_config(toy, tmp_path / "b"))
     monkeypatch.undo()
     assert json.loads((tmp_path / "b/checkpoint/train_state/state.json").read_text())["step"] == 4
     assert load_model(tmp_path / "b/checkpoint")[1]["step"] == 4  # weights and train_state of one step
     assert not [p.name for p in (tmp_path / "b").iterdir() if p.name.startswith(".") and p.name != ".lock"]
-    resumed = train(config(toy, tmp_path / "b"))
+    resumed = train(train_config(toy, tmp_path / "b"))
     assert_same_training_state(straight, resumed, step=12)
 
 
@@ -124,7 +95,7 @@ def test_a_full_disk_at_a_save_names_the_intact_checkpoint_and_a_resume_drops_th
     monkeypatch.setattr(ckpt_module, "save_file", full_at_the_second_save)
     run = tmp_path / "run"
     with pytest.raises(ckpt_module.CheckpointError) as info:
-        train(config(toy, run))
+        train(train_config(toy, run))
     monkeypatch.undo()
     message = str(info.value)
     assert "disk is full" in message and str(run / "checkpoint") in message and "\n" not in message
@@ -135,7 +106,7 @@ def test_a_full_disk_at_a_save_names_the_intact_checkpoint_and_a_resume_drops_th
     # loss.csv was written up to the failed save; resuming from step 4 replays 5 to 8 and logs each step once
     steps = lambda: [int(r.split(",")[0]) for r in (run / "loss.csv").read_text().splitlines()[1:]]
     assert steps() == list(range(1, 9))
-    train(config(toy, run))
+    train(train_config(toy, run))
     assert steps() == list(range(1, 13))
 
 
@@ -161,13 +132,13 @@ def test_one_run_per_out_folder_and_a_dead_holder_does_not_block(toy, tmp_path):
         with pytest.raises(ValueError, match=re.escape(
                 f"{run} is in use by another training run (PID {holder.pid}); wait for it to end, or pass another "
                 "--out")):
-            train(config(toy, run, steps=4))
+            train(train_config(toy, run, steps=4))
         assert [p.name for p in run.iterdir()] == [".lock"]  # refused before writing anything
     finally:
         holder.kill()  # killed, not ended: the kernel releases its lock, the file stays
         holder.wait()
     assert (run / ".lock").exists()
-    assert load_model(train(config(toy, run, steps=4)))[1]["step"] == 4
+    assert load_model(train(train_config(toy, run, steps=4)))[1]["step"] == 4
     assert (run / ".lock").read_text() == f"{os.getpid()}\n"
 
 
@@ -184,7 +155,7 @@ def test_a_non_finite_loss_stops_the_run_before_its_update_is_saved(toy, tmp_pat
         return loss * float("nan") if len(calls) == 7 else loss
 
     monkeypatch.setattr(steps, "denoising_loss", nan_at_step_8)
-    cfg = config(toy, tmp_path / "run", log_every=3)
+    cfg = train_config(toy, tmp_path / "run", log_every=3)
     with pytest.raises(FloatingPointError, match=re.escape(
             f"step 7: the loss or its gradient became non-finite; stopped at step 8 before saving, so the checkpoint "
             f"of {tmp_path / 'run'} is the last one of finite weights; lower --lr or check the data")):
@@ -195,15 +166,16 @@ def test_a_non_finite_loss_stops_the_run_before_its_update_is_saved(toy, tmp_pat
     assert load_model(train(cfg))[1]["step"] == 12
 
 
+@pytest.mark.slow
 def test_resume_differs_without_restored_data_position(toy, tmp_path):
     """The resume test above must be sensitive: dropping the data position changes the weights."""
-    straight = train(config(toy, tmp_path / "a"))
-    train(config(toy, tmp_path / "b"), stop_after=6)
+    straight = train(train_config(toy, tmp_path / "a"))
+    train(train_config(toy, tmp_path / "b"), stop_after=6)
     state_path = tmp_path / "b/checkpoint/train_state/state.json"
     state = json.loads(state_path.read_text())
     state["data"] = {"epoch": 0, "position": 0}
     state_path.write_text(json.dumps(state))
-    resumed = train(config(toy, tmp_path / "b"))
+    resumed = train(train_config(toy, tmp_path / "b"))
     a = load_file(str(straight / "train_state/online.safetensors"))
     b = load_file(str(resumed / "train_state/online.safetensors"))
     assert any(not torch.equal(a[k], b[k]) for k in a)
@@ -213,15 +185,15 @@ def test_a_one_process_state_of_the_earlier_format_resumes_exactly(toy, tmp_path
     """train_state written before per-process RNG states (no "processes", unsuffixed RNG names) still resumes."""
     from safetensors.torch import save_file
 
-    straight = train(config(toy, tmp_path / "a"))
-    train(config(toy, tmp_path / "b"), stop_after=6)
+    straight = train(train_config(toy, tmp_path / "a"))
+    train(train_config(toy, tmp_path / "b"), stop_after=6)
     state_dir = tmp_path / "b/checkpoint/train_state"
     state = json.loads((state_dir / "state.json").read_text())
     del state["processes"]
     (state_dir / "state.json").write_text(json.dumps(state))
     rng = load_file(str(state_dir / "rng.safetensors"))
     save_file({k.removesuffix(".0"): v for k, v in rng.items()}, str(state_dir / "rng.safetensors"))
-    resumed = train(config(toy, tmp_path / "b"))
+    resumed = train(train_config(toy, tmp_path / "b"))
     a = load_file(str(straight / "train_state/online.safetensors"))
     b = load_file(str(resumed / "train_state/online.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -251,19 +223,19 @@ def test_default_warmup_scales_with_steps_and_workers_with_cores(monkeypatch):
 
 def test_the_checkpoint_records_the_resolved_warmup_and_a_resumed_run_keeps_its_own(toy, tmp_path):
     run = tmp_path / "run"
-    train(config(toy, run, steps=20, save_every=20, warmup_steps=-1, num_workers=-1))
+    train(train_config(toy, run, steps=20, save_every=20, warmup_steps=-1, num_workers=-1))
     saved = json.loads((run / "checkpoint" / "config.json").read_text())["train_config"]
     assert saved["warmup_steps"] == 2 and saved["num_workers"] == TrainConfig().resolved().num_workers
     rates = [float(r.split(",")[2]) for r in (run / "loss.csv").read_text().splitlines()[1:]]
     assert rates[0] == pytest.approx(1e-3) and rates[1] == pytest.approx(2e-3)  # lr 2e-3 reached at step 2
     # continued to 200 steps, the run keeps the warmup it started with (not 200 // 10)
-    assert config(toy, run, steps=200, warmup_steps=-1).resolved().warmup_steps == 2
+    assert train_config(toy, run, steps=200, warmup_steps=-1).resolved().warmup_steps == 2
     # a run written before the automatic default recorded an explicit 1000; resuming it keeps 1000
     saved["warmup_steps"] = 1000
     config_json = json.loads((run / "checkpoint" / "config.json").read_text())
     (run / "checkpoint" / "config.json").write_text(json.dumps({**config_json, "train_config": saved}))
-    assert config(toy, run, steps=300, warmup_steps=-1).resolved().warmup_steps == 1000
-    assert config(toy, tmp_path / "new", steps=300, warmup_steps=-1).resolved().warmup_steps == 30
+    assert train_config(toy, run, steps=300, warmup_steps=-1).resolved().warmup_steps == 1000
+    assert train_config(toy, tmp_path / "new", steps=300, warmup_steps=-1).resolved().warmup_steps == 30
 
 
 def test_cosine_decay_after_warmup():
@@ -278,84 +250,57 @@ def test_cosine_decay_after_warmup():
 
 def test_unknown_lr_decay_is_an_error(toy, tmp_path):
     with pytest.raises(ValueError, match="--lr-decay must be constant or cosine"):
-        train(config(toy, tmp_path / "run", lr_decay="linear"))
+        train(train_config(toy, tmp_path / "run", lr_decay="linear"))
     assert not (tmp_path / "run").exists()
-
-
-def test_heldout_loss_is_the_mse_at_each_level_with_seeded_noise():
-    class Affine(torch.nn.Module):
-        """Outputs 0.5 * x_t as its native prediction, so the loss has a closed form per level."""
-
-        def forward(self, x, logsnr, cond, output):
-            return 0.5 * x
-
-    video = torch.randn(3, 3, 2, 4, 4, generator=torch.Generator().manual_seed(1))
-    levels = torch.tensor([-4.0, 0.0, 4.0])
-    got = heldout_loss(Affine(), video, None, levels, seed=7, prediction="eps")
-    gen = torch.Generator().manual_seed(7)
-    for value, level in zip(got, levels):
-        eps = torch.randn(video.shape, generator=gen)
-        x_t = diffuse(video, eps, torch.full((3,), float(level)))
-        assert value == pytest.approx(((0.5 * x_t - eps) ** 2).mean().item(), rel=1e-6)
-    assert torch.equal(got, heldout_loss(Affine(), video, None, levels, seed=7, prediction="eps"))
-    assert not torch.equal(got, heldout_loss(Affine(), video, None, levels, seed=8, prediction="eps"))
 
 
 def test_too_small_dataset_and_unknown_fields(toy, tmp_path):
     with pytest.raises(ValueError, match="fewer than one batch"):
-        train(config(toy, tmp_path / "r", batch_size=64))
+        train(train_config(toy, tmp_path / "r", batch_size=64))
     with pytest.raises(ValueError, match="unknown TrainConfig fields"):
         TrainConfig.from_dict({"stepz": 3})
 
 
-def test_make_cond_takes_every_condition_the_model_accepts():
-    from video_adapter.models.unet import UNetConfig
-
-    video = torch.rand(2, 3, 4, 8, 8) * 2 - 1
-    text = load_text_encoder("minilm").encode(["a", "b"])
-    cond = make_cond(video, text, UNetConfig(height=8, width=8, channel_mults=(1, 2), attention_resolutions=(4,),
-                                             edge_cond=True))
-    assert isinstance(cond, Cond) and torch.equal(cond.first_frame, video[:, :, 0])
-    assert cond.edges.shape == video.shape and cond.has_edges.all()
-
-
+@pytest.mark.slow
 def test_streamed_training_resumes_bit_identically(tmp_path):
     """--data stream:KIND: clips made on the fly, and a killed run resumes on exactly the clips it had not seen."""
-    cfg = lambda out, **kw: config("stream:broad-procedural", tmp_path / out, steps=8, **kw)
+    run_cfg = lambda out, **kw: train_config("stream:broad-procedural", tmp_path / out, steps=8, **kw)
     weights = lambda run: load_file(str(run / "train_state/online.safetensors"))
-    straight = weights(train(cfg("a")))
-    train(cfg("b"), stop_after=6)
-    resumed = train(cfg("b"))
+    straight = weights(train(run_cfg("a")))
+    train(run_cfg("b"), stop_after=6)
+    resumed = train(run_cfg("b"))
     assert all(torch.equal(straight[k], v) for k, v in weights(resumed).items())
     state = json.loads((resumed / "train_state/state.json").read_text())
     assert state["data"] == {"stream": "broad-procedural", "start": 8 * 4} and state["step"] == 8
     # sensitivity: resuming from the stream's beginning instead (clips already seen) changes the weights
-    train(cfg("c"), stop_after=6)
+    train(run_cfg("c"), stop_after=6)
     state_path = tmp_path / "c/checkpoint/train_state/state.json"
     state = json.loads(state_path.read_text())
     state["data"]["start"] = 0
     state_path.write_text(json.dumps(state))
-    assert any(not torch.equal(straight[k], v) for k, v in weights(train(cfg("c"))).items())
+    assert any(not torch.equal(straight[k], v) for k, v in weights(train(run_cfg("c"))).items())
 
 
+@pytest.mark.slow
 def test_folder_and_stream_mixed_per_batch_resume_bit_identically(toy, tmp_path):
     """--data FOLDER --stream KIND: each batch has both, and a killed run resumes both exactly."""
-    cfg = lambda out, **kw: config(toy, tmp_path / out, steps=8, stream="broad-procedural", **kw)
+    run_cfg = lambda out, **kw: train_config(toy, tmp_path / out, steps=8, stream="broad-procedural", **kw)
     weights = lambda run: load_file(str(run / "train_state/online.safetensors"))
-    straight = weights(train(cfg("a")))
-    train(cfg("b"), stop_after=6)
-    resumed = train(cfg("b"))
+    straight = weights(train(run_cfg("a")))
+    train(run_cfg("b"), stop_after=6)
+    resumed = train(run_cfg("b"))
     assert all(torch.equal(straight[k], v) for k, v in weights(resumed).items())
     state = json.loads((resumed / "train_state/state.json").read_text())["data"]
     assert state["stream"] == {"stream": "broad-procedural", "start": 8 * 2}  # half of each batch of 4
     assert state["folder"]["epoch"] == 1  # 8 batches x 2 folder clips = 16: the 8-clip folder's second epoch
-    folder_only = weights(train(config(toy, tmp_path / "c", steps=8)))
+    folder_only = weights(train(train_config(toy, tmp_path / "c", steps=8)))
     assert any(not torch.equal(straight[k], v) for k, v in folder_only.items())
     for data, share in ((toy, 0.1), (toy, 1.0), ("stream:broad-procedural", 0.5)):
         with pytest.raises(ValueError, match="--stream"):
-            train(config(data, tmp_path / "d", stream="broad-procedural", stream_share=share))
+            train(train_config(data, tmp_path / "d", stream="broad-procedural", stream_share=share))
 
 
+@pytest.mark.slow
 def test_max_minutes_stops_with_a_checkpoint_and_reruns_continue_bit_identically(toy, tmp_path, capsys):
     """--max-minutes: out of time at a log step, the run saves there and returns; the same command continues.
 
@@ -363,8 +308,8 @@ def test_max_minutes_stops_with_a_checkpoint_and_reruns_continue_bit_identically
     that drew its seed from that RNG when a resumed run starts it mid-epoch would make the weights differ.
     """
     model = {**TINY, "dropout": 0.1}
-    straight = train(config(toy, tmp_path / "a", log_every=3, model=model))
-    timed = config(toy, tmp_path / "b", log_every=3, model=model, max_minutes=1e-9)  # out of time at every log step
+    straight = train(train_config(toy, tmp_path / "a", log_every=3, model=model))
+    timed = train_config(toy, tmp_path / "b", log_every=3, model=model, max_minutes=1e-9)  # out of time at every log step
     stops = []
     for _ in range(4):
         checkpoint = train(timed)
@@ -378,20 +323,20 @@ def test_max_minutes_stops_with_a_checkpoint_and_reruns_continue_bit_identically
 
 
 def test_a_run_resumes_only_with_its_own_model_text_encoder_and_seed(toy, tmp_path):
-    train(config(toy, tmp_path / "r"), stop_after=5)
+    train(train_config(toy, tmp_path / "r"), stop_after=5)
     # another seed would resume on other noise, dropout and data order
     with pytest.raises(ValueError, match=re.escape(
             f"{tmp_path / 'r'} was trained with --seed 0, this command passes --seed 3; pass --seed 0, or a new --out "
             f"(--init {tmp_path / 'r' / 'checkpoint'} starts a new run from its weights)")):
-        train(config(toy, tmp_path / "r", seed=3))
+        train(train_config(toy, tmp_path / "r", seed=3))
     with pytest.raises(ValueError, match=r"holds a model of other settings than this command's \(emb_dim 32 -> 64\)"
                                          r".*a new --out \(--init .*checkpoint starts a new run"):
-        train(config(toy, tmp_path / "r", model={**TINY, "emb_dim": 64}))
+        train(train_config(toy, tmp_path / "r", model={**TINY, "emb_dim": 64}))
     # another encoder of the same width would load and silently train on other embeddings
     spec = json.loads((tmp_path / "r/checkpoint/config.json").read_text())["text_encoder"]
     assert spec.startswith("minilm") and spec != "minilm?max_length=8"
     with pytest.raises(ValueError, match=re.escape(f"text encoder {spec!r}, this command uses 'minilm?max_length=8'")):
-        train(config(toy, tmp_path / "r", text_encoder="minilm?max_length=8"))
+        train(train_config(toy, tmp_path / "r", text_encoder="minilm?max_length=8"))
     assert json.loads((tmp_path / "r/checkpoint/config.json").read_text())["text_encoder"] == spec
     assert load_model(tmp_path / "r/checkpoint")[1]["step"] == 4
     # a run started before a UNetConfig field existed (its config.json lacks it) resumes: the default applies
@@ -401,7 +346,7 @@ def test_a_run_resumes_only_with_its_own_model_text_encoder_and_seed(toy, tmp_pa
     path.write_text(json.dumps(saved))
     # and a --model given as JSON (lists where the config holds tuples) is the same model
     with pytest.warns(UserWarning, match="their defaults apply: space='pixels'"):
-        checkpoint = train(config(toy, tmp_path / "r", model={**TINY, "channel_mults": [1, 2]}))
+        checkpoint = train(train_config(toy, tmp_path / "r", model={**TINY, "channel_mults": [1, 2]}))
     assert load_model(checkpoint)[1]["step"] == 12
 
 
@@ -409,16 +354,15 @@ def test_init_loads_weights_into_online_and_ema_with_a_fresh_optimizer(toy, tmp_
     from dataclasses import replace
 
     from video_adapter.models.checkpoint import save_model
-    from video_adapter.training.run_state import init_weights
     from video_adapter.models.unet import SpaceTimeUNet, preset
+    from video_adapter.training.run_state import init_weights
 
-    from conftest import randomize
 
-    init_cfg = preset("S", **TINY, edge_cond=True)  # not config()'s model: the run takes the init's config
+    init_cfg = preset("S", **TINY, edge_cond=True)  # not train_config()'s model: the run takes the init's config
     spec = load_text_encoder("minilm").spec
     init = save_model(tmp_path / "init", randomize(SpaceTimeUNet(init_cfg), seed=5, scale=0.02), spec, step=500)
     saved = load_tensors(init)
-    cfg = config(toy, tmp_path / "run", model={}, init=str(init), steps=2, lr=0.0)
+    cfg = train_config(toy, tmp_path / "run", model={}, init=str(init), steps=2, lr=0.0)
     assert cfg.model_config() == init_cfg
     assert replace(cfg, model={"dropout": 0.1}).model_config() == replace(init_cfg, dropout=0.1)  # overrides apply
     # before any step: both copies hold the init's weights (all of them: randomize leaves no zero-initialised layer)
@@ -444,7 +388,7 @@ def test_init_with_another_text_encoder_is_an_error(toy, tmp_path):
 
     init = save_model(tmp_path / "init", SpaceTimeUNet(preset("S", **TINY)), "clip:/models/clip?max_length=77")
     with pytest.raises(ValueError, match=r"pass --text-encoder clip:/models/clip\?max_length=77$") as e:
-        train(config(toy, tmp_path / "run", init=str(init)))
+        train(train_config(toy, tmp_path / "run", init=str(init)))
     assert "this run uses 'minilm?max_length=32'" in str(e.value)
     assert not (tmp_path / "run" / "checkpoint").exists()
 
@@ -477,13 +421,13 @@ def test_step_draws_of_the_processes_make_up_one_process_draws_and_change_with_t
 def test_heldout_log_scores_the_ema_weights_on_fixed_clips_and_survives_resume(toy, tmp_path):
     """heldout.csv: a row every --heldout-every steps, whose per-level losses are `heldout_loss` of the EMA weights
     saved at that step (the same clips, levels and noise); a resumed run drops rows past its checkpoint."""
-    from video_adapter.models.checkpoint import load_model
-    from video_adapter.maths.conditioning import make_cond
     from video_adapter.data.dataset import VideoFolderDataset
     from video_adapter.evaluation.heldout import HELDOUT_LOGSNRS
+    from video_adapter.maths.conditioning import make_cond
+    from video_adapter.models.checkpoint import load_model
     from video_adapter.models.text import load_text_encoder
 
-    cfg = config(toy, tmp_path / "run", heldout=str(toy), heldout_every=4, heldout_num=5)
+    cfg = train_config(toy, tmp_path / "run", heldout=str(toy), heldout_every=4, heldout_num=5)
     train(cfg, stop_after=10)  # killed after step 10; the last checkpoint is step 8
     rows = (tmp_path / "run" / "heldout.csv").read_text().splitlines()
     assert rows[0].startswith("step,mean,logsnr_") and [int(r.split(",")[0]) for r in rows[1:]] == [4, 8]
@@ -499,4 +443,4 @@ def test_heldout_log_scores_the_ema_weights_on_fixed_clips_and_survives_resume(t
     assert got == pytest.approx(expected.tolist(), rel=1e-4)
     assert float(rows[-1].split(",")[1]) == pytest.approx(expected.mean().item(), rel=1e-4)
     with pytest.raises(ValueError, match="go together"):
-        config(toy, tmp_path / "x", heldout=str(toy)).validate()
+        train_config(toy, tmp_path / "x", heldout=str(toy)).validate()

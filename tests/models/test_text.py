@@ -31,8 +31,9 @@ from video_adapter.models.text import (  # noqa: E402
     parse_spec,
 )
 
+from helpers import clip_tokenizer, t5_tokenizer  # noqa: E402
+
 CAPTIONS = ["a robot arm picks up a red block", "a cat runs on the grass", "", "a blue car drives down the road"]
-WORDS = "a the cat dog runs on grass red blue car drives down road robot arm picks up block".split()
 
 
 class NetworkBlocked(OSError):
@@ -70,31 +71,12 @@ def _bert_tokenizer():
     return AutoTokenizer.from_pretrained(str(get_model_path()), local_files_only=True)
 
 
-def _t5_tokenizer():
-    from transformers import T5Tokenizer
-
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -3.0)]
-    pieces += [("\u2581" + w, -1.0) for w in WORDS] + [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz"]
-    return T5Tokenizer(vocab=pieces, extra_ids=0)
-
-
-def _clip_tokenizer():
-    from transformers import CLIPTokenizer
-
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {c: i for i, c in enumerate(letters)}
-    vocab.update({c + "</w>": len(letters) + i for i, c in enumerate(letters)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[])
-
-
 @pytest.fixture(scope="module", params=["t5-sentencepiece-style", "t5-bert-tokenizer"])
 def t5_dir(request, tmp_path_factory):
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(0)
-    tok = _t5_tokenizer() if request.param == "t5-sentencepiece-style" else _bert_tokenizer()
+    tok = t5_tokenizer() if request.param == "t5-sentencepiece-style" else _bert_tokenizer()
     config = T5Config(
         vocab_size=len(tok), d_model=32, d_kv=16, num_layers=2, num_heads=2, d_ff=64, pad_token_id=tok.pad_token_id
     )
@@ -111,7 +93,7 @@ def clip_dir(request, tmp_path_factory):
     from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
     torch.manual_seed(0)
-    tok = _clip_tokenizer()
+    tok = clip_tokenizer()
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
     bos = tok.convert_tokens_to_ids("<|startoftext|>")
     text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -394,8 +376,8 @@ def test_disk_cache_ignores_other_model_files(tmp_path):
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shape"])
 def test_corrupt_disk_cache_is_rebuilt_with_warning(tmp_path, damage):
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     good = CachedTextEncoder(FakeEncoder(), tmp_path)
     good.precompute(["x", "y"])

@@ -4,11 +4,12 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import model_inputs, randomize
 
 from video_adapter.models.checkpoint import CheckpointError, save_model
 from video_adapter.models.score_model import ModelSpec, NativeScoreModel, check_compatible, load_score_model
 from video_adapter.models.unet import SpaceTimeUNet, count_parameters
+
+from helpers import model_inputs, randomize
 
 
 def test_native_checkpoint_is_a_score_model(tiny_cfg, tmp_path):

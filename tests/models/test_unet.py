@@ -4,9 +4,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from video_adapter.maths.conditioning import Cond, drop_conditions
-from video_adapter.models.unet import PRESETS, FactorisedConv, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
+from video_adapter.models.unet import (
+    PRESETS,
+    FactorisedConv,
+    SpaceTimeUNet,
+    UNetConfig,
+    build_unet,
+    count_parameters,
+    preset,
+)
 
-from conftest import model_inputs, randomize
+from helpers import model_inputs, randomize
 
 
 def inputs(cfg, b=3, seed=0):

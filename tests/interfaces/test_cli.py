@@ -13,37 +13,16 @@ import pytest
 import torch
 from PIL import Image
 
-from video_adapter.models.checkpoint import load_model, save_model
+from video_adapter.data.video_io import write_gif
 from video_adapter.interfaces.cli import main
 from video_adapter.interfaces.demo import DemoConfig
 from video_adapter.interfaces.sample import SampleConfig
 from video_adapter.maths.sampling import SAMPLERS
-from video_adapter.training.train import TrainConfig
+from video_adapter.models.checkpoint import load_model, save_model
 from video_adapter.models.unet import PRESETS, SpaceTimeUNet, UNetConfig, build_unet, count_parameters, preset
-from video_adapter.data.video_io import write_gif
+from video_adapter.training.train import TrainConfig
 
-from conftest import randomize
-
-
-def run(capsys, *argv) -> str:
-    capsys.readouterr()
-    main(list(argv))
-    return capsys.readouterr().out
-
-
-def run_json(capsys, *argv) -> dict:
-    return json.loads(run(capsys, *argv))
-
-
-def fails(capsys, *argv) -> str:
-    """The message of a clean exit (SystemExit carrying text, or argparse's usage error), never a traceback."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        main(list(argv))
-    code = e.value.code
-    assert code not in (0, None)
-    return code if isinstance(code, str) else capsys.readouterr().err
-
+from helpers import fails, randomize, run, run_json
 
 # ---------------------------------------------------------------------------------------------------------- info
 
@@ -519,6 +498,7 @@ def compose_args(files, out, *extra):
             str(files["image"]), "--seed", "3", *extra]
 
 
+@pytest.mark.slow
 def test_sample_composed_modes(capsys, files, tmp_path):
     out = run(capsys, *compose_args(files, tmp_path / "composed.gif", "--prior-strength", "0.5"))
     assert "adapter/prior = 100.00%" in out and out.strip().endswith(f"wrote {tmp_path / 'composed.gif'}")
@@ -552,6 +532,7 @@ def test_the_default_composition_is_the_normalized_one_everywhere(capsys, files,
         assert run_json(capsys, command, "--dry-run")["composition"] == "normalized"
 
 
+@pytest.mark.slow
 def test_sample_says_before_a_long_cpu_run_how_to_make_it_short(capsys, files, tmp_path):
     out = run(capsys, *compose_args(files, tmp_path / "long.gif", "--steps", "101", "--device", "cpu"))
     assert "note: 101 ddpm steps on the CPU" in out and "--sampler dpmpp-2m --steps 25" in out
