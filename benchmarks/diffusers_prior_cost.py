@@ -154,8 +154,10 @@ def adapter_config(prior: DiffusersPrior, share: float, text_dim: int) -> UNetCo
         with torch.device("meta"):
             return sum(p.numel() for p in SpaceTimeUNet(config(base)).parameters())
 
-    target = share * prior.spec.parameters
-    return config(min(range(16, 1025, 16), key=lambda base: abs(count(base) - target)))
+    target, base, below = share * prior.spec.parameters, 16, 0
+    while (params := count(base)) < target and base < 1024:  # parameters grow with the width
+        base, below = base + 16, params
+    return config(base if base == 16 or params - target < target - below else base - 16)
 
 
 def time_calls(fn, args, iters: int, device: torch.device) -> tuple[float, float]:

@@ -366,12 +366,17 @@ EVAL_SMALL = UNetConfig(**EVAL_SHAPE, base_channels=8, channel_mults=(1, 2), num
 
 # ------------------------------------------------------------------------------------------------------------ scripts
 
-def load_script(name: str):
-    """A module of scripts/ (not a package), imported from its file."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+def load_script(name: str, folder: str = "scripts"):
+    """A module of scripts/ (or benchmarks/; not packages), imported from its file. It is registered in
+    sys.modules while it runs, as an import would, which its dataclasses need."""
+    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
     return module
 
 
