@@ -1,7 +1,7 @@
 """Cost of composing a small latent adapter with today's open video priors at their real sizes, per denoising step.
 
     python benchmarks/diffusers_prior_cost.py --out benchmarks/results/diffusers_prior_cost.json   # every family, GPU
-    python benchmarks/diffusers_prior_cost.py --family wan-14b --batch 1 --offload                  # one, also offloaded
+    python benchmarks/diffusers_prior_cost.py --family wan-14b --batch 1 --offload                  # also offloaded
     python benchmarks/diffusers_prior_cost.py --tiny --device cpu --iters 1 --train-steps 1         # CPU smoke check
 
 Each prior is the released denoiser's architecture built from its public config (written below, with where it comes
@@ -84,7 +84,8 @@ FAMILIES = {
         cross_attention_dim=2048, num_layers=28, activation_fn="gelu-approximate", qk_norm="rms_norm_across_heads",
         norm_elementwise_affine=False, norm_eps=1e-6, caption_channels=4096, attention_bias=True,
         attention_out_bias=True), "Lightricks/LTX-Video", (121, 512, 768), (128, 32, 8), 128,
-        tiny=dict(num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16, num_layers=1, caption_channels=32)),
+        tiny=dict(num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16, num_layers=1,
+                  caption_channels=32)),
     # huggingface.co/THUDM/CogVideoX-5b, transformer/config.json and scheduler/scheduler_config.json; 49 frames 480x720
     "cogvideox-5b": Family("CogVideoXPipeline", dict(
         num_attention_heads=48, attention_head_dim=64, in_channels=16, out_channels=16, time_embed_dim=512,
@@ -254,7 +255,8 @@ def main() -> None:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     results = {"device": gpu, "dtype": str(dtype), "torch": torch.__version__, "families": {}, "rows": []}
-    print("| prior | batch | method | offload | ms / step | x prior with CFG | peak GiB |\n|---|---:|---|---|---:|---:|---:|")
+    print("| prior | batch | method | offload | ms / step | x prior with CFG | peak GiB |\n"
+          "|---|---:|---|---|---:|---:|---:|")
     for name in args.family:
         torch.manual_seed(0)
         prior = build_prior(name, args.tiny, device, dtype)

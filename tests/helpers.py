@@ -459,8 +459,13 @@ def cogvideox_pipeline(path: Path, *, version: str = "1.0", image: bool = False,
     """CogVideoX 1.0 (5B-style: rotary embeddings; 2B-style without `rotary`) or 1.5 (patch_size_t = 2, its sliced
     rotary grid), text- or image-to-video (the image latents on channels; 1.5's image model also embeds `ofs`). The
     VAE compresses 4x in time and space with 3 blocks (as its config's ratio says), 2x with 2."""
-    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline,
-                           CogVideoXPipeline, CogVideoXTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXPipeline,
+        CogVideoXTransformer3DModel,
+    )
 
     torch.manual_seed(0)
     tok = t5_tokenizer()
@@ -491,8 +496,13 @@ def ltx_pipeline(path: Path, *, image: bool = False, scaling_factor: float = 1.0
     """LTXPipeline or LTXImageToVideoPipeline: a causal video VAE 4x in time and space with per-channel latent
     statistics (saved as buffers), a transformer on its patchifier's tokens, T5 text with an attention mask. (The
     released VAE's scaling_factor is 1, which LTXImageToVideoPipeline assumes for its image latents.)"""
-    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline,
-                           LTXPipeline, LTXVideoTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXImageToVideoPipeline,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
 
     torch.manual_seed(0)
     tok = t5_tokenizer()
@@ -519,8 +529,12 @@ def ltx_pipeline(path: Path, *, image: bool = False, scaling_factor: float = 1.0
 def hunyuan_pipeline(path: Path) -> Path:
     """HunyuanVideoPipeline: a Llama text encoder (3 layers: the pipeline reads the third from last) under its prompt
     template, CLIP's pooled text embedding, a guidance-distilled transformer, a video VAE 4x in time, 8x in space."""
-    from diffusers import (AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline,
-                           HunyuanVideoTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
     from transformers import LlamaConfig, LlamaModel
 
     torch.manual_seed(0)
@@ -563,3 +577,22 @@ def latent_adapter(prior, text_encoder: str = "", **overrides):
                space=prior.spec.space)
     return NativeScoreModel(randomize(SpaceTimeUNet(UNetConfig(**{**cfg, **overrides})), seed=3, scale=0.05),
                             text_encoder=text_encoder)
+
+
+def assert_gamma_zero_is_the_adapter_alone(small, prior, conds, steps: int = 3) -> None:
+    """Composition at prior strength 0 samples exactly what the adapter alone does (the prior is never called), and
+    at 0.5 something else."""
+    from video_adapter.maths.composition import PriorStrength, mode_fn
+    from video_adapter.maths.sampling import sample
+    from video_adapter.models.score_model import check_compatible
+
+    check_compatible(small, prior)
+
+    def run(mode, gamma):
+        fn = mode_fn(mode, small, prior, alpha=3.0, strength=PriorStrength(gamma))
+        return sample(fn, (len(conds.prior.text),) + prior.spec.shape, conds, sampler="ddim", steps=steps, seed=5)
+
+    alone = run("adapter", 0.0)
+    assert torch.equal(run("composed", 0.0), alone)
+    assert not torch.allclose(run("composed", 0.5), alone, atol=1e-4)
+

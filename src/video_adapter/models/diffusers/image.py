@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .families import Call, CogVideoX, LTX, Wan
+from .families import LTX, Call, CogVideoX, Wan
 
 
 class WanImageToVideo(Wan):

@@ -54,7 +54,10 @@ class DiffusersPrior(ScoreModel):
                              f"{tuple(tokens.shape[1:])} (encode prompts with its own encoder, "
                              f"{self.spec.text_encoder!r})")
         present = cond.has_text.to(self.device)
-        rows = lambda given, default: torch.where(broadcast(present, default), given.to(self.device), default)
+
+        def rows(given: Tensor, default: Tensor) -> Tensor:
+            return torch.where(broadcast(present, default), given.to(self.device), default)
+
         return (rows(cond.text.float(), tokens).to(self.dtype), rows(cond.text_mask, mask),
                 rows(cond.pooled.float(), pooled).to(self.dtype))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .codec import LatentCodec, latent_shape, vae_geometry
-from .families import CogVideoX, Family, Hunyuan, LTX, Wan
+from .families import LTX, CogVideoX, Family, Hunyuan, Wan
 from .image import CogVideoXImageToVideo, LTXImageToVideo, WanImageToVideo
 from .time import DiscreteVP, RectifiedFlow
 

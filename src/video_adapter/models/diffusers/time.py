@@ -16,8 +16,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ...maths.schedule import LOGSNR_MIN, eps_from_flow_velocity, eps_from_v, flow_from_vp, flow_time_from_logsnr, \
-    logsnr_from_flow_time
+from ...maths.schedule import (
+    LOGSNR_MIN,
+    eps_from_flow_velocity,
+    eps_from_v,
+    flow_from_vp,
+    flow_time_from_logsnr,
+    logsnr_from_flow_time,
+)
 
 
 @dataclass(frozen=True)

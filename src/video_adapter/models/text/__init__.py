@@ -30,8 +30,15 @@ import re
 
 from .base import TextEmbedding, TextEncoder, as_dtype
 from .cache import CachedTextEncoder, EmbeddingTable
-from .hf import (CLIPTextEncoder, HFTextEncoder, MiniLMEncoder, PaddedT5Encoder, T5Encoder, TextEncoderNotFoundError,
-                 UMT5Encoder)
+from .hf import (
+    CLIPTextEncoder,
+    HFTextEncoder,
+    MiniLMEncoder,
+    PaddedT5Encoder,
+    T5Encoder,
+    TextEncoderNotFoundError,
+    UMT5Encoder,
+)
 from .hunyuan import HunyuanTextEncoder
 
 __all__ = [
