@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from video_adapter.common.files import atomic_write_text
 from video_adapter.maths.composition import Conds, PriorStrength, mode_fn
 from video_adapter.maths.conditioning import Cond
 from video_adapter.maths.sampling import sample
@@ -128,12 +128,8 @@ def main() -> None:
            "sampler": args.sampler, "batch": args.batch, "shape": list(shape[1:]), "adapter_parameters": n_small,
            "prior_parameters": n_prior, "torch": torch.__version__,
            "command": "python benchmarks/sampling_cost.py " + " ".join(sys.argv[1:])}
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    os.replace(tmp, path)
-    print(f"wrote {path}")
+    atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
