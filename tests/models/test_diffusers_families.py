@@ -272,6 +272,18 @@ def test_the_first_frame_reaches_the_adapter_as_latents_and_the_prior_as_pixels(
                                                                                                          -1, -1))
 
 
+def test_a_text_to_video_transformer_in_an_image_to_video_pipeline_is_a_clear_error(pipelines, tmp_path):
+    import json
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(pipelines("wan22"), mixed)
+    index = json.loads((mixed / "model_index.json").read_text())
+    (mixed / "model_index.json").write_text(json.dumps({**index, "_class_name": "WanImageToVideoPipeline"}))
+    with pytest.raises(ValueError, match="takes 4 input channels, but WanImageToVideoPipeline .* gives it 10"):
+        load_diffusers_prior(mixed, *VIDEO["wan"])
+
+
 # ----------------------------------------------------------------------------------- LTX-Video, HunyuanVideo
 
 def test_ltx_velocity_through_its_patchifier_and_vae_statistics(pipelines):

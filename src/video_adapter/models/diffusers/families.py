@@ -50,6 +50,10 @@ class Family:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
+    def in_channels(self, channels: int) -> int:
+        """The denoiser's input channels for latents of `channels` (more where the first frame joins on channels)."""
+        return channels
+
     def forward(self, denoiser, call: Call) -> Tensor:
         return denoiser(call.sample, timestep=call.timestep, encoder_hidden_states=call.text, return_dict=False)[0]
 

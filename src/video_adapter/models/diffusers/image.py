@@ -34,6 +34,9 @@ class WanImageToVideo(Wan):
             raise ValueError("this Wan image-to-video transformer takes a CLIP image embedding (image_dim), but the "
                              "pipeline directory has no image_encoder/ and image_processor/; save the whole pipeline")
 
+    def in_channels(self, channels: int) -> int:
+        return channels if self.clean_first_frame else 2 * channels + self.ctx.codec.temporal  # latents, mask, image
+
     def encode_image(self, frame: Tensor) -> dict[str, Tensor]:
         codec = self.ctx.codec
         if self.clean_first_frame:
@@ -72,6 +75,9 @@ class WanImageToVideo(Wan):
 
 class CogVideoXImageToVideo(CogVideoX):
     image = True
+
+    def in_channels(self, channels: int) -> int:
+        return 2 * channels  # latents, image latents
 
     def encode_image(self, frame: Tensor) -> dict[str, Tensor]:
         vae = self.ctx.codec.vae

@@ -158,16 +158,16 @@ def load_diffusers_prior(path: str | Path, frames: int, height: int, width: int,
     null_text = load_text_encoder(space.text_encoder, device=device).encode([""])
     shape = space.latent_shape(frames, height, width)
     config = dict(experts.first.config)
-    channels = shape[0]
-    if config["in_channels"] < channels:
-        raise ValueError(f"the denoiser takes {config['in_channels']} channels, the VAE makes {channels}")
     codec = space.codec(device)
     pipeline_options = {k: space.index[k] for k in ("expand_timesteps",) if k in space.index}
     ctx = Context(config, shape, (frames, height, width), device, codec, load_image_encoder(root, device),
                   {**pipeline_options, **options})
     family = kind.family(ctx)
-    if not family.image and config["in_channels"] != channels:
-        raise ValueError(f"the denoiser takes {config['in_channels']} channels, the VAE makes {channels}")
+    channels = shape[0]
+    if config["in_channels"] != family.in_channels(channels):
+        raise ValueError(f"the denoiser takes {config['in_channels']} input channels, but {space.name} with this "
+                         f"VAE's {channels} latent channels gives it {family.in_channels(channels)}: the "
+                         "pipeline's components do not belong together")
     spec = ModelSpec(space=space.space, channels=channels, frames=shape[1], height=shape[2], width=shape[3],
                      conditions=("text", "first_frame") if family.image else ("text",),
                      value_range=(-math.inf, math.inf), prediction=time.prediction,
