@@ -78,22 +78,21 @@ class DiffusersPrior(ScoreModel):
         sample, timestep = self.time.inputs(x_dev, logsnr.to(self.device))  # the timestep in float64
         text, mask, pooled = self._text(cond, len(x))
         image = self._image(cond, len(x)) if self.family.image else None
-        which = self.experts.index(logsnr.to(self.device))
-        out = None
-        for i, denoiser in enumerate(self.experts):
-            rows = (which == i).nonzero().squeeze(1)
-            if len(rows) == 0:
-                continue
-            every = len(rows) == len(x)  # the samplers' case: one level, one expert, no copies
-            pick = (lambda v: v) if every else (lambda v: v[rows])
+
+        def forward(denoiser, pick=lambda v: v) -> Tensor:
             call = Call(pick(sample).to(self.dtype), pick(timestep).float(), pick(text), pick(mask), pick(pooled),
                         None if image is None else {k: pick(v) for k, v in image.items()})
-            part = self.family.forward(denoiser, call).float()
-            if every:
-                out = part
-            else:
-                out = part.new_zeros(sample.shape) if out is None else out
-                out[rows] = part
+            return self.family.forward(denoiser, call).float()
+
+        if len(self.experts.denoisers) == 1:
+            out = forward(self.experts.first)
+        else:  # each row to its expert (one host sync to split them; the samplers' rows share one level)
+            which = self.experts.index(logsnr.to(self.device)).cpu()
+            out = sample.new_zeros(sample.shape)
+            for i, denoiser in enumerate(self.experts):
+                rows = (which == i).nonzero().squeeze(1).to(self.device)
+                if len(rows):
+                    out[rows] = forward(denoiser, lambda v, rows=rows: v[rows])
         eps = self.time.to_eps(out, x_dev, lam)
         if self.family.clean_first_frame:
             # the pipeline never denoises the first latent frame: the prior's x0 there is the image's latent
