@@ -248,7 +248,8 @@ def test_cfg_is_the_guidance_formula_in_one_batched_forward(scale):
 
 def test_cfg_scale_0_is_unconditional_and_1_is_one_conditional_forward():
     x, logsnr, cond = cfg_inputs()
-    torch.testing.assert_close(with_guidance(toy_eps, 0.0)(x, logsnr, cond), toy_eps(x, logsnr, cond.null()), rtol=0, atol=0)
+    torch.testing.assert_close(with_guidance(toy_eps, 0.0)(x, logsnr, cond), toy_eps(x, logsnr, cond.null()), rtol=0,
+                               atol=0)
     fn = Counting(toy_eps)
     torch.testing.assert_close(with_guidance(fn, 1.0)(x, logsnr, cond), toy_eps(x, logsnr, cond), rtol=0, atol=0)
     assert fn.batches == [len(x)]
