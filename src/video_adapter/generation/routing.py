@@ -12,26 +12,29 @@ from ..models.score_model import ScoreModel
 from ..models.text import TextEmbedding, load_text_encoder
 
 NAMES = {"small": "the adapter", "prior": "the prior"}
-FLAGS = {"first_frame": "--first-frame", "edges": "--edges-from", "text": "--prompt"}
+# what a caller calls each input in its errors: the command's flags by default (the Python pipeline has its own)
+FLAGS = {"first_frame": "--first-frame", "edges": "--edges-from", "text": "--prompt",
+         "partial": "--partial-conditions", "give first_frame": "--first-frame IMAGE", "prior": "--prior DIR"}
 
 
-def route_conditions(models: dict[str, ScoreModel], requested: set[str], partial: bool) -> dict[str, set[str]]:
+def route_conditions(models: dict[str, ScoreModel], requested: set[str], partial: bool,
+                     flags: dict[str, str] = FLAGS) -> dict[str, set[str]]:
     """Which requested conditions each model receives; an error when a model lacks one (unless `partial`, where
-    a condition goes to the models that take it) or when no model takes it."""
+    a condition goes to the models that take it) or when no model takes it. The errors name inputs by `flags`."""
     routes = {}
     for role, model in models.items():
         lacking = sorted(requested - set(model.spec.conditions))
         if lacking and not partial:
             takes = ", ".join(model.spec.conditions) or "nothing"
             raise ValueError(f"{NAMES[role]} does not take {' or '.join(lacking)} (it takes {takes}); drop "
-                             f"{' '.join(FLAGS[c] for c in lacking)}, or pass --partial-conditions to give it only "
+                             f"{' '.join(flags[c] for c in lacking)}, or pass {flags['partial']} to give it only "
                              "to the models that take it")
         routes[role] = requested & set(model.spec.conditions)
     for role, model in models.items():
         if model.spec.first_frame_pixels and "first_frame" not in requested:
-            raise ValueError(f"{NAMES[role]} is an image-to-video model: pass --first-frame IMAGE")
+            raise ValueError(f"{NAMES[role]} is an image-to-video model: pass {flags['give first_frame']}")
     for name in sorted(requested - set().union(*routes.values())):
-        raise ValueError(f"no model in this run takes {name}; drop {FLAGS[name]}")
+        raise ValueError(f"no model in this run takes {name}; drop {flags[name]}")
     return routes
 
 
