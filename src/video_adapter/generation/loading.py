@@ -17,15 +17,25 @@ def load_model(path: str | Path, device: torch.device, dtype: torch.dtype, *, cu
                video: tuple[int, int, int] | None = None, offload: bool = False) -> ScoreModel:
     """A model directory as a ScoreModel: a diffusers pipeline (model_index.json) making videos of `video` (frames,
     height, width), its weights kept in CPU memory with `offload`; otherwise our checkpoint, replaying its forward
-    from CUDA graphs on CUDA with `cuda_graphs`."""
+    from CUDA graphs on CUDA with `cuda_graphs`. An http(s) URL, a prior served over the network, is refused for
+    now."""
+    if is_url(path):  # the one place a served prior will load (`video-adapter serve-prior`)
+        raise ValueError(f"{path} is a URL: remote priors come with `video-adapter serve-prior`, which this version "
+                         "does not have yet; pass a local model directory (our checkpoint, or a diffusers pipeline "
+                         "saved with save_pretrained)")
     if (Path(path) / "model_index.json").is_file():
-        from ..models.diffusers_prior import load_diffusers_prior
+        from ..models.diffusers import load_diffusers_prior
 
         if video is None:
             raise ValueError("a diffusers prior needs the video size: pass --video-size FRAMESxHEIGHTxWIDTH (an "
                              "adapter trained with --space gives it)")
         return load_diffusers_prior(path, *video, device, dtype, offload=offload)
     return load_score_model(path, device, dtype, cuda_graphs=cuda_graphs and device.type == "cuda")
+
+
+def is_url(location: str | Path) -> bool:
+    """Whether a model location is an http(s) address rather than a directory."""
+    return str(location).lower().startswith(("http://", "https://"))
 
 
 def load_models(paths: dict[str, str], placements: dict[str, tuple[torch.device, torch.dtype]],
