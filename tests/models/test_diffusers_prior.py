@@ -18,12 +18,21 @@ from video_adapter.maths.schedule import (
     flow_time_from_logsnr,
     vp_from_flow,
 )
-from video_adapter.models.diffusers_prior import DiscreteVP, load_diffusers_prior
-from video_adapter.models.score_model import NativeScoreModel, check_compatible
+from video_adapter.models.diffusers import PIPELINES, DiscreteVP, load_diffusers_prior
+from video_adapter.models.score_model import check_compatible
 from video_adapter.models.text import load_text_encoder
-from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
 
-from helpers import clip_tokenizer, fails, randomize, run, t5_tokenizer
+from helpers import (
+    assert_gamma_zero_is_the_adapter_alone,
+    clip_tokenizer,
+    cogvideox_pipeline,
+    fails,
+    latent_adapter,
+    prior_prompts,
+    randomize,
+    run,
+    wan_pipeline,
+)
 
 FRAMES, SIZE = 3, 8  # pixel frames and size: the ModelScope-style VAE halves the size, Wan's also compresses time
 
@@ -57,55 +66,13 @@ def modelscope_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def wan_dir(tmp_path_factory):
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    torch.manual_seed(0)
-    tok = t5_tokenizer()
-    text = UMT5EncoderModel(UMT5Config(vocab_size=len(tok), d_model=12, d_kv=6, num_layers=1, num_heads=2, d_ff=16,
-                                       pad_token_id=tok.pad_token_id))
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
-                                        in_channels=4, out_channels=4, text_dim=12, freq_dim=16, ffn_dim=32,
-                                        num_layers=2,
-                                        cross_attn_norm=True, rope_max_seq_len=32)
-    vae = AutoencoderKLWan(base_dim=4, z_dim=4, dim_mult=[1, 1], num_res_blocks=1, temperal_downsample=[True],
-                           latents_mean=[0.1, -0.2, 0.0, 0.3], latents_std=[1.5, 0.5, 1.0, 2.0])
-    path = tmp_path_factory.mktemp("wan")
-    randomize(transformer, seed=2, scale=0.05)
-    WanPipeline(tokenizer=tok, text_encoder=text, transformer=transformer, vae=vae,
-                scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0)).save_pretrained(path)
-    return path
+    return wan_pipeline(tmp_path_factory.mktemp("wan"))
 
 
 @pytest.fixture(scope="module")
 def cogvideox_dir(tmp_path_factory):
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
-    from transformers import T5Config, T5EncoderModel
-
-    torch.manual_seed(0)
-    tok = t5_tokenizer()
-    text = T5EncoderModel(T5Config(vocab_size=len(tok), d_model=12, d_kv=6, num_layers=1, num_heads=2, d_ff=16,
-                                   pad_token_id=tok.pad_token_id))
-    transformer = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4,
-                                              out_channels=4, time_embed_dim=8, text_embed_dim=12, num_layers=1,
-                                              sample_width=4,
-                                              sample_height=4, sample_frames=5, patch_size=2,
-                                              temporal_compression_ratio=4, max_text_seq_length=226)
-    vae = AutoencoderKLCogVideoX(block_out_channels=(8, 8), down_block_types=("CogVideoXDownBlock3D",) * 2,
-                                 up_block_types=("CogVideoXUpBlock3D",) * 2, latent_channels=4, layers_per_block=1,
-                                 norm_num_groups=4, temporal_compression_ratio=4)
-    scheduler = CogVideoXDDIMScheduler(snr_shift_scale=3.0, rescale_betas_zero_snr=True, prediction_type="v_prediction",
-                                       beta_schedule="scaled_linear", timestep_spacing="trailing")
-    path = tmp_path_factory.mktemp("cogvideox")
-    randomize(transformer, seed=3, scale=0.05)
-    CogVideoXPipeline(tokenizer=tok, text_encoder=text, vae=vae, transformer=transformer,
-                      scheduler=scheduler).save_pretrained(path)
-    return path
-
-
-def prompts(prior, captions):
-    emb = load_text_encoder(prior.spec.text_encoder).encode(captions)
-    return Cond.make(text=emb.tokens, text_mask=emb.mask, pooled=emb.pooled)
+    """CogVideoX 1.0 2B-style (no rotary embeddings), its VAE 2x in time and space."""
+    return cogvideox_pipeline(tmp_path_factory.mktemp("cogvideox"), rotary=False, vae_blocks=2)
 
 
 # ------------------------------------------------------------------------------------------ noise-level matching
@@ -152,7 +119,7 @@ def test_modelscope_v_prediction_becomes_the_hand_computed_eps(modelscope_dir):
     k = torch.tensor([100, 700])
     logsnr = torch.log(abar[k] / (1 - abar[k])).float()
     x = torch.randn((2,) + prior.spec.shape, generator=torch.Generator().manual_seed(0))
-    cond = prompts(prior, ["a red block", "a blue ball"])
+    cond = prior_prompts(prior, ["a red block", "a blue ball"])
     unet = UNet3DConditionModel.from_pretrained(modelscope_dir / "unet")
     with torch.no_grad():
         v = unet(x, k.float(), encoder_hidden_states=cond.text, return_dict=False)[0]
@@ -168,7 +135,7 @@ def test_wan_flow_velocity_becomes_the_hand_computed_eps(wan_dir):
     assert prior.spec.shape == (4, 3, SIZE // 2, SIZE // 2)  # this VAE halves time: 1 + 2k frames -> 1 + k
     logsnr = torch.tensor([-4.0, 2.5])
     x = torch.randn((2,) + prior.spec.shape, generator=torch.Generator().manual_seed(0))
-    cond = prompts(prior, ["a red block", "a blue ball falls"])
+    cond = prior_prompts(prior, ["a red block", "a blue ball falls"])
     alpha, sigma = (broadcast(v, x) for v in alpha_sigma(logsnr))
     s = torch.sigmoid(-logsnr / 2)
     transformer = WanTransformer3DModel.from_pretrained(wan_dir / "transformer")
@@ -183,7 +150,7 @@ def test_offloaded_prior_gives_the_same_eps(modelscope_dir):
     plain = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE)
     offloaded = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE, offload=True)
     x = torch.randn((2,) + plain.spec.shape, generator=torch.Generator().manual_seed(2))
-    cond, logsnr = prompts(plain, ["a red block", "a ball"]), torch.tensor([-1.0, 2.0])
+    cond, logsnr = prior_prompts(plain, ["a red block", "a ball"]), torch.tensor([-1.0, 2.0])
     assert torch.equal(offloaded(x, logsnr, cond), plain(x, logsnr, cond))
 
 
@@ -196,7 +163,7 @@ def test_cogvideox_uses_its_own_shifted_zero_snr_grid_and_frames_first_layout(co
     k = torch.tensor([50, 600])
     logsnr = torch.log(abar[k] / (1 - abar[k])).float()
     x = torch.randn((2,) + prior.spec.shape, generator=torch.Generator().manual_seed(0))
-    cond = prompts(prior, ["a red block", "a blue ball"])
+    cond = prior_prompts(prior, ["a red block", "a blue ball"])
     transformer = CogVideoXTransformer3DModel.from_pretrained(cogvideox_dir / "transformer")
     with torch.no_grad():
         v = transformer(x.permute(0, 2, 1, 3, 4), encoder_hidden_states=cond.text, timestep=k.float(),
@@ -209,8 +176,8 @@ def test_absent_text_is_the_empty_prompt(modelscope_dir):
     prior = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE)
     x = torch.randn((2,) + prior.spec.shape, generator=torch.Generator().manual_seed(1))
     logsnr = torch.tensor([0.0, 1.0])
-    cond = prompts(prior, ["a red block", "a blue ball"])
-    empty = prompts(prior, ["", ""])
+    cond = prior_prompts(prior, ["a red block", "a blue ball"])
+    empty = prior_prompts(prior, ["", ""])
     assert torch.allclose(prior(x, logsnr, cond.with_flags(text=False)), prior(x, logsnr, empty), atol=1e-6)
     assert not torch.allclose(prior(x, logsnr, cond), prior(x, logsnr, empty), atol=1e-4)
 
@@ -231,28 +198,11 @@ def test_latent_codec_shapes_and_errors(modelscope_dir, wan_dir, cogvideox_dir):
 # ---------------------------------------------------------------------------------------------- with an adapter
 
 
-def latent_adapter(prior, **overrides):
-    c, f, h, w = prior.spec.shape
-    cfg = UNetConfig(channels=c, frames=f, height=h, width=w, base_channels=8, channel_mults=(1, 2),
-                     attention_resolutions=(2,), head_dim=8, emb_dim=16, text_dim=16, norm_groups=4,
-                     first_frame_cond=False, space=prior.spec.space)
-    return NativeScoreModel(randomize(SpaceTimeUNet(UNetConfig(**{**cfg.__dict__, **overrides})), seed=3, scale=0.05))
-
-
 def test_gamma_zero_composition_is_the_adapter_alone(modelscope_dir):
     prior = load_diffusers_prior(modelscope_dir, frames=FRAMES, height=SIZE, width=SIZE)
-    small = latent_adapter(prior)
-    check_compatible(small, prior)
     text = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(4))
-    conds = Conds(small=Cond.make(text=text), prior=prompts(prior, ["a red block", "a blue ball"]))
-
-    def run(mode, gamma):
-        fn = mode_fn(mode, small, prior, alpha=3.0, strength=PriorStrength(gamma))
-        return sample(fn, (2,) + prior.spec.shape, conds, sampler="ddim", steps=4, seed=5)
-
-    alone = run("adapter", 0.0)
-    assert torch.equal(run("composed", 0.0), alone)
-    assert not torch.allclose(run("composed", 0.5), alone, atol=1e-4)
+    conds = Conds(small=Cond.make(text=text), prior=prior_prompts(prior, ["a red block", "a blue ball"]))
+    assert_gamma_zero_is_the_adapter_alone(latent_adapter(prior), prior, conds, steps=4)
 
 
 def test_mismatched_latent_channels_or_frames_are_clear_errors(modelscope_dir):
@@ -286,7 +236,7 @@ def test_latent_adapter_trains_from_cached_latents_composes_and_decodes(modelsco
                                                                         monkeypatch):
     from dataclasses import replace
 
-    from video_adapter.models.diffusers_prior import LatentCodec
+    from video_adapter.models.diffusers import LatentCodec
     from video_adapter.models.score_model import load_score_model
     from video_adapter.training.train import train
 
@@ -357,7 +307,7 @@ def test_not_a_pipeline_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         load_diffusers_prior(tmp_path, frames=FRAMES, height=SIZE, width=SIZE)
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    with pytest.raises(ValueError, match="supported: TextToVideoSDPipeline, WanPipeline, CogVideoXPipeline"):
+    with pytest.raises(ValueError, match="supported: " + ", ".join(PIPELINES)):
         load_diffusers_prior(tmp_path, frames=FRAMES, height=SIZE, width=SIZE)
 
 

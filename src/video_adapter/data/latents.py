@@ -48,7 +48,7 @@ def _key(videos: VideoFolderDataset, space: str) -> str:
 
 
 def cached_latents(videos: VideoFolderDataset, space, device=None, batch_size: int = 16) -> LatentDataset:
-    """`videos` encoded by the VAE of `space` (a diffusers_prior.LatentSpace), from the cache when it is there.
+    """`videos` encoded by the VAE of `space` (a models.diffusers.LatentSpace), from the cache when it is there.
 
     An entry is a directory (latents.safetensors + meta.json) written aside and renamed into place, so a crash while
     encoding leaves no entry rather than half of one."""

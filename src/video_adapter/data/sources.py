@@ -61,7 +61,7 @@ def _mixed(folder: Iterator, stream: Iterator) -> Iterator[tuple[dict, dict]]:
 def data_source(cfg, size: tuple[int, int], frames: int, rank: int, world: int, state: dict | None,
                 space=None, device=None) -> tuple[list | VideoFolderDataset, str, Iterator[tuple[dict, dict]]]:
     """(clips for previews, a description, the batch iterator) for a TrainConfig's --data / --stream; with `space`
-    (a diffusers_prior.LatentSpace) the folder's clips as cached latents, encoded on `device`."""
+    (a models.diffusers.LatentSpace) the folder's clips as cached latents, encoded on `device`."""
     from .datagen.stream import ClipStream
 
     only_stream = cfg.data.startswith(STREAM)

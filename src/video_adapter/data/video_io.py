@@ -3,7 +3,8 @@
 On disk and in numpy a video is uint8 `[F, H, W, 3]`; in models it is a float tensor `[C, F, H, W]` in [-1, 1]
 (`from_uint8` / `to_uint8` convert). Readers accept mp4/webm/avi/mov/mkv (PyAV), gif (Pillow) and a folder of
 png/jpg frames (natural sort: `2.png` before `10.png`); anything unreadable raises `VideoReadError`. `read_image`
-reads one still image in any format Pillow reads (`ImageReadError` if it cannot); frame folders are read with it.
+reads one still image in any format Pillow reads (`ImageReadError` if it cannot); frame folders are read with it,
+and `image_rgb` converts an image already opened (a notebook's PIL image) the same way.
 
 Writers are atomic: they write a hidden temp file in the destination folder and `os.replace` it, so an error never
 leaves a half-written file (and an existing file stays untouched). Notes on the two formats:
@@ -81,33 +82,14 @@ _SAID_TRANSPARENT: set[Path] = set()  # files whose transparency was warned abou
 
 
 def read_image(path: str | os.PathLike, warn_alpha: bool = True) -> np.ndarray:
-    """A still image in any format Pillow reads -> uint8 `[H, W, 3]` (the first frame of an animated one).
-
-    It is turned upright by its EXIF orientation, as viewers show it (phones store photos unrotated and tag them).
-    16-bit greyscale is scaled to 8 bits; 32-bit float pixels are refused, having no white level to scale by.
-    Transparency (an alpha channel, or a palette's transparent colour) is composited over black, with a warning when
-    some pixel is not opaque (`warn_alpha`); Pillow's own conversion would drop it, showing whatever colour the
-    transparent pixels happen to store.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """A still image in any format Pillow reads -> uint8 `[H, W, 3]` (the first frame of an animated one), as
+    `image_rgb` converts it; a warning, once per file, when some pixel is not opaque (`warn_alpha`)."""
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode == "F":
-                raise ImageReadError(path, "its pixels are 32-bit floats, which have no defined white level; "
-                                           "save it as an 8- or 16-bit image")
-            if im.mode == "I" or im.mode.startswith("I;16"):
-                # Pillow's convert("RGB") clips these at 255 (all white); mode I is how it opens 16-bit PGM/PPM
-                grey = np.asarray(im).astype(np.int64)
-                if grey.min() < 0 or grey.max() > 65535:
-                    raise ImageReadError(path, f"its pixels span {grey.min()}..{grey.max()}, beyond 16 bits, so "
-                                               "their white level is unknown; save it as an 8- or 16-bit image")
-                return np.repeat(((grey + 128) // 257).astype(np.uint8)[..., None], 3, axis=-1)  # round(v / 257)
-            if not im.has_transparency_data:
-                return np.asarray(im.convert("RGB"))
-            rgba = np.asarray(im.convert("RGBA")).astype(np.uint32)
+            rgb, transparent = image_rgb(im, path)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -117,12 +99,39 @@ def read_image(path: str | os.PathLike, warn_alpha: bool = True) -> np.ndarray:
                                    f"Pillow reads ({IMAGE_EXAMPLES}, ...)") from None
     except Exception as e:  # Pillow's decoders raise many types; at this boundary all mean "unreadable"
         raise ImageReadError(path, f"{type(e).__name__}: {e}") from e
-    alpha = rgba[..., 3:]
-    if warn_alpha and (alpha < 255).any() and path.resolve() not in _SAID_TRANSPARENT:
+    if warn_alpha and transparent and path.resolve() not in _SAID_TRANSPARENT:
         _SAID_TRANSPARENT.add(path.resolve())
         warnings.warn(f"{path} has transparent pixels; they are composited over black (save it without an alpha "
                       "channel to choose another background)", stacklevel=2)
-    return ((rgba[..., :3] * alpha + 127) // 255).astype(np.uint8)  # round(rgb * alpha / 255)
+    return rgb
+
+
+def image_rgb(im, source: str | os.PathLike = "the image") -> tuple[np.ndarray, bool]:
+    """An opened Pillow image -> uint8 `[H, W, 3]` as viewers show it, and whether some pixel was transparent.
+
+    It is turned upright by its EXIF orientation (phones store photos unrotated and tag them). 16-bit greyscale is
+    scaled to 8 bits; 32-bit float pixels are refused (`ImageReadError` naming `source`), having no white level to
+    scale by. Transparency (an alpha channel, or a palette's transparent colour) is composited over black; Pillow's
+    own conversion would drop it, showing whatever colour the transparent pixels happen to store.
+    """
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode == "F":
+        raise ImageReadError(source, "its pixels are 32-bit floats, which have no defined white level; save it as an "
+                                     "8- or 16-bit image")
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        # Pillow's convert("RGB") clips these at 255 (all white); mode I is how it opens 16-bit PGM/PPM
+        grey = np.asarray(im).astype(np.int64)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise ImageReadError(source, f"its pixels span {grey.min()}..{grey.max()}, beyond 16 bits, so their "
+                                         "white level is unknown; save it as an 8- or 16-bit image")
+        return np.repeat(((grey + 128) // 257).astype(np.uint8)[..., None], 3, axis=-1), False  # round(v / 257)
+    if not im.has_transparency_data:
+        return np.asarray(im.convert("RGB")), False
+    rgba = np.asarray(im.convert("RGBA")).astype(np.uint32)
+    alpha = rgba[..., 3:]
+    return ((rgba[..., :3] * alpha + 127) // 255).astype(np.uint8), bool((alpha < 255).any())  # round(rgb a / 255)
 
 
 def _iter_frames(path: Path, rgb: bool = True) -> Iterator:

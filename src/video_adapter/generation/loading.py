@@ -23,13 +23,18 @@ def load_model(path: str | Path, device: torch.device, dtype: torch.dtype, *, cu
     if is_url(path):
         return RemoteScoreModel(str(path), read_token(token_file))
     if (Path(path) / "model_index.json").is_file():
-        from ..models.diffusers_prior import load_diffusers_prior
+        from ..models.diffusers import load_diffusers_prior
 
         if video is None:
             raise ValueError("a diffusers prior needs the video size: pass --video-size FRAMESxHEIGHTxWIDTH (an "
                              "adapter trained with --space gives it)")
         return load_diffusers_prior(path, *video, device, dtype, offload=offload)
     return load_score_model(path, device, dtype, cuda_graphs=cuda_graphs and device.type == "cuda")
+
+
+def is_url(location: str | Path) -> bool:
+    """Whether a model location is an http(s) address rather than a directory."""
+    return str(location).lower().startswith(("http://", "https://"))
 
 
 def load_models(paths: dict[str, str], placements: dict[str, tuple[torch.device, torch.dtype]],

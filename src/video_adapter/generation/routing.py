@@ -12,23 +12,29 @@ from ..models.score_model import ScoreModel
 from ..models.text import TextEmbedding, load_text_encoder
 
 NAMES = {"small": "the adapter", "prior": "the prior"}
-FLAGS = {"first_frame": "--first-frame", "edges": "--edges-from", "text": "--prompt"}
+# what a caller calls each input in its errors: the command's flags by default (the Python pipeline has its own)
+FLAGS = {"first_frame": "--first-frame", "edges": "--edges-from", "text": "--prompt",
+         "partial": "--partial-conditions", "give first_frame": "--first-frame IMAGE", "prior": "--prior DIR"}
 
 
-def route_conditions(models: dict[str, ScoreModel], requested: set[str], partial: bool) -> dict[str, set[str]]:
+def route_conditions(models: dict[str, ScoreModel], requested: set[str], partial: bool,
+                     flags: dict[str, str] = FLAGS) -> dict[str, set[str]]:
     """Which requested conditions each model receives; an error when a model lacks one (unless `partial`, where
-    a condition goes to the models that take it) or when no model takes it."""
+    a condition goes to the models that take it) or when no model takes it. The errors name inputs by `flags`."""
     routes = {}
     for role, model in models.items():
         lacking = sorted(requested - set(model.spec.conditions))
         if lacking and not partial:
             takes = ", ".join(model.spec.conditions) or "nothing"
             raise ValueError(f"{NAMES[role]} does not take {' or '.join(lacking)} (it takes {takes}); drop "
-                             f"{' '.join(FLAGS[c] for c in lacking)}, or pass --partial-conditions to give it only "
+                             f"{' '.join(flags[c] for c in lacking)}, or pass {flags['partial']} to give it only "
                              "to the models that take it")
         routes[role] = requested & set(model.spec.conditions)
+    for role, model in models.items():
+        if model.spec.first_frame_pixels and "first_frame" not in requested:
+            raise ValueError(f"{NAMES[role]} is an image-to-video model: pass {flags['give first_frame']}")
     for name in sorted(requested - set().union(*routes.values())):
-        raise ValueError(f"no model in this run takes {name}; drop {FLAGS[name]}")
+        raise ValueError(f"no model in this run takes {name}; drop {flags[name]}")
     return routes
 
 
@@ -61,10 +67,22 @@ def model_cond(text: TextEmbedding, pixels: dict[str, Tensor], takes: set[str], 
     return text.to_cond(first_frame=ff, edges=edges)
 
 
+def own_pixels(model: ScoreModel, pixels: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The pixel conditions in the form `model` takes them: an image-to-video prior (spec.first_frame_pixels) gets
+    the first frame as RGB pixels, which it encodes its own way, where the others get it in their own space."""
+    if model.spec.first_frame_pixels and "first_frame" in pixels:
+        if "first_frame_pixels" not in pixels:
+            raise ValueError("this image-to-video prior takes the first frame as RGB pixels at the video size; "
+                             "this caller only provides it in the latent space")
+        return {**pixels, "first_frame": pixels["first_frame_pixels"]}
+    return pixels
+
+
 def model_conds(models: dict[str, ScoreModel], prompts: list[str], pixels: dict[str, Tensor],
                 routes: dict[str, set[str]], device: torch.device, encoders: dict | None = None) -> Conds:
     """The `Conds` pair for `prompts` (one per sample): each model gets its own text embeddings and the pixel
     conditions `routes` gives it; a model not in `models` gets an empty Cond."""
     texts = encode_prompts(models, prompts, device, encoders)
-    per_model = {role: model_cond(texts[role], pixels, routes[role], len(prompts)) for role in models}
+    per_model = {role: model_cond(texts[role], own_pixels(model, pixels), routes[role], len(prompts))
+                 for role, model in models.items()}
     return Conds(small=per_model.get("small", Cond()), prior=per_model.get("prior", Cond()))

@@ -1,7 +1,9 @@
 """`video-adapter sample`: from checkpoints and user inputs (prompts, a first-frame image, an edge video) to a video
 file, for one model alone, or a small adapter composed with a frozen prior (Video Adapter) and the paper's baselines.
 
-The command's options are `SampleConfig`; loading, routing the conditions and sampling are `generation`'s.
+The command's options are `SampleConfig`; loading, routing the conditions and sampling are `generation`'s. The Python
+pipeline (`pipeline.VideoAdapterPipeline`) runs the same steps: `load_sample_models`, `sample_conds`, `generate` and
+`to_pixels`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from ..data.dataset import center_crop_resize
 from ..data.video_io import from_uint8, is_video_path, read_image, read_video, write_grid
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models, parse_video_size, trained_video_size
-from ..generation.routing import model_conds, route_conditions
-from ..maths.composition import DEFAULT_COMPOSITION, MODES, PAPER_CUTOFF_LOGSNR, PriorStrength
+from ..generation.routing import FLAGS, model_conds, route_conditions
+from ..maths.composition import DEFAULT_COMPOSITION, MODES, PAPER_CUTOFF_LOGSNR, Conds, PriorStrength
 from ..maths.conditioning import sobel_x
 from ..maths.mcmc import MCMCConfig
-from ..models.score_model import ModelSpec
+from ..models.score_model import ModelSpec, ScoreModel
 
 
 @dataclass(frozen=True)
@@ -125,37 +127,97 @@ class SampleConfig:
         return trained_video_size(self.adapter) if self.adapter else None
 
 
-def load_frames(path: str | Path, frames: int, size: tuple[int, int]) -> Tensor:
-    """An image or video file -> [C, F, H, W] in [-1, 1] at the model's size (an image is one frame)."""
+def read_frames(path: str | Path, frames: int) -> Tensor:
+    """An image or video file -> [C, F, h, w] in [-1, 1] at its own size (an image is one frame)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    array = read_video(path, max_frames=frames) if is_video_path(path) else read_image(path)[None]
-    (h, w), (th, tw) = array.shape[1:3], size
+    return from_uint8(read_video(path, max_frames=frames) if is_video_path(path) else read_image(path)[None])
+
+
+def fit_frames(video: Tensor, size: tuple[int, int], source: str | Path) -> Tensor:
+    """[C, F, h, w] -> [C, F, *size]: centre-cropped to the size's aspect and resized, with a warning naming `source`
+    when that enlarges it more than 2x."""
+    (h, w), (th, tw) = video.shape[-2:], size
     if (factor := max(th / h, tw / w)) > 2:  # the centre crop keeps the target's aspect, so this is its enlargement
-        warnings.warn(f"{path} is {h}x{w} pixels (height x width): it is enlarged {factor:.1f}x to the model's "
-                      f"{th}x{tw}, so it conditions on a blurred image; give one of at least {th}x{tw}", stacklevel=2)
-    return center_crop_resize(from_uint8(array), size)
+        warnings.warn(f"{source} is {h}x{w} pixels (height x width): it is enlarged {factor:.1f}x to the model's "
+                      f"{th}x{tw}, so it conditions on a blurred image; give one of at least {th}x{tw}", stacklevel=3)
+    return center_crop_resize(video, size)
 
 
-def pixel_conditions(spec: ModelSpec, first_frame: str, edges_from: str, codec=None,
+def load_frames(path: str | Path, frames: int, size: tuple[int, int]) -> Tensor:
+    """An image or video file -> [C, F, H, W] in [-1, 1] at the model's size (an image is one frame)."""
+    return fit_frames(read_frames(path, frames), size, path)
+
+
+def pixel_conditions(spec: ModelSpec, first_frame: str | Tensor | None, edges_from: str, codec=None,
                      video: tuple[int, int, int] | None = None) -> dict[str, Tensor]:
-    """The requested pixel conditions at the model's size: first_frame [C, H, W], edges [C, F, H, W]. In a latent
-    space (`codec`, the video size `video`) the first frame is read at the video's size and encoded."""
+    """The requested pixel conditions at the model's size: first_frame [C, H, W], edges [C, F, H, W]. The first frame
+    is a file (an image, or a video's first frame) or a frame [C, h, w] in [-1, 1] already read, of any size ("" or
+    None: none). In a latent space (`codec`, the video size `video`) it is fitted to the video's size and encoded,
+    and kept as pixels too (first_frame_pixels)."""
     out = {}
     if codec is not None and edges_from:
         raise ValueError("--edges-from is a pixel-space condition; latent-space models do not take it")
-    if first_frame and codec is not None:
-        frame = load_frames(first_frame, 1, video[1:])
+    if isinstance(first_frame, (str, Path)):
+        source, frame = first_frame, read_frames(first_frame, 1) if first_frame else None
+    else:
+        source, frame = "the first frame", None if first_frame is None else first_frame[:, None]
+    if frame is not None and codec is not None:
+        frame = fit_frames(frame, video[1:], source)
         out["first_frame"] = codec.encode(frame[None]).float().cpu()[0, :, 0]
-    elif first_frame:
-        out["first_frame"] = load_frames(first_frame, 1, (spec.height, spec.width))[:, 0]
+        out["first_frame_pixels"] = frame[:, 0]  # for an image-to-video prior, which encodes it its own way
+    elif frame is not None:
+        out["first_frame"] = fit_frames(frame, (spec.height, spec.width), source)[:, 0]
     if edges_from:
         video = load_frames(edges_from, spec.frames, (spec.height, spec.width))
         if video.shape[1] < spec.frames:
             raise ValueError(f"--edges-from {edges_from} has {video.shape[1]} frames; the model needs {spec.frames}")
         out["edges"] = sobel_x(video[None])[0]
     return out
+
+
+def load_sample_models(cfg: SampleConfig) -> dict[str, ScoreModel]:
+    """The models of a run by role ("small", "prior"), each at its placement (--device and --dtype, --prior-device
+    and --prior-dtype), a pair checked compatible; a diffusers prior makes videos of `cfg.video()`."""
+    device = resolve_device(cfg.device)
+    prior_device = resolve_device(cfg.prior_device) if cfg.prior_device else device
+    placements = {"small": (device, resolve_dtype(cfg.dtype, device)),
+                  "prior": (prior_device, resolve_dtype(cfg.prior_dtype or cfg.dtype, prior_device))}
+    paths = {role: path for role, path in (("small", cfg.adapter), ("prior", cfg.prior)) if role in cfg.roles()}
+    return load_models(paths, placements, cuda_graphs=cfg.cuda_graphs, video=cfg.video(), offload=cfg.prior_offload,
+                       token_file=cfg.prior_token_file)
+
+
+def check_decodable(models: dict[str, ScoreModel], flags: dict[str, str] = FLAGS) -> None:
+    """Models in a latent space need the prior whose VAE decodes their samples (`flags["prior"]` names it)."""
+    spec = next(iter(models.values())).spec
+    if spec.space != "pixels" and getattr(models.get("prior"), "codec", None) is None:
+        raise ValueError(f"these models work in {spec.space}; pass {flags['prior']} (the diffusers pipeline whose VAE "
+                         "decodes them)")
+
+
+def sample_conds(models: dict[str, ScoreModel], prompts: list[str], first_frame: str | Tensor | None,
+                 edges_from: str, partial: bool, video: tuple[int, int, int] | None, device,
+                 flags: dict[str, str] = FLAGS) -> Conds:
+    """The `Conds` of a run, one row per prompt: the conditions given (a first frame as `pixel_conditions` takes it,
+    an edge video's file) routed to the models that take them, each in its own form. Errors name inputs by
+    `flags`, the command's flags by default."""
+    has_frame = isinstance(first_frame, Tensor) or bool(first_frame)
+    requested = {"text"} | {name for name, given in (("first_frame", has_frame), ("edges", edges_from)) if given}
+    routes = route_conditions(models, requested, partial, flags)
+    check_decodable(models, flags)
+    spec, codec = next(iter(models.values())).spec, getattr(models.get("prior"), "codec", None)
+    latent = spec.space != "pixels"
+    pixels = pixel_conditions(spec, first_frame, edges_from, codec, video if latent else None)
+    return model_conds(models, prompts, pixels, routes, device)
+
+
+def to_pixels(models: dict[str, ScoreModel], videos: Tensor) -> Tensor:
+    """Samples as pixel videos [B, 3, F, H, W] in [-1, 1] on the CPU: latents are decoded by the prior's VAE."""
+    if next(iter(models.values())).spec.space == "pixels":
+        return videos.cpu()
+    return models["prior"].codec.decode(videos).float().cpu()
 
 
 def sample_to_files(cfg: SampleConfig) -> list[Path]:
@@ -170,29 +232,12 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     if device.type == "cpu" and cfg.steps > 100:  # the paper's 1000 DDPM steps, the default, are a GPU budget
         print(f"note: {cfg.steps} {cfg.sampler} steps on the CPU take tens of minutes for the shipped prior; "
               "--sampler dpmpp-2m --steps 25 takes about a minute")
-    prior_device = resolve_device(cfg.prior_device) if cfg.prior_device else device
-    placements = {"small": (device, resolve_dtype(cfg.dtype, device)),
-                  "prior": (prior_device, resolve_dtype(cfg.prior_dtype or cfg.dtype, prior_device))}
-    paths = {role: path for role, path in (("small", cfg.adapter), ("prior", cfg.prior)) if role in cfg.roles()}
-    video = cfg.video()
-    models = load_models(paths, placements, cuda_graphs=cfg.cuda_graphs, video=video, offload=cfg.prior_offload,
-                         token_file=cfg.prior_token_file)
-    spec = next(iter(models.values())).spec
-    requested = {"text"} | {name for name, given in (("first_frame", cfg.first_frame), ("edges", cfg.edges_from))
-                            if given}
-    routes = route_conditions(models, requested, cfg.partial_conditions)
-    latent = spec.space != "pixels"
-    codec = getattr(models.get("prior"), "codec", None)
-    if latent and codec is None:
-        raise ValueError(f"these models work in {spec.space}; pass --prior DIR (the diffusers pipeline whose VAE "
-                         "decodes them)")
-    pixels = pixel_conditions(spec, cfg.first_frame, cfg.edges_from, codec, video if latent else None)
+    models = load_sample_models(cfg)
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
-    conds = model_conds(models, prompts, pixels, routes, device)
+    conds = sample_conds(models, prompts, cfg.first_frame, cfg.edges_from, cfg.partial_conditions, cfg.video(), device)
     make_out_dir(out.parent)
     videos = generate(models, conds, cfg.methods(), cfg.settings(), device).videos
-    show = (lambda x: codec.decode(x).float().cpu()) if latent else (lambda x: x.cpu())
-    rows = [show(videos[method]) for method in cfg.methods()]
+    rows = [to_pixels(models, videos[method]) for method in cfg.methods()]
     if cfg.compare:
         return write_grid(out, [v for row in rows for v in row], labels=prompts * len(rows), nrow=len(prompts),
                           row_labels=list(COMPARE_ROWS), fps=cfg.fps, upscale=cfg.upscale, formats=("gif", "mp4"))

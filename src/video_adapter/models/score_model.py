@@ -36,6 +36,8 @@ class ModelSpec:
     time: str = "logsnr"                          # the network's native noise input (logsnr, timestep, flow t)
     parameters: int = 0                           # trainable parameters, for the small/prior ratio (paper Table 1)
     text_encoder: str = ""                        # text encoder spec (text.load_text_encoder), "" without text
+    first_frame_pixels: bool = False              # takes first_frame as RGB [B, 3, H, W] at the video size even in a
+                                                  # latent space (an image-to-video prior encodes it its own way)
 
     def __post_init__(self):
         if unknown := sorted(set(self.conditions) - set(CONDITIONS)):

@@ -43,7 +43,7 @@ class UNetConfig:
     dropout: float = 0.0                              # residual-block dropout
     norm_groups: int = 32                             # GroupNorm groups (fewer where channels are few)
     prediction: str = "v"                             # network output, "v" (Imagen Video) or "eps"; forward returns eps
-    space: str = "pixels"                             # what x is: "pixels", or a prior's "latent:<vae>" (diffusers_prior)
+    space: str = "pixels"                             # what x is: "pixels", or a prior's "latent:<vae>" (diffusers)
 
     def __post_init__(self):
         levels = len(self.channel_mults)

@@ -81,7 +81,7 @@ def start_run(cfg, acc) -> Run:
 
 def latent_space(cfg, model_cfg: UNetConfig):
     """--space: the diffusers pipeline's latent space, checked to give the model's shape at cfg's video size."""
-    from ..models.diffusers_prior import latent_space
+    from ..models.diffusers import latent_space
 
     frames, size = cfg.video_shape()
     space = latent_space(cfg.space)

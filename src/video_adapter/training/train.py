@@ -84,7 +84,7 @@ class TrainConfig:
             return replace(ckpt.read_unet_config(self.init)[0], **rest)
         if not self.space:
             return preset(self.preset, **self.model)
-        from ..models.diffusers_prior import latent_space
+        from ..models.diffusers import latent_space
 
         frames, (height, width) = self.video_shape()
         latents = latent_space(self.space)

@@ -30,7 +30,16 @@ import re
 
 from .base import TextEmbedding, TextEncoder, as_dtype
 from .cache import CachedTextEncoder, EmbeddingTable
-from .hf import CLIPTextEncoder, HFTextEncoder, MiniLMEncoder, T5Encoder, TextEncoderNotFoundError, UMT5Encoder
+from .hf import (
+    CLIPTextEncoder,
+    HFTextEncoder,
+    MiniLMEncoder,
+    PaddedT5Encoder,
+    T5Encoder,
+    TextEncoderNotFoundError,
+    UMT5Encoder,
+)
+from .hunyuan import HunyuanTextEncoder
 
 __all__ = [
     "DEFAULT_TEXT_ENCODER",
@@ -42,6 +51,8 @@ __all__ = [
     "HFTextEncoder",
     "MiniLMEncoder",
     "T5Encoder",
+    "PaddedT5Encoder",
+    "HunyuanTextEncoder",
     "TextEmbedding",
     "TextEncoder",
     "TextEncoderNotFoundError",
@@ -56,10 +67,12 @@ __all__ = [
 DEFAULT_TEXT_ENCODER = "minilm"
 TABLE_ENV = "VIDEO_ADAPTER_TEXT_TABLE"  # a text table (EmbeddingTable) that answers instead of any encoder
 SPEC_FORMS = (
-    '"minilm", "t5:/local/dir", "umt5:/local/dir" or "clip:/local/dir", optionally followed by options such as '
+    '"minilm", "t5:/local/dir", "t5-padded:/local/dir", "umt5:/local/dir", "clip:/local/dir" or '
+    '"hunyuan:/pipeline/dir", optionally followed by options such as '
     '"?max_length=64&dtype=bfloat16"'
 )
-_ENCODERS = {"minilm": MiniLMEncoder, "t5": T5Encoder, "umt5": UMT5Encoder, "clip": CLIPTextEncoder}
+_ENCODERS = {"minilm": MiniLMEncoder, "t5": T5Encoder, "t5-padded": PaddedT5Encoder, "umt5": UMT5Encoder,
+             "clip": CLIPTextEncoder, "hunyuan": HunyuanTextEncoder}
 _OPTIONS_RE = re.compile(r"\?((?:max_length|dtype)=[\w.]+(?:&(?:max_length|dtype)=[\w.]+)*)$")
 
 

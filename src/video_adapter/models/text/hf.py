@@ -300,6 +300,17 @@ class UMT5Encoder(T5Encoder):
         return UMT5EncoderModel
 
 
+class PaddedT5Encoder(T5Encoder):
+    """T5 as CogVideoX's and LTX-Video's pipelines run it: no attention mask, so every token attends to the padding
+    too (their denoisers were trained on those states); the mask is still returned, for denoisers that take it."""
+
+    kind = "t5-padded"
+
+    def _forward(self, model, input_ids, attention_mask):
+        tokens = model(input_ids=input_ids).last_hidden_state
+        return tokens, masked_mean(tokens.float(), attention_mask)
+
+
 class CLIPTextEncoder(HFTextEncoder):
     """A CLIP text tower from a local directory (CLIPTextModel, CLIPTextModelWithProjection or a full CLIPModel).
 
