@@ -36,6 +36,7 @@ class ModelSpec:
     time: str = "logsnr"                          # the network's native noise input (logsnr, timestep, flow t)
     parameters: int = 0                           # trainable parameters, for the small/prior ratio (paper Table 1)
     text_encoder: str = ""                        # text encoder spec (text.load_text_encoder), "" without text
+    lowres_factor: int = 0                        # a super-resolution stage from 1/this size (cond.lowres); 0: none
 
     def __post_init__(self):
         if unknown := sorted(set(self.conditions) - set(CONDITIONS)):
@@ -101,7 +102,7 @@ class NativeScoreModel(ScoreModel):
         self.spec = ModelSpec(space=cfg.space, channels=cfg.channels, frames=cfg.frames, height=cfg.height,
                               width=cfg.width, conditions=conditions, value_range=value_range,
                               prediction=cfg.prediction, time="logsnr", parameters=count_parameters(unet),
-                              text_encoder=text_encoder)
+                              text_encoder=text_encoder, lowres_factor=cfg.lowres_factor)
 
     def _forward(self, x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
         # no autocast weight cache: a CUDA graph must not capture casts that a later call would skip
