@@ -132,3 +132,24 @@ def test_an_sr_stage_trains_on_clips_at_its_size_and_its_preview_samples(toy, tm
     ckpt = train(train_config(toy, tmp_path / "sr", model=model, steps=2, save_every=2, sample_every=2))
     assert read_unet_config(ckpt)[0].lowres_factor == 2
     assert any((tmp_path / "sr").rglob("*.gif"))  # the preview sampled with the clips' own low-resolution input
+
+
+def test_sr_eval_script_scores_the_cascade_beside_bicubic(stages, tmp_path):
+    import json
+
+    from video_adapter.data.dataset import VideoFolderDataset
+    from video_adapter.data.toy import make_toy_dataset
+    from video_adapter.evaluation.metrics.pixels import psnr, upsample
+
+    from helpers import load_script
+
+    data = make_toy_dataset(tmp_path / "hi", num=3, frames=4, size=(32, 64), seed=0, progress=False)
+    load_script("sr_eval").main(["--data", str(data), "--stages", *stages, "--num", "3", "--steps", "2",
+                                 "--bootstrap", "10", "--device", "cpu", "--out", str(tmp_path / "out")])
+    result = json.loads((tmp_path / "out" / "sr_eval.json").read_text())
+    clips = VideoFolderDataset(data, frames=4, size=(32, 64), random_crop=False)
+    real = torch.stack([clips[i]["video"] for i in range(3)])
+    bicubic = upsample(torch.nn.functional.avg_pool3d(real, (1, 8, 8)), (32, 64))
+    assert result["metrics"]["bicubic"]["psnr"]["value"] == pytest.approx(float(psnr(bicubic, real).mean()), rel=1e-6)
+    assert result["base"] == [4, 8] and set(result["metrics"]["cascade"]) == {"psnr", "ssim"}
+    assert "| bicubic |" in (tmp_path / "out" / "sr_eval.md").read_text()
