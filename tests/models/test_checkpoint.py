@@ -305,7 +305,7 @@ def test_weight_shape_fields_are_exactly_those_that_change_the_weights(tiny_cfg)
     """Each field of WEIGHT_SHAPE_FIELDS has a value that changes the state dict's names or shapes; no other does."""
     from dataclasses import fields
 
-    from video_adapter.models.unet import WEIGHT_SHAPE_FIELDS
+    from video_adapter.models.unet import ADDED_SHAPE_FIELDS, WEIGHT_SHAPE_FIELDS
 
     # another valid value of every field (with what it needs to stay valid)
     others = {"channels": {"channels": 4}, "frames": {"frames": 6}, "width": {"width": 16},
@@ -315,7 +315,7 @@ def test_weight_shape_fields_are_exactly_those_that_change_the_weights(tiny_cfg)
               "emb_dim": {"emb_dim": 16}, "text_dim": {"text_dim": 8}, "first_frame_cond": {"first_frame_cond": False},
               "edge_cond": {"edge_cond": False}, "temporal_attention": {"temporal_attention": False},
               "dropout": {"dropout": 0.5}, "norm_groups": {"norm_groups": 4}, "prediction": {"prediction": "eps"},
-              "space": {"space": "latent:vae"}}
+              "space": {"space": "latent:vae"}, "lowres_factor": {"lowres_factor": 2}}
     assert others.keys() == {f.name for f in fields(UNetConfig)}  # a new field must be sorted in too
 
     def shapes(cfg):
@@ -323,7 +323,18 @@ def test_weight_shape_fields_are_exactly_those_that_change_the_weights(tiny_cfg)
             return {k: v.shape for k, v in SpaceTimeUNet(cfg).state_dict().items()}
 
     changes = {name for name, change in others.items() if shapes(replace(tiny_cfg, **change)) != shapes(tiny_cfg)}
-    assert changes == set(WEIGHT_SHAPE_FIELDS)
+    assert changes == set(WEIGHT_SHAPE_FIELDS) | set(ADDED_SHAPE_FIELDS)
+
+
+def test_a_checkpoint_written_before_lowres_factor_loads_unchanged_without_a_warning(model, tmp_path):
+    import warnings
+
+    out = saved_without(model, tmp_path / "ck", "lowres_factor")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded, _ = load_model(out)
+    assert loaded.cfg == model.cfg and loaded.cfg.lowres_factor == 0
+    assert_state_equal(loaded.state_dict(), model.state_dict())
 
 
 # ------------------------------------------------------------------------------------------------- atomicity

@@ -70,6 +70,8 @@ class EvalConfig:
     metrics: tuple[str, ...] = ("fvd-va", "accuracy")  # of metrics.scores.METRICS; fvd/fid/kid/is need detector files
     encoder: str = "checkpoints/video-encoder"  # video_net encoder for fvd-va (the shipped one: its README.md)
     classifier: str = ""                  # video_net caption classifier of this domain, for accuracy
+    style_classifier: str = ""            # video_net domain classifier (objective domain), for metric style
+    style_label: str = ""                 # its class whose share metric style reports (e.g. toon, real)
     i3d: str = ""                         # i3d_torchscript.pt ("": $VIDEO_ADAPTER_I3D, then the cache directory)
     inception: str = ""                   # inception-2015-12-05.pt ("": $VIDEO_ADAPTER_INCEPTION, then the cache)
     condition: str = "first_frame"        # what conditions besides the caption: first_frame | edges | none
@@ -82,6 +84,7 @@ class EvalConfig:
     min_logsnr: float = -math.inf         # compose only at or above this log-SNR (and below the paper's cutoff)
     mix: float = 0.5                      # CFG Mix weight of the prior
     gamma_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)  # Figure 6: Small (S) + Prior at these gammas
+    mix_sweep: tuple[float, ...] = ()     # Figure 6: CFG Mix at these prior weights w (with method cfg-mix)
     real_noise: tuple[float, ...] = ()    # also score the Real row's clips plus Gaussian noise of these std devs
     sampler: str = "ddim"                 # ddpm | ddim | dpmpp-2m | heun
     steps: int = 100                      # denoising steps per sample
@@ -118,6 +121,13 @@ class EvalConfig:
         if self.num < 2 or self.batch_size < 1:
             raise ValueError(f"--num must be at least 2 and --batch-size at least 1, got {self.num}, {self.batch_size}")
         sampling_settings(self, self.prior_strength).validate()
+        if "edge-fidelity" in self.metrics and self.condition != "edges":
+            raise ValueError("metric edge-fidelity compares outputs with their input edges: pass --condition edges")
+        if "style" in self.metrics and not (self.style_classifier and self.style_label):
+            raise ValueError("metric style needs --style-classifier DIR (train-video-net --objective domain) and "
+                             "--style-label NAME (the class whose share it reports)")
+        if not all(0 <= w <= 1 for w in self.mix_sweep):
+            raise ValueError(f"--mix-sweep takes CFG Mix prior weights in [0, 1], got {self.mix_sweep}")
         if not all(math.isfinite(std) and std >= 0 for std in self.real_noise):
             raise ValueError(f"--real-noise takes standard deviations >= 0 (videos span [-1, 1]), "
                              f"got {self.real_noise}")
@@ -233,22 +243,25 @@ def results_markdown(results: dict, cfg: EvalConfig) -> str:
         "with published numbers.\n")
 
 
-def plot_sweep(sweep: dict[float, dict], metrics: tuple[str, ...], path: Path) -> None:
+def plot_sweep(sweeps: dict[str, dict[float, dict]], metrics: tuple[str, ...], path: Path) -> None:
+    """Figure 6: each metric over prior strength, one line per method swept (`sweeps`: label -> strength -> scores)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    gammas = sorted(sweep)
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), dpi=120, squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        values = [sweep[g][metric]["value"] for g in gammas]
-        low = [sweep[g][metric]["ci95"][0] for g in gammas]
-        high = [sweep[g][metric]["ci95"][1] for g in gammas]
-        ax.plot(gammas, values, marker="o")
-        ax.fill_between(gammas, low, high, alpha=0.2)
-        ax.set(xlabel="prior strength gamma", ylabel=metric, title=f"Small (S) + Prior: {metric}")
+        for label, sweep in sweeps.items():
+            gammas = sorted(sweep)
+            values = [sweep[g][metric]["value"] for g in gammas]
+            low = [sweep[g][metric]["ci95"][0] for g in gammas]
+            high = [sweep[g][metric]["ci95"][1] for g in gammas]
+            ax.plot(gammas, values, marker="o", label=label)
+            ax.fill_between(gammas, low, high, alpha=0.2)
+        ax.set(xlabel="prior strength (gamma; CFG Mix: w)", ylabel=metric, title=metric)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -269,21 +282,25 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     for name in names:  # every pair compatible and every condition taken, before anything is sampled
         route_conditions(models.of(name), {"text", *tests.pixels}, partial=False)
     scorer = Scorer(tuple(cfg.metrics), tests.real, {"i3d": cfg.i3d, "inception": cfg.inception, "encoder": cfg.encoder,
-                    "classifier": cfg.classifier}, str(device), cfg.batch_size, cfg.bootstrap, cfg.seed) \
+                    "classifier": cfg.classifier, "style": cfg.style_classifier}, str(device), cfg.batch_size,
+                    cfg.bootstrap, cfg.seed, cfg.style_label) \
         if state.is_main_process else None
     if state.is_main_process:
         make_out_dir(Path(cfg.out))
-    samples, results = {}, {"config": asdict(cfg), "methods": {}, "gamma_sweep": {}}
+    samples, results = {}, {"config": asdict(cfg), "methods": {}, "gamma_sweep": {}, "mix_sweep": {}}
+    edges = tests.pixels.get("edges")  # edge-fidelity's reference: every row is compared with the input edges
     if tests.reference is None:
         state.print(f"no 'Real' reference row (nor --real-noise rows): it needs {2 * cfg.num} test clips "
                     "(2 x --num)")
     elif state.is_main_process:
-        results["real"] = {k: v.as_dict() for k, v in scorer.score(tests.reference, tests.reference_captions).items()}
+        # the Real row against the conditions' edges: the edge fidelity of clips that were not made from them
+        results["real"] = {k: v.as_dict() for k, v in scorer.score(tests.reference, tests.reference_captions,
+                                                                   edges).items()}
         # how much a metric moves for pixel noise alone, e.g. a classifier trained on clean renders
         results["real_noised"] = {f"{std:g}": {k: v.as_dict() for k, v in
                                                scorer.score(noised(tests.reference, std,
                                                                    torch.Generator().manual_seed(cfg.seed)),
-                                                            tests.reference_captions).items()}
+                                                            tests.reference_captions, edges).items()}
                                   for std in cfg.real_noise}
     for name in names:
         state.print(f"[{name}] {METHODS[name].label}: {cfg.num} samples")
@@ -292,7 +309,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
             results["methods"][name] = {"label": METHODS[name].label, "parameters": parameters(name, models),
                                         "seconds_per_sample": seconds * state.num_processes / cfg.num,
                                         "metrics": {k: v.as_dict() for k, v in
-                                                    scorer.score(samples[name], tests.captions).items()}}
+                                                    scorer.score(samples[name], tests.captions, edges).items()}}
     if cfg.gamma_sweep and "small-s+prior" in names:
         for gamma in cfg.gamma_sweep:
             state.print(f"[gamma sweep] Small (S) + Prior at gamma {gamma:g}")
@@ -300,7 +317,15 @@ def run_evaluation(cfg: EvalConfig) -> dict:
                 sample_method(cfg, "small-s+prior", models, tests, gamma)[0]
             if state.is_main_process:
                 results["gamma_sweep"][str(gamma)] = {k: v.as_dict() for k, v in
-                                                      scorer.score(videos, tests.captions).items()}
+                                                      scorer.score(videos, tests.captions, edges).items()}
+    if cfg.mix_sweep and "cfg-mix" in names:
+        for w in cfg.mix_sweep:
+            state.print(f"[mix sweep] CFG Mix at prior weight {w:g}")
+            videos = samples["cfg-mix"] if w == cfg.mix else \
+                sample_method(replace(cfg, mix=w), "cfg-mix", models, tests, cfg.prior_strength)[0]
+            if state.is_main_process:
+                results["mix_sweep"][str(w)] = {k: v.as_dict() for k, v in
+                                                scorer.score(videos, tests.captions, edges).items()}
     if not state.is_main_process:
         return results
     results["networks"] = scorer.records()
@@ -308,8 +333,11 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     atomic_write_text(out / "table.md", results_markdown(results, cfg))
     paths = [out / "results.json", out / "table.md"]
-    if results["gamma_sweep"]:
-        plot_sweep({float(g): v for g, v in results["gamma_sweep"].items()}, cfg.metrics, out / "gamma_sweep.png")
+    sweeps = {label: {float(g): v for g, v in results[key].items()}
+              for key, label in (("gamma_sweep", METHODS["small-s+prior"].label), ("mix_sweep", METHODS["cfg-mix"].label))
+              if results[key]}
+    if sweeps:
+        plot_sweep(sweeps, cfg.metrics, out / "gamma_sweep.png")
         paths.append(out / "gamma_sweep.png")
     shown = min(cfg.grid, cfg.num)
     rows = {"real": tests.real[:shown], **{n: v[:shown] for n, v in samples.items()}}

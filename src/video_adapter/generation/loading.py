@@ -32,11 +32,6 @@ def load_model(path: str | Path, device: torch.device, dtype: torch.dtype, *, cu
     return load_score_model(path, device, dtype, cuda_graphs=cuda_graphs and device.type == "cuda")
 
 
-def is_url(location: str | Path) -> bool:
-    """Whether a model location is an http(s) address rather than a directory."""
-    return str(location).lower().startswith(("http://", "https://"))
-
-
 def load_models(paths: dict[str, str], placements: dict[str, tuple[torch.device, torch.dtype]],
                 **options) -> dict[str, ScoreModel]:
     """The models of a run by role ("small", "prior"), each at its (device, dtype) placement (`load_model`'s keyword

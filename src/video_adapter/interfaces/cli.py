@@ -239,9 +239,9 @@ def cmd_train_video_net(args) -> None:
     cfg = dataclass_from_args(VideoNetTrainConfig, args)
     if _dry_run(args, cfg):
         return
-    if not cfg.data:
+    if not cfg.data and cfg.objective != "domain":
         raise SystemExit("--data is required: a domain's train/ split (--objective caption) or stream:KIND / a "
-                         "folder of the broad corpus (--objective text)")
+                         "folder of the broad corpus (--objective text); --objective domain takes --classes instead")
     print(f"wrote {train_video_net(cfg)}")
 
 

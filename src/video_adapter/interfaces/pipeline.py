@@ -41,7 +41,7 @@ from ..common.devices import DTYPES, resolve_device
 from ..common.tables import human_count
 from ..data.video_io import image_rgb
 from ..generation.generate import SamplingSettings, generate
-from ..generation.loading import is_url
+from ..models.remote import is_url
 from ..maths.composition import COMPOSITIONS, DEFAULT_COMPOSITION, MODES, PriorStrength
 from ..maths.sampling import SAMPLERS, Callback
 from ..models.score_model import ScoreModel, check_compatible

@@ -19,6 +19,7 @@ from ..common.devices import DTYPES, resolve_device, resolve_dtype
 from ..common.files import make_out_dir
 from ..data.dataset import center_crop_resize
 from ..data.video_io import from_uint8, is_video_path, read_image, read_video, write_grid
+from ..generation.cascade import check_stages, load_stages, upscale
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models, parse_video_size, trained_video_size
 from ..generation.routing import FLAGS, model_conds, route_conditions
@@ -69,6 +70,7 @@ class SampleConfig:
     cuda_graphs: bool = True              # replay each model's forward from a CUDA graph (CUDA only; no CPU effect)
     fps: int = 8                          # frames per second of the written video
     upscale: int = 4                      # nearest-neighbour zoom, so 24x40 videos are watchable
+    cascade: tuple[str, ...] = ()         # super-resolution stage checkpoints, smallest first, applied to every sample
 
     @property
     def resolved_mode(self) -> str:
@@ -110,6 +112,9 @@ class SampleConfig:
                 raise ValueError(f"{what} needs {flag} DIR")
         if not self.prompt:
             raise ValueError("pass at least one --prompt")
+        if self.cascade and self.video_size:
+            raise ValueError("--cascade upsamples pixel-space samples; a diffusers prior's (--video-size) are decoded "
+                             "at their own size: drop --cascade")
         if Path(self.out).suffix.lower() not in (".gif", ".mp4"):
             raise ValueError(f"--out must end in .gif or .mp4, not {self.out!r}")
         for name in ("num", "fps", "upscale"):
@@ -233,11 +238,16 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
         print(f"note: {cfg.steps} {cfg.sampler} steps on the CPU take tens of minutes for the shipped prior; "
               "--sampler dpmpp-2m --steps 25 takes about a minute")
     models = load_sample_models(cfg)
+    spec = next(iter(models.values())).spec
+    stages = load_stages(list(cfg.cascade), device, resolve_dtype(cfg.dtype, device)) if cfg.cascade else []
+    check_stages(stages, (spec.height, spec.width))  # before anything is sampled
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
     conds = sample_conds(models, prompts, cfg.first_frame, cfg.edges_from, cfg.partial_conditions, cfg.video(), device)
     make_out_dir(out.parent)
     videos = generate(models, conds, cfg.methods(), cfg.settings(), device).videos
     rows = [to_pixels(models, videos[method]) for method in cfg.methods()]
+    if stages:  # the composition ran at the base size; the stages only upsample its samples (the paper's way)
+        rows = [upscale(stages, row, prompts, cfg.settings(), device)[-1].cpu() for row in rows]
     if cfg.compare:
         return write_grid(out, [v for row in rows for v in row], labels=prompts * len(rows), nrow=len(prompts),
                           row_labels=list(COMPARE_ROWS), fps=cfg.fps, upscale=cfg.upscale, formats=("gif", "mp4"))

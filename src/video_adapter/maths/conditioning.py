@@ -26,11 +26,14 @@ class Cond:
     has_text: Tensor | None = None  # [B] bool present flags
     has_first_frame: Tensor | None = None
     has_edges: Tensor | None = None
+    # [B, C, F, H, W] a super-resolution stage's input: the low-resolution video upsampled to this size. It has no
+    # present flag: an SR model always takes it (Imagen Video), so the CFG null condition keeps it and drops the text.
+    lowres: Tensor | None = None
 
     @staticmethod
-    def make(text=None, text_mask=None, pooled=None, first_frame=None, edges=None) -> Cond:
+    def make(text=None, text_mask=None, pooled=None, first_frame=None, edges=None, lowres=None) -> Cond:
         """A batch where every given condition is present for every sample."""
-        given = [v for v in (text, pooled, first_frame, edges) if v is not None]
+        given = [v for v in (text, pooled, first_frame, edges, lowres) if v is not None]
         if not given:
             return Cond()
         batch, device = given[0].shape[0], given[0].device
@@ -39,7 +42,7 @@ class Cond:
             text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=device)
         if text is not None and pooled is None:
             pooled = masked_mean(text, text_mask)
-        return Cond(text, text_mask, pooled, first_frame, edges, flag(text), flag(first_frame), flag(edges))
+        return Cond(text, text_mask, pooled, first_frame, edges, flag(text), flag(first_frame), flag(edges), lowres)
 
     @property
     def batch_size(self) -> int | None:
@@ -124,9 +127,33 @@ def sobel_x(video: Tensor) -> Tensor:
     return grad.view(b, f, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
 
 
+def resize_video(video: Tensor, size: tuple[int, int], mode: str = "bicubic") -> Tensor:
+    """Each frame of [B, C, F, H, W] resized to `size` (height, width): "area" averages (downsampling without
+    aliasing), "bicubic" / "bilinear" interpolate (upsampling). Not clamped: bicubic overshoots a little at edges."""
+    b, c, f, h, w = video.shape
+    frames = video.transpose(1, 2).reshape(b * f, c, h, w)
+    kwargs = {} if mode in ("area", "nearest") else {"align_corners": False}
+    out = F.interpolate(frames, size=tuple(size), mode=mode, **kwargs)
+    return out.reshape(b, f, c, *out.shape[-2:]).transpose(1, 2).contiguous()
+
+
+def lowres_condition(video: Tensor, factor: int) -> Tensor:
+    """What a super-resolution stage of `factor` is conditioned on when trained on `video`: the video averaged down
+    by `factor` (what the stage below it makes) and upsampled bicubically back to its size (Imagen Video's SR input,
+    concatenated on channels)."""
+    h, w = video.shape[-2:]
+    if factor < 2 or h % factor or w % factor:
+        raise ValueError(f"a {h}x{w} video cannot be downsampled by {factor}: the factor must be at least 2 and "
+                         "divide the height and width")
+    small = resize_video(video, (h // factor, w // factor), "area")
+    return resize_video(small, (h, w), "bicubic").clamp(-1, 1)
+
+
 def make_cond(video: Tensor, text, model_cfg) -> Cond:
     """Every condition the model accepts (`model_cfg`: its UNetConfig), taken from the clean video itself and its
     caption's `TextEmbedding`."""
+    factor = model_cfg.lowres_factor
     return Cond.make(text=text.tokens, text_mask=text.mask, pooled=text.pooled,
                      first_frame=video[:, :, 0] if model_cfg.first_frame_cond else None,
-                     edges=sobel_x(video) if model_cfg.edge_cond else None)
+                     edges=sobel_x(video) if model_cfg.edge_cond else None,
+                     lowres=lowres_condition(video, factor) if factor else None)

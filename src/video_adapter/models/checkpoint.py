@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..common.files import atomic_dir, atomic_write_text, is_disk_full
-from .unet import WEIGHT_SHAPE_FIELDS, SpaceTimeUNet, UNetConfig
+from .unet import ADDED_SHAPE_FIELDS, WEIGHT_SHAPE_FIELDS, SpaceTimeUNet, UNetConfig
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -293,6 +293,8 @@ def read_unet_config(directory: str | Path) -> tuple[UNetConfig, dict]:
         raise CheckpointError(f"{path}: the unet config lacks {', '.join(missing)}, which set the shapes of the "
                               "weights (a default would build a model of another size); write the value(s) the "
                               "model was trained with into it")
+    if isinstance(unet, dict):
+        unet = {**ADDED_SHAPE_FIELDS, **unet}  # what checkpoints written before these fields were built with
     try:
         cfg = UNetConfig.from_dict(unet)
     except (ValueError, TypeError) as e:

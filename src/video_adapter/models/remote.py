@@ -34,7 +34,8 @@ class RemotePriorError(ConnectionError):
 
 
 def is_url(path: str | Path) -> bool:
-    return str(path).startswith(("http://", "https://"))
+    """Whether a model location is an http(s) address (a prior served by `video-adapter serve-prior`), not a folder."""
+    return str(path).lower().startswith(("http://", "https://"))
 
 
 def read_token(token_file: str = "", flag: str = "--prior-token-file", env: bool = True) -> str:

@@ -38,6 +38,7 @@ class ModelSpec:
     text_encoder: str = ""                        # text encoder spec (text.load_text_encoder), "" without text
     first_frame_pixels: bool = False              # takes first_frame as RGB [B, 3, H, W] at the video size even in a
                                                   # latent space (an image-to-video prior encodes it its own way)
+    lowres_factor: int = 0                        # a super-resolution stage from 1/this size (cond.lowres); 0: none
 
     def __post_init__(self):
         if unknown := sorted(set(self.conditions) - set(CONDITIONS)):
@@ -106,7 +107,7 @@ class NativeScoreModel(ScoreModel):
         self.spec = ModelSpec(space=cfg.space, channels=cfg.channels, frames=cfg.frames, height=cfg.height,
                               width=cfg.width, conditions=conditions, value_range=value_range,
                               prediction=cfg.prediction, time="logsnr", parameters=count_parameters(unet),
-                              text_encoder=text_encoder)
+                              text_encoder=text_encoder, lowres_factor=cfg.lowres_factor)
 
     def _forward(self, x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
         # no autocast weight cache: a CUDA graph must not capture casts that a later call would skip

@@ -44,6 +44,7 @@ class UNetConfig:
     norm_groups: int = 32                             # GroupNorm groups (fewer where channels are few)
     prediction: str = "v"                             # network output, "v" (Imagen Video) or "eps"; forward returns eps
     space: str = "pixels"                             # what x is: "pixels", or a prior's "latent:<vae>" (diffusers)
+    lowres_factor: int = 0                            # >0: a super-resolution stage from 1/this size (cond.lowres)
 
     def __post_init__(self):
         levels = len(self.channel_mults)
@@ -60,10 +61,14 @@ class UNetConfig:
             raise ValueError(f"prediction must be 'eps' or 'v', not {self.prediction!r}")
         if self.head_dim < 1 or self.base_channels < 1 or self.num_res_blocks < 1:
             raise ValueError("head_dim, base_channels and num_res_blocks must be positive")
+        if self.lowres_factor and (self.lowres_factor < 2 or self.height % self.lowres_factor
+                                   or self.width % self.lowres_factor):
+            raise ValueError(f"lowres_factor {self.lowres_factor} must be 0 (not a super-resolution stage) or at least "
+                             f"2 and divide height x width {self.height}x{self.width}")
 
     @property
     def in_channels(self) -> int:
-        return self.channels * (1 + self.first_frame_cond + self.edge_cond)
+        return self.channels * (1 + self.first_frame_cond + self.edge_cond + bool(self.lowres_factor))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +84,10 @@ class UNetConfig:
 WEIGHT_SHAPE_FIELDS = ("channels", "frames", "height", "base_channels", "channel_mults", "num_res_blocks",
                        "attention_resolutions", "emb_dim", "text_dim", "first_frame_cond", "edge_cond",
                        "temporal_attention")
+# Fields that shape the weights but were added after checkpoints shipped without them (checkpoints/prior). Each
+# value here is what every such checkpoint was built with, so a config.json lacking the field loads with it, exactly
+# and without a warning: not a guessed default.
+ADDED_SHAPE_FIELDS = {"lowres_factor": 0}  # no super-resolution input before the SR cascade (issue 28)
 
 
 PRESETS: dict[str, UNetConfig] = {
@@ -98,6 +107,16 @@ PRESETS: dict[str, UNetConfig] = {
     "small-s": UNetConfig(base_channels=8, head_dim=16, emb_dim=64),
     "small-l": UNetConfig(base_channels=12, head_dim=16, emb_dim=128),
     # paper appendix B, the 5.6B pretrained prior's shape (T5-XXL text); build it on the meta device
+    # spatial super-resolution stages (Imagen Video's SSR models, scaled down): conditioned on the stage below's
+    # output upsampled bicubically and concatenated on channels; no first frame, no edges (they came in at the base
+    # resolution), spatial attention only at the lowest level: at these sizes it would cost the most
+    "sr-48x80": UNetConfig(height=48, width=80, base_channels=32, channel_mults=(1, 2, 4), num_res_blocks=2,
+                           attention_resolutions=(12,), emb_dim=128, first_frame_cond=False, lowres_factor=2),
+    "sr-96x160": UNetConfig(height=96, width=160, base_channels=24, channel_mults=(1, 2, 4, 4), num_res_blocks=2,
+                            attention_resolutions=(12,), emb_dim=128, first_frame_cond=False, lowres_factor=2),
+    "sr-192x320": UNetConfig(height=192, width=320, base_channels=16, channel_mults=(1, 2, 4, 8, 8),
+                             num_res_blocks=2, attention_resolutions=(12,), emb_dim=128, first_frame_cond=False,
+                             lowres_factor=4),
     "paper-5.6b": UNetConfig(base_channels=1024, channel_mults=(1, 2, 4), num_res_blocks=3,
                              attention_resolutions=(6, 12, 24), head_dim=64, emb_dim=1024, text_dim=4096,
                              edge_cond=True),
@@ -336,6 +355,14 @@ class SpaceTimeUNet(nn.Module):
             parts.append(edges * _flag(cond, "edges", b, device).to(x.dtype).view(b, 1, 1, 1, 1))
         elif cond.edges is not None:
             raise ValueError("this model was not built with edge conditioning (edge_cond=False)")
+        if self.cfg.lowres_factor:
+            if cond.lowres is None or cond.lowres.shape != x.shape:
+                raise ValueError(f"this super-resolution model needs cond.lowres, the low-resolution video upsampled to "
+                                 f"{list(x.shape)}; got {None if cond.lowres is None else list(cond.lowres.shape)} "
+                                 "(generation.cascade builds it)")
+            parts.append(cond.lowres.to(x))
+        elif cond.lowres is not None:
+            raise ValueError("this model is not a super-resolution stage (lowres_factor=0); drop cond.lowres")
         return torch.cat(parts, dim=1)
 
     def forward(self, x: Tensor, logsnr: Tensor, cond: Cond | None = None, *, output: str = "eps") -> Tensor:

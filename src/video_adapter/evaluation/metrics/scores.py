@@ -10,6 +10,10 @@ generated videos into every metric with a 95% interval. Each interval resamples 
   is          the same Inception's class probabilities            yes for the protocol
   fvd-va      our encoder trained on the broad corpus (video_net)  no: our own features ("FVD-VA")
   accuracy    our per-domain caption classifier (video_net)       no: our own task measure
+  style       our domain classifier (video_net "domain"): the      no: our own measure (style retention, realness)
+              share of videos put in class `style_label`
+  edge-fidelity  none: each output's Sobel x-gradient correlated   no
+              with its input edges (pixels.edge_fidelity), mean
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from .detectors import Detector, i3d_features, inception_features, inception_pro
 from .stats import FrechetReference, inception_score, kid
 
 NETWORK = {"fvd": "i3d", "fid": "inception", "kid": "inception", "is": "inception", "fvd-va": "encoder",
-           "accuracy": "classifier"}  # the network each metric runs on
+           "accuracy": "classifier", "style": "style", "edge-fidelity": ""}  # the network each metric runs on ("": none)
 METRICS = tuple(NETWORK)
 FEATURES = ("i3d", "inception", "encoder")  # networks whose features are compared with the real set's
 
@@ -62,8 +66,9 @@ class Scorer:
     """The metrics `names` of generated videos against `real` videos [N, C, F, H, W] in [-1, 1].
 
     `networks` maps "i3d" / "inception" to TorchScript detector paths ("" = environment variable, then cache dir)
-    and "encoder" / "classifier" to our video_net directories; a metric whose network is missing is an error here,
-    before anything is generated, never a silently skipped column.
+    and "encoder" / "classifier" / "style" to our video_net directories; a metric whose network is missing is an
+    error here, before anything is generated, never a silently skipped column. "style" scores the share of videos
+    the domain classifier puts in class `style_label`; "edge-fidelity" needs the input edges at `score`.
     """
     names: tuple[str, ...]
     real: Tensor
@@ -72,6 +77,7 @@ class Scorer:
     batch_size: int = 32
     bootstrap_rounds: int = 200
     seed: int = 0
+    style_label: str = ""
     _real: dict[str, np.ndarray] = field(default_factory=dict, init=False)
     _nets: dict[str, object] = field(default_factory=dict, init=False)
     _reference: dict[str, FrechetReference] = field(default_factory=dict, init=False)
@@ -81,16 +87,21 @@ class Scorer:
             raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}")
         from .video_net import load_video_net
 
-        for net in sorted({NETWORK[m] for m in self.names}):
+        for net in sorted({NETWORK[m] for m in self.names} - {""}):
             path = self.networks.get(net, "")
             if net in ("i3d", "inception"):
                 self._nets[net] = load_detector(net, path or None, self.device)
             elif not path:
-                flag = {"encoder": "--encoder", "classifier": "--classifier"}[net]
-                raise ValueError(f"metric {'fvd-va' if net == 'encoder' else 'accuracy'} needs {flag} DIR (a "
-                                 f"video_net trained with `video-adapter train-video-net`), or drop it from --metrics")
+                flag, metric = {"encoder": ("--encoder", "fvd-va"), "classifier": ("--classifier", "accuracy"),
+                                "style": ("--style-classifier", "style")}[net]
+                raise ValueError(f"metric {metric} needs {flag} DIR (a video_net trained with `video-adapter "
+                                 f"train-video-net`), or drop it from --metrics")
             else:
                 self._nets[net] = load_video_net(path, device=self.device)
+        if "style" in self.names:
+            from .style import check_class
+
+            check_class(self._nets["style"], self.style_label)  # a wrong net or label fails before any sampling
         self._real = {key: self._features(key, self.real) for key in self._feature_keys()}
         self._reference = {key: FrechetReference(f) for key, f in self._real.items()}
 
@@ -112,8 +123,11 @@ class Scorer:
         return {name: net.record() if isinstance(net, Detector) else {"path": self.networks[name]}
                 for name, net in self._nets.items()}
 
-    def score(self, videos: Tensor, captions: list[str]) -> dict[str, Value]:
-        """Every metric of `videos` [N, C, F, H, W] (generated for `captions`) against the real set."""
+    def score(self, videos: Tensor, captions: list[str], edges: Tensor | None = None) -> dict[str, Value]:
+        """Every metric of `videos` [N, C, F, H, W] (generated for `captions`, and for `edges` [N, C, F, H, W], the
+        input edges that edge-fidelity compares with) against the real set."""
+        from .pixels import edge_fidelity
+        from .style import class_hits
         from .video_net import caption_predictions
 
         feats = {key: self._features(key, videos) for key in self._feature_keys()}
@@ -136,11 +150,23 @@ class Scorer:
                 out[name] = Value(stat(np.arange(len(videos))), *bootstrap(stat, len(videos),
                                                                            self.bootstrap_rounds, seed))
             else:
-                correct = caption_predictions(self._nets["classifier"], videos, captions, self.batch_size)
-                stat = lambda idx: float(correct[idx].mean())
-                out[name] = Value(stat(np.arange(len(correct))), *bootstrap(stat, len(correct),
-                                                                            self.bootstrap_rounds, seed))
+                if name == "accuracy":
+                    per_video = caption_predictions(self._nets["classifier"], videos, captions, self.batch_size)
+                elif name == "style":
+                    per_video = class_hits(self._nets["style"], videos, self.style_label, self.batch_size)
+                elif edges is None:
+                    raise ValueError("edge-fidelity needs the input edges: run with --condition edges")
+                else:
+                    per_video = edge_fidelity(videos, edges)
+                out[name] = mean_with_ci(per_video, self.bootstrap_rounds, seed)
         return out
+
+
+def mean_with_ci(per_video: np.ndarray, rounds: int, seed: int) -> Value:
+    """The mean of a per-video measure with its bootstrap interval over the videos."""
+    per_video = np.asarray(per_video, dtype=np.float64)
+    stat = lambda idx: float(per_video[idx].mean())
+    return Value(stat(np.arange(len(per_video))), *bootstrap(stat, len(per_video), rounds, seed))
 
 
 def noised(videos: Tensor, std: float, generator) -> Tensor:

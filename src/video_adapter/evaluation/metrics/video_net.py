@@ -9,6 +9,8 @@ One compact factorised (2+1)D conv net (R(2+1)D, Tran et al. 2018: each 3x3x3 co
   features, in the spirit of FVD (Unterthiner et al. 2018) but NOT comparable with any published FVD number.
 * "caption": cross-entropy over the distinct captions of a domain's train split. Its accuracy on the real test split
   and on generated videos measures whether a video shows what its caption says.
+* "domain": cross-entropy over named folders (`classes`, NAME=FOLDER), e.g. toon versus not, or real versus sim: the
+  share of generated videos it puts in a class is style retention / realness (`metrics.style`).
 
 `features` are the raw globally average-pooled activations, not L2-normalised, as FID's Inception pool3 and FVD's
 I3D features are: a Fréchet distance fits Gaussians to them, and normalising would throw away the feature norm.
@@ -49,7 +51,8 @@ from ...models.unet import FactorisedConv, conv_space, conv_time
 
 FORMAT_VERSION = 1
 MODEL_TYPE = "VideoNet"
-OBJECTIVES = ("text", "caption")
+OBJECTIVES = ("text", "caption", "domain")
+CLASSIFIERS = ("caption", "domain")  # objectives with a classification head over `labels`
 STREAM = "stream:"  # as in video_adapter.data.sources: --data stream:KIND trains on clips made on the fly
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps its learned temperature so logits stay at most 100
 
@@ -64,8 +67,8 @@ class VideoNetConfig:
     blocks: int = 1                           # (2+1)D residual blocks per stage
     feature_dim: int = 256                    # width of the pooled features (FVD-VA's feature space)
     norm_groups: int = 8                      # GroupNorm groups (fewer where a width is not divisible)
-    objective: str = "text"                   # "text": contrastive with caption embeddings | "caption": classifier
-    labels: tuple[str, ...] = ()              # "caption": the classes, sorted distinct (rewritten) training captions
+    objective: str = "text"                   # "text": contrastive with caption embeddings | "caption" | "domain"
+    labels: tuple[str, ...] = ()              # the classes: sorted distinct (rewritten) captions, or folder names
     caption_rewrites: tuple[str, ...] = ()    # "old=>new" substring rewrites applied in order to every caption
     text_encoder: str = "minilm"              # "text": spec of the encoder whose pooled caption embedding is matched
     text_dim: int = 384                       # "text": that pooled embedding's width (all-MiniLM-L6-v2: 384)
@@ -79,12 +82,12 @@ class VideoNetConfig:
         if min(self.channels, self.frames, self.height, self.width) < 1:
             raise ValueError(f"channels, frames, height and width must be positive, got "
                              f"{(self.channels, self.frames, self.height, self.width)}")
-        if self.objective == "caption":
+        if self.objective in CLASSIFIERS:
             if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
-                raise ValueError(f"a caption classifier needs at least 2 distinct labels, got {len(self.labels)} "
+                raise ValueError(f"a {self.objective} classifier needs at least 2 distinct labels, got {len(self.labels)} "
                                  f"({len(set(self.labels))} distinct)")
         elif self.labels:
-            raise ValueError("labels are the classes of objective 'caption'; a 'text' encoder has none")
+            raise ValueError("labels are the classes of objectives 'caption' and 'domain'; a 'text' encoder has none")
         check_rewrites(self.caption_rewrites)
 
     @property
@@ -155,7 +158,7 @@ class VideoNet(nn.Module):
             for i in range(len(w))])
         self.to_features = nn.Sequential(norm(w[-1], cfg), nn.SiLU(), FactorisedConv(w[-1], cfg.feature_dim, (1, 1, 1)),
                                          norm(cfg.feature_dim, cfg), nn.SiLU())
-        if cfg.objective == "caption":
+        if cfg.objective in CLASSIFIERS:
             self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
         else:
             self.head = nn.Linear(cfg.feature_dim, cfg.embed_dim)
@@ -189,7 +192,7 @@ class VideoNet(nn.Module):
     def forward(self, video: Tensor) -> Tensor:
         """Caption logits `[B, num_classes]` ("caption") or the unit-norm video embedding `[B, embed_dim]` ("text")."""
         out = self.head(self.features(video))
-        return out if self.cfg.objective == "caption" else F.normalize(out, dim=-1)
+        return out if self.cfg.objective in CLASSIFIERS else F.normalize(out, dim=-1)
 
     def embed_text(self, pooled: Tensor) -> Tensor:
         """The unit-norm embedding `[B, embed_dim]` of pooled caption embeddings `[B, text_dim]` ("text" only)."""
@@ -220,7 +223,8 @@ def caption_loss(net: VideoNet, video: Tensor, captions: list[str]) -> Tensor:
 class VideoNetTrainConfig:
     data: str = ""                        # folder of captioned videos (a domain's train/ split), or stream:KIND
     out: str = "runs/video-net"           # model directory written at the end: config.json + model.safetensors
-    objective: str = "text"               # "text": contrastive encoder for FVD-VA | "caption": a domain's classifier
+    objective: str = "text"               # "text": FVD-VA encoder | "caption": a domain's classifier | "domain"
+    classes: tuple[str, ...] = ()         # "domain": NAME=FOLDER pairs, each folder's clips labelled NAME (may repeat)
     frames: int = 16                      # clip length the net takes (scored clips must match)
     height: int = 24                      # clip height
     width: int = 40                       # clip width
@@ -261,6 +265,16 @@ def batches(cfg: VideoNetTrainConfig) -> tuple[str, tuple[str, ...], object]:
     from ...data.sources import folder_batches, stream_batches
 
     size = (cfg.height, cfg.width)
+    if cfg.objective == "domain":
+        from .domain_data import domain_batches
+
+        if cfg.data:
+            raise ValueError(f"objective 'domain' reads --classes NAME=FOLDER ..., not --data {cfg.data}")
+
+        return domain_batches(cfg.classes, cfg.frames, size, cfg.stride, cfg.batch_size, cfg.seed, cfg.cache_videos,
+                              cfg.num_workers)
+    if cfg.classes:
+        raise ValueError("--classes names the folders of objective 'domain'; pass --objective domain or drop it")
     if cfg.data.startswith(STREAM):
         if cfg.objective == "caption":
             raise ValueError(f"objective 'caption' needs a folder (its distinct captions are the classes), not "
@@ -410,13 +424,13 @@ def video_net_features(net: VideoNet, videos: Tensor, batch_size: int = 32) -> n
 
 
 def _require_classifier(net: VideoNet) -> None:
-    if net.cfg.objective != "caption":
-        raise ValueError("predicting captions needs a video_net trained with objective 'caption' (a classifier); "
-                         "this one is a 'text' encoder")
+    if net.cfg.objective not in CLASSIFIERS:
+        raise ValueError("predicting labels needs a video_net trained with objective 'caption' or 'domain' (a "
+                         "classifier); this one is a 'text' encoder")
 
 
 def predict_captions(net: VideoNet, videos: Tensor, batch_size: int = 32) -> list[str]:
-    """The label a caption classifier gives each video."""
+    """The label a classifier (objective caption or domain) gives each video."""
     _require_classifier(net)
     out = _batched(net, videos, batch_size, net)
     return [net.cfg.labels[i] for i in torch.cat(out).argmax(dim=1).tolist()] if out else []

@@ -1,0 +1,155 @@
+"""The super-resolution cascade on tiny models: the low-resolution input reaches the output, the shapes at each
+stage, errors for misordered stages, and `video-adapter sample --cascade` end to end."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from video_adapter.generation.cascade import check_stages, load_stages, upscale
+from video_adapter.generation.generate import SamplingSettings
+from video_adapter.maths.conditioning import Cond, lowres_condition, resize_video
+from video_adapter.models.checkpoint import save_model
+from video_adapter.models.score_model import NativeScoreModel
+from video_adapter.models.unet import SpaceTimeUNet, UNetConfig, preset
+
+from helpers import randomize
+
+BASE = UNetConfig(frames=4, height=4, width=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+                  attention_resolutions=(), head_dim=8, emb_dim=16, first_frame_cond=False)
+SR1 = replace(BASE, height=8, width=16, lowres_factor=2)
+SR2 = replace(BASE, height=32, width=64, channel_mults=(1, 2, 2), lowres_factor=4)
+
+
+def text(batch: int, dim: int = 384) -> Cond:
+    return Cond.make(text=torch.randn(batch, 3, dim, generator=torch.Generator().manual_seed(1)))
+
+
+def test_sr_unet_output_depends_on_the_lowres_input_and_requires_it():
+    torch.manual_seed(0)
+    net = randomize(SpaceTimeUNet(SR1)).eval()
+    x = torch.randn(2, 3, 4, 8, 16)
+    a, b = torch.rand(2, 3, 4, 8, 16) * 2 - 1, torch.rand(2, 3, 4, 8, 16) * 2 - 1
+    logsnr = torch.zeros(2)
+    cond = text(2)
+    with torch.no_grad():
+        out_a = net(x, logsnr, replace(cond, lowres=a))
+        out_b = net(x, logsnr, replace(cond, lowres=b))
+        again = net(x, logsnr, replace(cond, lowres=a))
+    assert out_a.shape == x.shape and torch.equal(out_a, again)
+    assert (out_a - out_b).abs().mean() > 1e-3
+    # per sample: changing sample 1's input leaves sample 0's output alone
+    with torch.no_grad():
+        mixed = net(x, logsnr, replace(cond, lowres=torch.stack([a[0], b[1]])))
+    assert torch.allclose(mixed[0], out_a[0], atol=1e-5) and torch.allclose(mixed[1], out_b[1], atol=1e-5)
+    with pytest.raises(ValueError, match="needs cond.lowres"):
+        net(x, logsnr, cond)
+    with pytest.raises(ValueError, match="not a super-resolution stage"):
+        SpaceTimeUNet(BASE)(torch.randn(1, 3, 4, 4, 8), torch.zeros(1), replace(text(1), lowres=torch.zeros(1, 3, 4, 4, 8)))
+    # the null condition of guidance drops the text and keeps the low-resolution input
+    assert replace(cond, lowres=a).null().lowres is a
+    with pytest.raises(ValueError, match="lowres_factor 3"):
+        replace(SR1, lowres_factor=3)
+
+
+def test_presets_chain_24x40_to_48x80_to_96x160_and_192x320():
+    assert preset("sr-48x80").in_channels == 6 and preset("prior").in_channels == 9
+    sizes = [(24, 40)]
+    for name in ("sr-48x80", "sr-96x160"):
+        cfg = preset(name)
+        assert (cfg.height // cfg.lowres_factor, cfg.width // cfg.lowres_factor) == sizes[-1]
+        sizes.append((cfg.height, cfg.width))
+    big = preset("sr-192x320")
+    assert (big.height // big.lowres_factor, big.width // big.lowres_factor) == (48, 80)
+
+
+def test_lowres_condition_is_the_area_mean_upsampled():
+    video = torch.rand(1, 3, 2, 8, 8) * 2 - 1
+    blocky = video[..., ::2, ::2].repeat_interleave(2, -1).repeat_interleave(2, -2)
+    # a video constant on 2x2 blocks: area-down then bicubic-up keeps each block's value at its centre
+    low = lowres_condition(blocky, 2)
+    assert low.shape == blocky.shape
+    flat = torch.full((1, 3, 2, 8, 8), 0.3)
+    assert torch.allclose(lowres_condition(flat, 2), flat, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot be downsampled by 3"):
+        lowres_condition(video, 3)
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cascade")
+    torch.manual_seed(0)
+    return [str(save_model(root / name, randomize(SpaceTimeUNet(cfg), seed=i), "minilm"))
+            for i, (name, cfg) in enumerate((("sr1", SR1), ("sr2", SR2)))]
+
+
+def test_cascade_end_to_end_shapes_and_dependence_on_the_base_video(stages):
+    device = torch.device("cpu")
+    models = load_stages(stages, device)
+    settings = SamplingSettings(sampler="ddim", steps=3, guidance=2.0, seed=0)
+    base = torch.rand(2, 3, 4, 4, 8) * 2 - 1
+    outs = upscale(models, base, ["a red square moves left"] * 2, settings, device)
+    assert [tuple(o.shape) for o in outs] == [(2, 3, 4, 8, 16), (2, 3, 4, 32, 64)]
+    assert all(bool(torch.isfinite(o).all()) and o.abs().max() <= 1 for o in outs)
+    # each stage is conditioned on exactly the previous output (the base for the first) upsampled bicubically
+    seen = []
+    for model in models:
+        model.eps = (lambda eps: lambda x, logsnr, cond: (seen.append(cond.lowres), eps(x, logsnr, cond))[1])(model.eps)
+    again = upscale(models, base, ["a red square moves left"] * 2, settings, device)
+    assert all(torch.equal(a, b) for a, b in zip(again, outs))
+    first, second = seen[0], seen[-1]
+    assert torch.allclose(first[:2], resize_video(base, (8, 16), "bicubic").clamp(-1, 1))
+    assert torch.allclose(second[:2], resize_video(outs[0], (32, 64), "bicubic").clamp(-1, 1))
+    with pytest.raises(ValueError, match="order the stages"):
+        check_stages(models[::-1], (4, 8))
+    with pytest.raises(ValueError, match="not a super-resolution model"):
+        check_stages([NativeScoreModel(SpaceTimeUNet(BASE))], (2, 4))
+
+
+def test_sample_command_applies_the_cascade(stages, tmp_path):
+    from video_adapter.data.video_io import read_video
+    from video_adapter.interfaces.cli import main
+
+    torch.manual_seed(0)
+    base = save_model(tmp_path / "base", randomize(SpaceTimeUNet(BASE), scale=0.05), "minilm")
+    out = tmp_path / "s.gif"
+    main(["sample", "--adapter", str(base), "--prompt", "a red square moves left", "--sampler", "ddim", "--steps",
+          "2", "--cascade", *stages, "--upscale", "1", "--device", "cpu", "--out", str(out)])
+    frames = read_video(out)
+    assert frames.shape[1] >= 32 and frames.shape[2] >= 64  # the last stage's 32x64 (plus the grid's label)
+
+
+def test_an_sr_stage_trains_on_clips_at_its_size_and_its_preview_samples(toy, tmp_path):
+    """The training loop builds cond.lowres from each clip (make_cond), so an SR stage trains like any model."""
+    from video_adapter.models.checkpoint import read_unet_config
+    from video_adapter.training.train import train
+
+    from helpers import TINY, train_config
+
+    model = {**TINY, "first_frame_cond": False, "lowres_factor": 2}
+    ckpt = train(train_config(toy, tmp_path / "sr", model=model, steps=2, save_every=2, sample_every=2))
+    assert read_unet_config(ckpt)[0].lowres_factor == 2
+    assert any((tmp_path / "sr").rglob("*.gif"))  # the preview sampled with the clips' own low-resolution input
+
+
+def test_sr_eval_script_scores_the_cascade_beside_bicubic(stages, tmp_path):
+    import json
+
+    from video_adapter.data.dataset import VideoFolderDataset
+    from video_adapter.data.toy import make_toy_dataset
+    from video_adapter.evaluation.metrics.pixels import psnr, upsample
+
+    from helpers import load_script
+
+    data = make_toy_dataset(tmp_path / "hi", num=3, frames=4, size=(32, 64), seed=0, progress=False)
+    load_script("sr_eval").main(["--data", str(data), "--stages", *stages, "--num", "3", "--steps", "2",
+                                 "--bootstrap", "10", "--device", "cpu", "--out", str(tmp_path / "out")])
+    result = json.loads((tmp_path / "out" / "sr_eval.json").read_text())
+    clips = VideoFolderDataset(data, frames=4, size=(32, 64), random_crop=False)
+    real = torch.stack([clips[i]["video"] for i in range(3)])
+    bicubic = upsample(torch.nn.functional.avg_pool3d(real, (1, 8, 8)), (32, 64))
+    assert result["metrics"]["bicubic"]["psnr"]["value"] == pytest.approx(float(psnr(bicubic, real).mean()), rel=1e-6)
+    assert result["base"] == [4, 8] and set(result["metrics"]["cascade"]) == {"psnr", "ssim"}
+    assert "| bicubic |" in (tmp_path / "out" / "sr_eval.md").read_text()
