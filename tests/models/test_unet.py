@@ -1,12 +1,9 @@
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from video_adapter.maths.conditioning import Cond, drop_conditions
 from video_adapter.models.unet import (
     PRESETS,
-    FactorisedConv,
     SpaceTimeUNet,
     UNetConfig,
     build_unet,
@@ -146,46 +143,3 @@ def test_presets_build_on_meta_and_paper_prior_is_billions():
     assert count_parameters(paper) > 5e9
     small = count_parameters(build_unet(preset("S"), "meta"))
     assert small < 0.002 * count_parameters(paper)
-
-
-@pytest.mark.parametrize("kernel, stride, padding", [
-    ((1, 3, 3), (1, 1, 1), (0, 1, 1)), ((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # space, and its downsampling
-    ((3, 1, 1), (1, 1, 1), (1, 0, 0)), ((3, 1, 1), (2, 1, 1), (1, 0, 0)),  # time, and its downsampling
-    ((1, 1, 1), (1, 1, 1), (0, 0, 0))])
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
-def test_factorised_conv_is_the_conv3d_it_replaces(kernel, stride, padding, memory_format):
-    torch.manual_seed(0)
-    conv = FactorisedConv(5, 7, kernel, stride, padding)
-    x = torch.randn(2, 5, 6, 8, 10)
-    want = F.conv3d(x, conv.weight, conv.bias, conv.stride, conv.padding)
-    got = conv(x.contiguous(memory_format=memory_format))
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    assert got.is_contiguous(memory_format=memory_format)  # the layout it was given
-    # the parameters are nn.Conv3d's: a checkpoint of either loads into the other
-    plain = nn.Conv3d(5, 7, kernel, stride, padding)
-    plain.load_state_dict(conv.state_dict())
-    torch.testing.assert_close(plain(x), want)
-
-
-def test_factorised_conv_refuses_a_kernel_over_space_and_time():
-    with pytest.raises(ValueError, match="spans both space and time"):
-        FactorisedConv(2, 2, (3, 3, 3), padding=(1, 1, 1))
-
-
-@pytest.mark.parametrize("masked", [False, True])
-def test_attention_in_chunks_equals_one_call(monkeypatch, masked):
-    import video_adapter.models.unet as unet
-
-    torch.manual_seed(0)
-    layer = unet.Attention(8, 6 if masked else None, head_dim=4)  # 2 heads
-    randomize(layer)
-    x = torch.randn(7, 5, 8, requires_grad=True)
-    context = torch.randn(7, 3, 6) if masked else None
-    mask = torch.tensor([[True, True, False]] * 6 + [[True, False, False]])[:, None, None] if masked else None
-    whole = layer(x, context, mask)
-    grad_whole, = torch.autograd.grad(whole.square().sum(), x)
-    monkeypatch.setattr(unet, "MAX_SEQUENCES", 6)  # 3 sequences of 2 heads per call: chunks of 3, 3 and 1
-    chunked = layer(x, context, mask)
-    grad_chunked, = torch.autograd.grad(chunked.square().sum(), x)
-    torch.testing.assert_close(chunked, whole)
-    torch.testing.assert_close(grad_chunked, grad_whole)

@@ -47,7 +47,7 @@ from ...models.checkpoint import (
     read_config,
     save_tensors,
 )
-from ...models.unet import FactorisedConv, conv_space, conv_time
+from ...models.layers import FactorisedConv, conv_space, conv_time
 
 FORMAT_VERSION = 1
 MODEL_TYPE = "VideoNet"
