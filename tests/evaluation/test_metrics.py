@@ -240,6 +240,7 @@ def random_videos(b: int, f: int, seed: int = 0) -> Tensor:
     return torch.randint(0, 256, (b, f, 32, 32, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
 
 
+@pytest.mark.slow
 def test_i3d_features_offline_through_the_loader(offline, i3d_file):
     detector = load_i3d(i3d_file)
     assert detector.sha256 == hashlib.sha256(i3d_file.read_bytes()).hexdigest()

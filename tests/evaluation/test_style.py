@@ -53,6 +53,7 @@ def clips(folder: Path) -> torch.Tensor:
     return torch.stack([data[i]["video"] for i in range(len(data))])
 
 
+@pytest.mark.slow
 def test_domain_classifier_puts_its_training_classes_in_their_class(styles, tmp_path):
     dark, light = styles
     cfg = VideoNetTrainConfig(objective="domain", classes=(f"toon={light}", f"other={dark}"), out=str(tmp_path / "net"),

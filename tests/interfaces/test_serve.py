@@ -129,6 +129,7 @@ def test_composition_with_the_remote_prior_equals_the_local_prior_bit_for_bit(se
     assert not torch.equal(out["local"]["composed"], out["local"]["adapter"])
 
 
+@pytest.mark.slow
 def test_sample_and_diagnose_take_a_prior_url(served, capsys, tmp_path, monkeypatch):
     """The CLI: --prior http://HOST:PORT with --prior-token-file (or the environment) writes what the local prior
     does, byte for byte; no token is an error naming both ways to give one."""
@@ -334,6 +335,7 @@ def test_a_slow_client_gets_408_while_others_are_served(served):
         assert SERVE.read_timeout - 0.1 < time.perf_counter() - start < SERVE.read_timeout + 3
 
 
+@pytest.mark.slow
 def test_an_answer_not_ready_within_the_timeout_is_a_503_and_the_next_is_served(served):
     class Slow:  # the served prior, slowed so the first request outlives --timeout
         spec, caption_encoder = served["local"].spec, None
@@ -353,6 +355,7 @@ def test_an_answer_not_ready_within_the_timeout_is_a_503_and_the_next_is_served(
         assert post(url, body(good_tensors())).status_code == 200
 
 
+@pytest.mark.slow
 def test_concurrent_requests_share_forwards_and_each_gets_its_own_eps(served):
     """16 clients at once on a server that waits up to 300 ms for company: fewer forwards than requests, and each
     answer is its own rows' eps (the same computation one by one, up to float rounding of the batch size)."""

@@ -232,6 +232,7 @@ def latent_run(modelscope_dir, tmp_path, monkeypatch):
                        sample_every=0, log_every=1, num_workers=0)
 
 
+@pytest.mark.slow
 def test_latent_adapter_trains_from_cached_latents_composes_and_decodes(modelscope_dir, latent_run, tmp_path,
                                                                         monkeypatch):
     from dataclasses import replace

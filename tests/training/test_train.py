@@ -42,6 +42,7 @@ def test_training_drives_loss_far_below_start(toy, tmp_path):
     assert rows[0] == "step,loss,lr,grad_norm,samples_per_s" and len(rows) == 151
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_is_bit_identical(toy, tmp_path):
     straight = train(train_config(toy, tmp_path / "a"))
     # Killed after step 6 with its last checkpoint at step 4; resuming replays steps 5 and 6.
@@ -224,6 +225,7 @@ def test_default_warmup_scales_with_steps_and_workers_with_cores(monkeypatch):
         TrainConfig(warmup_steps=-2).validate()
 
 
+@pytest.mark.slow
 def test_the_checkpoint_records_the_resolved_warmup_and_a_resumed_run_keeps_its_own(toy, tmp_path):
     run = tmp_path / "run"
     train(train_config(toy, run, steps=20, save_every=20, warmup_steps=-1, num_workers=-1))
