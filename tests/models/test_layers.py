@@ -48,3 +48,13 @@ def test_attention_in_chunks_equals_one_call(monkeypatch, masked):
     grad_chunked, = torch.autograd.grad(chunked.square().sum(), x)
     torch.testing.assert_close(chunked, whole)
     torch.testing.assert_close(grad_chunked, grad_whole)
+
+
+def test_factorised_conv_runs_as_conv2d_only_on_channels_last_input(monkeypatch):
+    conv = FactorisedConv(4, 4, (1, 3, 3), padding=(0, 1, 1))
+    x = torch.randn(1, 4, 3, 6, 6)
+    monkeypatch.setattr(F, "conv2d", lambda *a, **k: pytest.fail("NCDHW input took the Conv2d route (two copies)"))
+    conv(x)  # NCDHW: the plain Conv3d
+    monkeypatch.undo()
+    monkeypatch.setattr(F, "conv3d", lambda *a, **k: pytest.fail("channels-last input took cuDNN's 3-D kernels"))
+    conv(x.contiguous(memory_format=torch.channels_last_3d))

@@ -25,8 +25,9 @@ class FactorisedConv(nn.Conv3d):
 
     Space folds frames into the batch, [(B F), C, H, W]; time folds pixels into one axis, [B, C, F, (H W)]. In
     channels-last-3d memory (training on CUDA) both folds are views, and cuDNN's NHWC 2-D kernels replace the 3-D
-    ones, whose data-gradient kernel took a quarter of a small adapter's step (docs/benchmarks.md). The parameters
-    are nn.Conv3d's, so checkpoints load either way.
+    ones, whose data-gradient kernel took a quarter of a small adapter's step (docs/benchmarks.md). In the default
+    NCDHW layout (CPU, sampling) the folds would cost a copy in and out, 10-25% slower on the CPU, so there it runs
+    as the Conv3d it is. The parameters are nn.Conv3d's, so checkpoints load either way.
     """
 
     def __init__(self, cin: int, cout: int, kernel_size: tuple[int, int, int], stride: tuple[int, int, int] = (1, 1, 1),
@@ -38,12 +39,13 @@ class FactorisedConv(nn.Conv3d):
         self.spatial = kt == 1 and stride[0] == 1 and padding[0] == 0
 
     def forward(self, x: Tensor) -> Tensor:
+        if not x.is_contiguous(memory_format=torch.channels_last_3d):
+            return super().forward(x)
         b, _, f, h, w = x.shape
         if self.spatial:
             y = F.conv2d(x.transpose(1, 2).reshape(b * f, -1, h, w), self.weight[:, :, 0], self.bias,
                          self.stride[1:], self.padding[1:])
-            y = y.reshape(b, f, *y.shape[1:]).transpose(1, 2)
-            return y.contiguous() if x.is_contiguous() else y  # the input's memory layout
+            return y.reshape(b, f, *y.shape[1:]).transpose(1, 2)
         y = F.conv2d(x.reshape(b, -1, f, h * w), self.weight[..., 0], self.bias, (self.stride[0], 1),
                      (self.padding[0], 0))
         return y.reshape(*y.shape[:3], h, w)
