@@ -7,11 +7,17 @@
 #
 # Needs: $DATA/{animation,robot,robot-real,egocentric,broad} from make-data at 24x40, and $DATA/sr-{48x80,96x160}
 # (make-data broad --size HxW: the generators render at the larger sizes). Extra arguments go to every evaluate.
-# STAGES="train" stops after the trainings; STAGES="sr" runs only the super-resolution stages.
+# STAGES="train" stops after the trainings; STAGES="sr" runs only the super-resolution stages. DOWN_NUM sim train clips
+# get generated real versions for the downstream test; REWRITES="old=>new;..." merges synonymous task captions.
 set -euo pipefail
 D=${DATA:?set DATA to the folder of make-data datasets}; R=${RUN:?set RUN to an output folder}
 PRIOR=${PRIOR:-checkpoints/prior}; ENCODER=${ENCODER:-checkpoints/video-encoder}; MINUTES=${MINUTES:-20}
 BATCH=${BATCH:-256}; STAGES=${STAGES:-all}; GAMMAS=${GAMMAS:-0 0.1 0.2 0.4 0.8}; MIXES=${MIXES:-0 0.25 0.5 0.75 1}
+DOWN_NUM=${DOWN_NUM:-1024}
+classifier_args=()
+if [ -n "${REWRITES:-}" ]; then
+  IFS=';' read -r -a rw <<< "$REWRITES"; classifier_args=(--caption-rewrites "${rw[@]}")
+fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 va="python3 -m video_adapter"
 done_() { [ -f "$1/checkpoint/config.json" ] || [ -f "$1/config.json" ]; }
@@ -22,6 +28,10 @@ train() {  # train RUN_DIR PRESET DATA [extra flags]: resumes; edges dropped hal
       --seed 0 "$@"
 }
 edge_adapter() { train "$1" small-s "$2" --model first_frame_cond=false edge_cond=true --edges-drop 0.5; }
+# task_net OUT FOLDER...: the robot task classifier, the same recipe whatever it trains on (the downstream test's
+# arms differ only in their data, at the same number of steps)
+task_net() { local out=$1; shift; done_ "$out" || $va train-video-net --objective caption --out "$out" --steps 5000 \
+    "${classifier_args[@]}" --data "$@"; }
 
 if [ "$STAGES" != sr ]; then
   # 1. adapters: animation (stylisation), robot = sim and robot-real (sim-to-real, unpaired), edge-conditioned
@@ -33,8 +43,7 @@ if [ "$STAGES" != sr ]; then
       --classes toon="$D/animation/train" other="$D/robot/train" other="$D/egocentric/train" other="$D/broad/train" &
   done_ "$R/real-classifier" || $va train-video-net --objective domain --out "$R/real-classifier" --steps 5000 \
       --classes real="$D/robot-real/train" sim="$D/robot/train" &
-  done_ "$R/robot-task" || $va train-video-net --objective caption --data "$D/robot/train" --out "$R/robot-task" \
-      --steps 5000 &
+  task_net "$R/robot-task" "$D/robot/train" &  # the downstream test's arm (a): sim clips only
   wait
 fi
 [ "$STAGES" = train ] && exit 0
@@ -57,9 +66,25 @@ if [ "$STAGES" != sr ]; then
         --condition edges --methods small-s small-s+prior prior --gamma-sweep $GAMMAS --metrics style edge-fidelity \
         --style-classifier "$R/real-classifier" --style-label real --out "$out" "$@"
   done
+  # 5. the downstream test (Figure 10): real versions of the first DOWN_NUM sim TRAIN clips, from their edges and
+  #    captions by the real adapter with the prior (a folder without test/ is evaluate's condition set), saved as a
+  #    training folder; the task classifier trained on (a) sim clips only and (b) sim clips plus those, each scored
+  #    on robot-real test clips with a bootstrap interval. The paper's augmented versions (the prior with other
+  #    style prompts) are left out: evaluate samples every row from its conditions' own captions and has no prompt
+  #    override, so there is no way here to ask for another style.
+  gen="$R/samples/sim2real-train"
+  [ -f "$gen/small-s_prior/captions.jsonl" ] || $va evaluate --domain "$D/robot/train" --prior "$PRIOR" \
+      --small-s "$R/real-s/checkpoint" --condition edges --methods small-s+prior --gamma-sweep \
+      --metrics style edge-fidelity --style-classifier "$R/real-classifier" --style-label real \
+      --out "$R/eval/sim2real-train" "$@" --num "$DOWN_NUM" --save-samples "$gen"
+  task_net "$R/robot-task-sim+real" "$D/robot/train" "$gen/small-s_prior"  # arm (b)
+  for task in robot-task robot-task-sim+real; do
+    [ -f "$R/eval/downstream-$task.json" ] || $va score-classifier --classifier "$R/$task" \
+        --data "$D/robot-real/test" --out "$R/eval/downstream-$task.json"
+  done
 fi
 
-# 5. super-resolution stages 24x40 -> 48x80 -> 96x160, then PSNR / SSIM against bicubic on held-out clips
+# 6. super-resolution stages 24x40 -> 48x80 -> 96x160, then PSNR / SSIM against bicubic on held-out clips
 train "$R/sr-48x80" sr-48x80 "$D/sr-48x80/train" --cond-drop 0.1
 train "$R/sr-96x160" sr-96x160 "$D/sr-96x160/train" --cond-drop 0.1 --batch-size $((BATCH / 4))
 python3 scripts/sr_eval.py --data "$D/sr-96x160/test" --stages "$R/sr-48x80/checkpoint" "$R/sr-96x160/checkpoint" \

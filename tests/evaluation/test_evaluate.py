@@ -100,6 +100,32 @@ def test_a_sample_depends_on_its_batch_alone(setup, tmp_path):
     assert torch.equal(first, full[:2]) and not torch.equal(full[:2], full[2:])
 
 
+def test_save_samples_writes_each_row_as_a_training_folder(eval_config, tmp_path):
+    """--save-samples: every method and sweep point a folder of its clips, clip i captioned with condition i's
+    caption, that VideoFolderDataset and train-video-net read like real clips."""
+    from video_adapter.data.dataset import VideoFolderDataset
+    from video_adapter.evaluation.metrics.video_net import VideoNetTrainConfig, train_video_net
+
+    cfg, saved = eval_config, tmp_path / "samples"
+    run_evaluation(replace(cfg, methods=("small-s", "small-s+prior"), metrics=("accuracy",), out=str(tmp_path / "out"),
+                           save_samples=str(saved)))
+    rows = {"small-s", "small-s_prior", "small-s_prior_gamma_0", "small-s_prior_gamma_0.1"}
+    assert {p.name for p in saved.iterdir()} == rows  # and no temp folder left behind
+    test = VideoFolderDataset(Path(cfg.domain) / "test", frames=4, size=(8, 16), random_crop=False)
+    read = {row: VideoFolderDataset(saved / row, frames=4, size=(8, 16), random_crop=False) for row in rows}
+    for data in read.values():
+        assert data.captions == test.captions[:cfg.num] and data.lengths == [4] * cfg.num
+    clip = lambda row, i: read[row][i]["video"]
+    for i in range(cfg.num):  # gamma 0 is the adapter bit for bit, and the main gamma is the main run
+        assert torch.equal(clip("small-s_prior_gamma_0", i), clip("small-s", i))
+        assert torch.equal(clip("small-s_prior_gamma_0.1", i), clip("small-s_prior", i))
+    net = train_video_net(VideoNetTrainConfig(data=(str(saved / "small-s"),), objective="caption", frames=4, height=8,
+                                              width=16, model={"widths": (8,), "feature_dim": 8, "norm_groups": 4},
+                                              steps=1, batch_size=2, device="cpu", out=str(tmp_path / "net")))
+    labels = json.loads((net / "config.json").read_text())["model"]["labels"]
+    assert labels == sorted(set(test.captions[:cfg.num]))
+
+
 def test_errors_before_sampling(setup, tmp_path, monkeypatch):
     cfg, _ = setup
     sampled = []

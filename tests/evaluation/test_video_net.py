@@ -18,6 +18,7 @@ from video_adapter.evaluation.metrics.video_net import (
     VideoNet,
     VideoNetConfig,
     VideoNetTrainConfig,
+    batches,
     caption_accuracy,
     caption_predictions,
     load_video_net,
@@ -146,10 +147,46 @@ def test_training_is_deterministic_given_the_seed(toy, tmp_path):
     assert len(config["model"]["labels"]) > 2
 
 
+def relabelled_copy(src, dst, prefix: str, num: int):
+    """The first `num` clips of folder `src` in folder `dst`, each caption prefixed: captions `src` does not have."""
+    import shutil
+
+    dst.mkdir(parents=True)
+    lines = [json.loads(line) for line in (src / "captions.jsonl").read_text().splitlines()][:num]
+    for line in lines:
+        shutil.copy(src / line["video"], dst / line["video"])
+    (dst / "captions.jsonl").write_text("".join(json.dumps({**line, "caption": prefix + line["caption"]}) + "\n"
+                                                for line in lines))
+    return dst
+
+
+def test_caption_classifier_on_several_folders_has_the_union_of_their_captions(toy, tmp_path):
+    """--data A B: the clips of both, the classes every caption of either (sim clips plus generated ones, Figure 10);
+    one folder given as a string or a 1-tuple trains the same net, and a config saved with a string still loads."""
+    other = relabelled_copy(toy, tmp_path / "generated", "generated: ", num=8)
+    both = train_video_net(replace(train_cfg(toy, tmp_path / "both", "caption", steps=2), data=(str(toy), str(other))))
+    labels = load_video_net(both).cfg.labels
+    captions = VideoFolderDataset(toy, frames=FRAMES, size=SIZE).captions
+    generated = VideoFolderDataset(other, frames=FRAMES, size=SIZE).captions
+    assert labels == tuple(sorted(set(captions) | set(generated)))
+    _, _, data = batches(replace(train_cfg(toy, tmp_path / "c", "caption", steps=1), data=(str(toy), str(other))))
+    seen = [c for _ in range(7) for c in next(data)["caption"]]  # two epochs of 56 clips in batches of 16
+    assert set(generated) <= set(seen) and len(seen) == 7 * 16
+    as_string = load_video_net(train_video_net(train_cfg(toy, tmp_path / "a", "caption", steps=2))).state_dict()
+    as_tuple = load_video_net(train_video_net(replace(train_cfg(toy, tmp_path / "b", "caption", steps=2),
+                                                      data=(str(toy),)))).state_dict()
+    assert all(torch.equal(as_string[k], as_tuple[k]) for k in as_string)
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())["train"]
+    assert saved["data"] == [str(toy)]
+    assert VideoNetTrainConfig.from_dict({**saved, "data": str(toy)}).data == (str(toy),)  # an older config.json
+    with pytest.raises(ValueError, match="streams on its own"):
+        train_video_net(replace(train_cfg(toy, tmp_path / "x", "text", steps=1), data=(str(toy), "stream:broad")))
+
+
 def test_text_encoder_trains_on_a_stream(tmp_path):
     out = train_video_net(train_cfg("stream:broad-procedural", tmp_path / "stream", "text", steps=2))
     config = json.loads((out / "config.json").read_text())
-    assert config["train"]["data"] == "stream:broad-procedural" and math.isfinite(config["final_loss"])
+    assert config["train"]["data"] == ["stream:broad-procedural"] and math.isfinite(config["final_loss"])
     assert load_video_net(out).cfg.labels == ()
 
 
@@ -213,7 +250,7 @@ def test_bad_directories_and_data_are_reported_clearly(classifier, toy, tmp_path
     (wrong / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="do not match config.json"):
         load_video_net(wrong)
-    with pytest.raises(ValueError, match="needs a folder"):
+    with pytest.raises(ValueError, match="needs folders"):
         train_video_net(train_cfg("stream:broad-procedural", tmp_path / "x", "caption", steps=1))
     with pytest.raises(ValueError, match="fewer than one batch of 64"):
         train_video_net(replace(train_cfg(toy, tmp_path / "x", "text", steps=1), batch_size=64))

@@ -1,4 +1,5 @@
-"""What training reads: a folder of captioned videos, clips of a make-data kind made on the fly, or both per batch.
+"""What training reads: a folder of captioned videos (or several end to end), clips of a make-data kind made on the
+fly, or both per batch.
 
 Each source is an endless iterator of (batch, data_state) pairs, data_state being where the batch after this one
 starts, counted from what training consumed (loader workers draw ahead). A run saves the state of its last batch and
@@ -10,11 +11,38 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from .dataset import ResumableSampler, VideoFolderDataset, collate, one_thread
 
 STREAM = "stream:"  # --data stream:KIND trains on clips of a make-data kind made on the fly
+
+
+class Concatenated(torch.utils.data.Dataset):
+    """Datasets end to end (several folders as one training set). Keys are an index or (index, epoch), as
+    ResumableSampler(with_epoch=True) gives them, and go on to the part as such, so each part's random crops stay
+    seeded per epoch; torch's ConcatDataset takes integer keys only."""
+
+    def __init__(self, parts: list):
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(d) for d in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def locate(self, key) -> tuple[int, int | tuple[int, int]]:
+        """(which part, the key within it) of a key of the whole."""
+        index, epoch = key if isinstance(key, tuple) else (key, None)
+        if not 0 <= int(index) < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} videos")
+        part = int(np.searchsorted(self.starts, int(index), side="right")) - 1
+        local = int(index) - int(self.starts[part])
+        return part, local if epoch is None else (local, epoch)
+
+    def __getitem__(self, key) -> dict:
+        part, local = self.locate(key)
+        return self.parts[part][local]
 
 
 def _loader_generator(seed: int = 0) -> torch.Generator:

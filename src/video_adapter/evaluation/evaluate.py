@@ -10,7 +10,10 @@ batches can be spread over processes with results identical to one process:
 
     torchrun --nproc_per_node N -m -- video_adapter evaluate ...    # "--": the launcher must not read our --num
 
-Writes results.json, table.md, gamma_sweep.png and qualitative.gif / .mp4 into --out.
+Writes results.json, table.md, gamma_sweep.png and qualitative.gif / .mp4 into --out. With --save-samples DIR, every
+sampled row's clips also become a training folder DIR/<row>/ (NNNNNN.mp4 + captions.jsonl; clip i is sampled from
+condition i, test clip i mod the split's size, and carries its caption): e.g. sim clips' edges turned into real
+videos, to train a downstream classifier on (paper Figure 10).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from torch import Tensor
 from ..common.devices import resolve_device, resolve_dtype
 from ..common.files import atomic_write_text, make_out_dir
 from ..common.tables import human_count, table_markdown
+from ..data.captioned import safe_name, write_captioned_folder
 from ..data.dataset import VideoFolderDataset
 from ..data.video_io import write_grid
 from ..generation.generate import SamplingSettings, generate
@@ -99,6 +103,7 @@ class EvalConfig:
     device: str = "auto"                  # auto | cpu | cuda (under accelerate: each process's own GPU)
     dtype: str = "auto"                   # auto | float32 | bfloat16 | float16
     out: str = "outputs/eval"             # results.json, table.md, gamma_sweep.png, qualitative.gif/mp4
+    save_samples: str = ""                # also write each row's clips as a training folder DIR/<row>/ ("": off)
 
     def selected(self) -> list[str]:
         """The methods to run: as given, else those whose checkpoints are set; an error for a missing one."""
@@ -268,6 +273,12 @@ def plot_sweep(sweeps: dict[str, dict[float, dict]], metrics: tuple[str, ...], p
     plt.close(fig)
 
 
+def save_row(cfg: EvalConfig, row: str, videos: Tensor, captions: list[str]) -> None:
+    """With --save-samples, one row's clips as the training folder --save-samples/<row, made a folder name>."""
+    if cfg.save_samples:
+        print(f"wrote {write_captioned_folder(Path(cfg.save_samples) / safe_name(row), videos, captions)}")
+
+
 def run_evaluation(cfg: EvalConfig) -> dict:
     from accelerate import PartialState
 
@@ -287,6 +298,8 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         if state.is_main_process else None
     if state.is_main_process:
         make_out_dir(Path(cfg.out))
+        if cfg.save_samples:
+            make_out_dir(Path(cfg.save_samples), "--save-samples")
     samples, results = {}, {"config": asdict(cfg), "methods": {}, "gamma_sweep": {}, "mix_sweep": {}}
     edges = tests.pixels.get("edges")  # edge-fidelity's reference: every row is compared with the input edges
     if tests.reference is None:
@@ -306,6 +319,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         state.print(f"[{name}] {METHODS[name].label}: {cfg.num} samples")
         samples[name], seconds = sample_method(cfg, name, models, tests, cfg.prior_strength)
         if state.is_main_process:
+            save_row(cfg, name, samples[name], tests.captions)
             results["methods"][name] = {"label": METHODS[name].label, "parameters": parameters(name, models),
                                         "seconds_per_sample": seconds * state.num_processes / cfg.num,
                                         "metrics": {k: v.as_dict() for k, v in
@@ -316,6 +330,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
             videos = samples["small-s+prior"] if gamma == cfg.prior_strength else \
                 sample_method(cfg, "small-s+prior", models, tests, gamma)[0]
             if state.is_main_process:
+                save_row(cfg, f"small-s+prior gamma {gamma:g}", videos, tests.captions)
                 results["gamma_sweep"][str(gamma)] = {k: v.as_dict() for k, v in
                                                       scorer.score(videos, tests.captions, edges).items()}
     if cfg.mix_sweep and "cfg-mix" in names:
@@ -324,6 +339,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
             videos = samples["cfg-mix"] if w == cfg.mix else \
                 sample_method(replace(cfg, mix=w), "cfg-mix", models, tests, cfg.prior_strength)[0]
             if state.is_main_process:
+                save_row(cfg, f"cfg-mix w {w:g}", videos, tests.captions)
                 results["mix_sweep"][str(w)] = {k: v.as_dict() for k, v in
                                                 scorer.score(videos, tests.captions, edges).items()}
     if not state.is_main_process:

@@ -1,5 +1,5 @@
 """The `video-adapter` command: train, sample, info, export, make-data, train-video-net,
-evaluate, diagnose, demo.
+score-classifier, evaluate, diagnose, demo.
 
 Config dataclasses are the single source of options: every field becomes a `--flag` whose help is the
 field's aligned comment, and `--dry-run` prints the resolved config without running anything.
@@ -245,6 +245,14 @@ def cmd_train_video_net(args) -> None:
     print(f"wrote {train_video_net(cfg)}")
 
 
+def cmd_score_classifier(args) -> None:
+    from ..evaluation.classifier_score import ClassifierScoreConfig, score_classifier
+
+    cfg = dataclass_from_args(ClassifierScoreConfig, args)
+    if not _dry_run(args, cfg):
+        print(json.dumps(score_classifier(cfg), indent=1))
+
+
 def _config_command(sub, name: str, cls, func, help: str, description: str, *positional: tuple[str, str]):
     """A subcommand whose options are the fields of config dataclass `cls`, plus --dry-run."""
     p = sub.add_parser(name, help=help, description=description)
@@ -259,6 +267,7 @@ def _config_command(sub, name: str, cls, func, help: str, description: str, *pos
 def build_parser() -> argparse.ArgumentParser:
     from ..data.datagen import KINDS
     from ..data.datagen.make import MakeDataConfig
+    from ..evaluation.classifier_score import ClassifierScoreConfig
     from ..evaluation.diagnose import DiagnoseConfig
     from ..evaluation.evaluate import EvalConfig
     from ..evaluation.metrics.video_net import VideoNetTrainConfig
@@ -336,7 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "train our metric network: the FVD-VA encoder or a domain's caption classifier",
                     "Train the compact (2+1)D video net of video_adapter.evaluation.metrics.video_net: --objective text "
                     "(contrastive with caption embeddings, on the broad corpus: features for FVD-VA) or --objective "
-                    "caption (a classifier over a domain's training captions: task accuracy in evaluate).")
+                    "caption (a classifier over a domain's training captions: task accuracy in evaluate). "
+                    "--data takes several folders (their clips together, the classes the union of their captions).")
+    _config_command(sub, "score-classifier", ClassifierScoreConfig, cmd_score_classifier,
+                    "a caption classifier's accuracy on a labelled folder, with a bootstrap 95%% interval",
+                    "Score a train-video-net caption classifier on a folder of captioned clips (each caption its "
+                    "label, rewritten by the classifier's own caption rewrites): accuracy with a bootstrap 95% "
+                    "interval, the number scored and left out, and chance; printed as JSON and written to --out.")
     _config_command(sub, "demo", DemoConfig, cmd_demo,
                     "Video Adapter end to end on the CPU in minutes: domain data, an adapter, composed samples",
                     "Render a small robot domain, train a Small adapter on it on the CPU, and sample test captions "

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-import torch
+from ...data.sources import Concatenated
 
 
 def parse_classes(classes: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -23,23 +22,17 @@ def parse_classes(classes: tuple[str, ...]) -> list[tuple[str, str]]:
     return pairs
 
 
-class Labelled(torch.utils.data.Dataset):
-    """VideoFolderDatasets end to end, each item carrying its folder's NAME as caption (the label caption_loss reads).
-    Keys are an index or (index, epoch), as ResumableSampler gives them, so random crops stay seeded per epoch."""
+class Labelled(Concatenated):
+    """Folders end to end (`Concatenated`), each item carrying its folder's NAME as caption (the label caption_loss
+    reads)."""
 
     def __init__(self, parts: list[tuple[str, object]]):
-        self.parts = parts
-        self.starts = np.cumsum([0] + [len(d) for _, d in parts])
-
-    def __len__(self) -> int:
-        return int(self.starts[-1])
+        super().__init__([dataset for _, dataset in parts])
+        self.names = [name for name, _ in parts]
 
     def __getitem__(self, key) -> dict:
-        index, epoch = key if isinstance(key, tuple) else (key, None)
-        part = int(np.searchsorted(self.starts, int(index), side="right")) - 1
-        name, dataset = self.parts[part]
-        local = int(index) - int(self.starts[part])
-        return {**dataset[local if epoch is None else (local, epoch)], "caption": name}
+        part, local = self.locate(key)
+        return {**self.parts[part][local], "caption": self.names[part]}
 
 
 def domain_batches(classes: tuple[str, ...], frames: int, size: tuple[int, int], stride: int, batch_size: int,
@@ -55,7 +48,7 @@ def domain_batches(classes: tuple[str, ...], frames: int, size: tuple[int, int],
     if len(data) < batch_size:
         raise ValueError(f"--classes hold {len(data)} videos, fewer than one batch of {batch_size}; lower batch_size")
     counts = {}
-    for name, part in data.parts:
+    for name, part in zip(data.names, data.parts):
         counts[name] = counts.get(name, 0) + len(part)
     print(f"domain classes (clips): {counts}", file=sys.stderr)
     sampler = ResumableSampler(len(data), seed=seed, drop_last=True, with_epoch=True)

@@ -7,8 +7,9 @@ One compact factorised (2+1)D conv net (R(2+1)D, Tran et al. 2018: each 3x3x3 co
   text embedding (all-MiniLM-L6-v2 by default), each through a learned linear projection, with a learnable
   temperature. Trained on the broad corpus, its pooled features give "FVD-VA": a Fréchet distance on our own
   features, in the spirit of FVD (Unterthiner et al. 2018) but NOT comparable with any published FVD number.
-* "caption": cross-entropy over the distinct captions of a domain's train split. Its accuracy on the real test split
-  and on generated videos measures whether a video shows what its caption says.
+* "caption": cross-entropy over the distinct captions of a domain's train split (or of several folders, e.g. sim
+  clips plus their generated real versions). Its accuracy on the real test split and on generated videos measures
+  whether a video shows what its caption says (`classifier_score` scores it on a labelled folder).
 * "domain": cross-entropy over named folders (`classes`, NAME=FOLDER), e.g. toon versus not, or real versus sim: the
   share of generated videos it puts in a class is style retention / realness (`metrics.style`).
 
@@ -221,7 +222,7 @@ def caption_loss(net: VideoNet, video: Tensor, captions: list[str]) -> Tensor:
 
 @dataclass(frozen=True)
 class VideoNetTrainConfig:
-    data: str = ""                        # folder of captioned videos (a domain's train/ split), or stream:KIND
+    data: tuple[str, ...] = ()            # folders of captioned videos (a domain's train/ split), or stream:KIND
     out: str = "runs/video-net"           # model directory written at the end: config.json + model.safetensors
     objective: str = "text"               # "text": FVD-VA encoder | "caption": a domain's classifier | "domain"
     classes: tuple[str, ...] = ()         # "domain": NAME=FOLDER pairs, each folder's clips labelled NAME (may repeat)
@@ -244,6 +245,10 @@ class VideoNetTrainConfig:
     device: str = "auto"                  # auto (cuda if available) | cpu | cuda
     seed: int = 0                         # seeds the weights, data order, temporal crops and shifts
 
+    def __post_init__(self):
+        if isinstance(self.data, str):  # one folder, as `data` was before it took several
+            object.__setattr__(self, "data", (self.data,) if self.data else ())
+
     def model_config(self, labels: tuple[str, ...] = ()) -> VideoNetConfig:
         """The net for this run; `labels` are the classes of objective "caption" (from the data)."""
         if unknown := sorted(set(self.model) - {f.name for f in fields(VideoNetConfig)}):
@@ -256,44 +261,52 @@ class VideoNetTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> VideoNetTrainConfig:
+        if isinstance(d, dict) and isinstance(d.get("data"), str):  # a config.json saved when data was one folder
+            d = {**d, "data": [d["data"]] if d["data"] else []}
         return config_from_dict(cls, d)
 
 
 def batches(cfg: VideoNetTrainConfig) -> tuple[str, tuple[str, ...], object]:
-    """(a description, the sorted distinct rewritten captions of a folder, an endless iterator of batches)."""
+    """(a description, the sorted distinct rewritten captions of the folders, an endless iterator of batches)."""
     from ...data.dataset import ResumableSampler, VideoFolderDataset
-    from ...data.sources import folder_batches, stream_batches
+    from ...data.sources import Concatenated, folder_batches, stream_batches
 
     size = (cfg.height, cfg.width)
     if cfg.objective == "domain":
         from .domain_data import domain_batches
 
         if cfg.data:
-            raise ValueError(f"objective 'domain' reads --classes NAME=FOLDER ..., not --data {cfg.data}")
+            raise ValueError(f"objective 'domain' reads --classes NAME=FOLDER ..., not --data {' '.join(cfg.data)}")
 
         return domain_batches(cfg.classes, cfg.frames, size, cfg.stride, cfg.batch_size, cfg.seed, cfg.cache_videos,
                               cfg.num_workers)
     if cfg.classes:
         raise ValueError("--classes names the folders of objective 'domain'; pass --objective domain or drop it")
-    if cfg.data.startswith(STREAM):
+    if not cfg.data:
+        raise ValueError("pass data: folders of captioned videos (e.g. a make-data DIR/train) or stream:KIND")
+    if streams := [d for d in cfg.data if d.startswith(STREAM)]:
+        if len(cfg.data) > 1:
+            raise ValueError(f"{streams[0]} streams on its own; pass it alone or pass folders, not "
+                             f"{' '.join(cfg.data)}")
         if cfg.objective == "caption":
-            raise ValueError(f"objective 'caption' needs a folder (its distinct captions are the classes), not "
-                             f"{cfg.data}; a stream suits objective 'text'")
-        kind = cfg.data[len(STREAM):]
+            raise ValueError(f"objective 'caption' needs folders (their distinct captions are the classes), not "
+                             f"{streams[0]}; a stream suits objective 'text'")
+        kind = streams[0][len(STREAM):]
         stream = stream_batches(kind, cfg.seed, size, cfg.frames, cfg.batch_size, cfg.num_workers, 0, 1, None)
         return f"clips of {kind} made on the fly", (), (b for b, _ in stream)
-    if not cfg.data:
-        raise ValueError("pass data: a folder of captioned videos (e.g. a make-data DIR/train) or stream:KIND")
-    dataset = VideoFolderDataset(cfg.data, frames=cfg.frames, size=size, stride=cfg.stride, random_crop=True,
-                                 seed=cfg.seed, cache=cfg.cache_videos, workers=cfg.num_workers)
+    parts = [VideoFolderDataset(folder, frames=cfg.frames, size=size, stride=cfg.stride, random_crop=True,
+                                seed=cfg.seed, cache=cfg.cache_videos, workers=cfg.num_workers) for folder in cfg.data]
+    dataset = parts[0] if len(parts) == 1 else Concatenated(parts)
     if len(dataset) < cfg.batch_size:
-        raise ValueError(f"{cfg.data} holds {len(dataset)} videos, fewer than one batch of {cfg.batch_size}; "
+        raise ValueError(f"{' + '.join(cfg.data)}: {len(dataset)} videos, fewer than one batch of {cfg.batch_size}; "
                          f"lower batch_size")
     sampler = ResumableSampler(len(dataset), seed=cfg.seed, drop_last=True, with_epoch=True)
-    distinct = tuple(sorted({rewrite_caption(c, cfg.caption_rewrites) for c in dataset.captions}))
+    # the classes are the union over the folders: a caption found in one folder only is still a class
+    distinct = tuple(sorted({rewrite_caption(c, cfg.caption_rewrites) for part in parts for c in part.captions}))
     folder = folder_batches(dataset, sampler, cfg.batch_size, cfg.num_workers)
     labels = distinct if cfg.objective == "caption" else ()
-    return f"{len(dataset)} videos, {len(distinct)} distinct captions", labels, (b for b, _ in folder)
+    where = f" in {len(parts)} folders" if len(parts) > 1 else ""
+    return f"{len(dataset)} videos{where}, {len(distinct)} distinct captions", labels, (b for b, _ in folder)
 
 
 def random_shift(video: Tensor, shift: int, gen: torch.Generator) -> Tensor:
