@@ -8,12 +8,13 @@
 # Needs: $DATA/{animation,robot,robot-real,egocentric,broad} from make-data at 24x40, and $DATA/sr-{48x80,96x160}
 # (make-data broad --size HxW: the generators render at the larger sizes). Extra arguments go to every evaluate.
 # STAGES="train" stops after the trainings; STAGES="sr" runs only the super-resolution stages. DOWN_NUM sim train clips
-# get generated real versions for the downstream test; REWRITES="old=>new;..." merges synonymous task captions.
+# get generated real versions for the downstream test, and augmented ones, one per STYLES="suffix;..." entry (the
+# prior's captions end in it); REWRITES="old=>new;..." merges synonymous task captions.
 set -euo pipefail
 D=${DATA:?set DATA to the folder of make-data datasets}; R=${RUN:?set RUN to an output folder}
 PRIOR=${PRIOR:-checkpoints/prior}; ENCODER=${ENCODER:-checkpoints/video-encoder}; MINUTES=${MINUTES:-20}
 BATCH=${BATCH:-256}; STAGES=${STAGES:-all}; GAMMAS=${GAMMAS:-0 0.1 0.2 0.4 0.8}; MIXES=${MIXES:-0 0.25 0.5 0.75 1}
-DOWN_NUM=${DOWN_NUM:-1024}
+DOWN_NUM=${DOWN_NUM:-1024}; STYLES=${STYLES-, at night;, in the snow}
 classifier_args=()
 if [ -n "${REWRITES:-}" ]; then
   IFS=';' read -r -a rw <<< "$REWRITES"; classifier_args=(--caption-rewrites "${rw[@]}")
@@ -69,15 +70,22 @@ if [ "$STAGES" != sr ]; then
   # 5. the downstream test (Figure 10): real versions of the first DOWN_NUM sim TRAIN clips, from their edges and
   #    captions by the real adapter with the prior (a folder without test/ is evaluate's condition set), saved as a
   #    training folder; the task classifier trained on (a) sim clips only and (b) sim clips plus those, each scored
-  #    on robot-real test clips with a bootstrap interval. The paper's augmented versions (the prior with other
-  #    style prompts) are left out: evaluate samples every row from its conditions' own captions and has no prompt
-  #    override, so there is no way here to ask for another style.
-  gen="$R/samples/sim2real-train"
-  [ -f "$gen/small-s_prior/captions.jsonl" ] || $va evaluate --domain "$D/robot/train" --prior "$PRIOR" \
-      --small-s "$R/real-s/checkpoint" --condition edges --methods small-s+prior --gamma-sweep \
-      --metrics style edge-fidelity --style-classifier "$R/real-classifier" --style-label real \
-      --out "$R/eval/sim2real-train" "$@" --num "$DOWN_NUM" --save-samples "$gen"
-  task_net "$R/robot-task-sim+real" "$D/robot/train" "$gen/small-s_prior"  # arm (b)
+  #    on robot-real test clips with a bootstrap interval. The paper's augmented versions: the same edges and seeds
+  #    with the prior asked for another style (--prior-prompt-suffix), the real adapter keeping the clip's caption;
+  #    their captions.jsonl keep it too, the task label. (Under VIDEO_ADAPTER_TEXT_TABLE the table must hold the
+  #    styled captions: embed-captions --data "$D/robot" --prompt-suffix ", at night" ", in the snow" ...)
+  IFS=';' read -r -a styles <<< "$STYLES"
+  sets=()
+  for i in "" "${!styles[@]}"; do  # "": the plain real versions; then one set per style
+    gen="$R/samples/sim2real-train${i:+-style$i}"
+    [ -f "$gen/small-s_prior/captions.jsonl" ] || $va evaluate --domain "$D/robot/train" --prior "$PRIOR" \
+        --small-s "$R/real-s/checkpoint" --condition edges --methods small-s+prior --gamma-sweep \
+        --metrics style edge-fidelity --style-classifier "$R/real-classifier" --style-label real \
+        --prior-prompt-suffix "${i:+${styles[$i]}}" --out "$R/eval/sim2real-train${i:+-style$i}" "$@" \
+        --num "$DOWN_NUM" --save-samples "$gen"
+    sets+=("$gen/small-s_prior")
+  done
+  task_net "$R/robot-task-sim+real" "$D/robot/train" "${sets[@]}"  # arm (b): sim, real and augmented
   for task in robot-task robot-task-sim+real; do
     [ -f "$R/eval/downstream-$task.json" ] || $va score-classifier --classifier "$R/$task" \
         --data "$D/robot-real/test" --out "$R/eval/downstream-$task.json"

@@ -126,6 +126,37 @@ def test_save_samples_writes_each_row_as_a_training_folder(eval_config, tmp_path
     assert labels == sorted(set(test.captions[:cfg.num]))
 
 
+def test_a_prior_prompt_suffix_styles_the_prior_alone_and_the_clips_keep_their_captions(eval_config, tmp_path):
+    """--prior-prompt-suffix (Figure 10's augmented variants): the prior row is the prior given the styled captions
+    directly, the adapter's rows and gamma 0 are untouched bit for bit, and the saved captions.jsonl (the task
+    labels) keep each clip's own caption; results.json and table.md record the suffix."""
+    from video_adapter.data.dataset import VideoFolderDataset
+    from video_adapter.evaluation.evaluate import Models, sample_method, test_set
+
+    night = ", at night"
+    cfg = replace(eval_config, num=2, out=str(tmp_path / "out"))
+    styled = replace(cfg, prior_prompt_suffix=night)
+    models = Models(cfg, torch.device("cpu"))
+    tests = test_set(cfg, models(cfg.prior).spec)
+    sample = lambda c, method, gamma, t=tests: sample_method(c, method, models, t, gamma)[0]
+    direct = tests._replace(captions=[c + night for c in tests.captions])
+    assert torch.equal(sample(styled, "prior", 0.1), sample(cfg, "prior", 0.1, direct))
+    assert not torch.equal(sample(styled, "prior", 0.1), sample(cfg, "prior", 0.1))
+    assert not torch.equal(sample(styled, "small-s+prior", 0.1), sample(cfg, "small-s+prior", 0.1))
+    assert torch.equal(sample(styled, "small-s+prior", 0.0), sample(cfg, "small-s", 0.1))
+    assert torch.equal(sample(styled, "small-s", 0.1), sample(cfg, "small-s", 0.1))
+    saved = tmp_path / "samples"
+    results = run_evaluation(replace(styled, methods=("small-s+prior",), metrics=("accuracy",), gamma_sweep=(),
+                                     save_samples=str(saved)))
+    assert results["config"]["prior_prompt_suffix"] == night
+    assert json.loads((Path(cfg.out) / "results.json").read_text())["config"]["prior_prompt_suffix"] == night
+    assert "(the prior: each caption + ', at night')" in (Path(cfg.out) / "table.md").read_text()
+    clips = VideoFolderDataset(saved / "small-s_prior", frames=4, size=(8, 16), random_crop=False)
+    assert clips.captions == tests.captions and not any(night in c for c in clips.captions)
+    with pytest.raises(ValueError, match="--prior-prompt-suffix styles the prior's captions, but none of small-s "):
+        replace(styled, methods=("small-s",)).validate()
+
+
 def test_errors_before_sampling(setup, tmp_path, monkeypatch):
     cfg, _ = setup
     sampled = []

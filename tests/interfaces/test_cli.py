@@ -373,6 +373,8 @@ def test_sample_edges(capsys, files, tmp_path):
     pytest.param({"--device": "cuda"}, ["--device", "CUDA is not available"],
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
     ({"--prior": "NOTEXT"}, ["text_encoder"]),
+    ({"--prior": None, "--adapter": "PLAIN", "--prior-prompt-suffix": ", at night"},
+     ["--prior-prompt-suffix", "--mode adapter samples without the prior"]),
     # guidance that overflows float32: the clamped NaN would be written as a black video
     ({"--guidance": "1e300", "--clip-x0": "0"}, ["the prior samples hold NaN or Inf", "lower --guidance",
                                                  "video-adapter info DIR"]),
@@ -561,8 +563,10 @@ def test_sample_condition_routing(capsys, files, tmp_path):
     assert (tmp_path / "x.gif").exists()
 
 
-def test_sample_encodes_each_prompt_once(capsys, files, tmp_path, monkeypatch):
-    """Two models sharing an encoder, two prompts, --num 3: one encode call with the two unique prompts."""
+@pytest.mark.parametrize("suffix", ["", ", at night"])
+def test_sample_encodes_each_prompt_once(capsys, files, tmp_path, monkeypatch, suffix):
+    """Two models sharing an encoder, two prompts, --num 3: one encode call with the two unique prompts; with
+    --prior-prompt-suffix a second call, the prior's styled prompts (the adapter's stay as they were)."""
     import video_adapter.generation.routing as routing
 
     seen = []
@@ -575,5 +579,7 @@ def test_sample_encodes_each_prompt_once(capsys, files, tmp_path, monkeypatch):
         return encoder
 
     monkeypatch.setattr(routing, "load_text_encoder", counting)
-    run(capsys, *compose_args(files, tmp_path / "x.gif", "--num", "3", "--steps", "2"))
-    assert seen == [["a red square", "another prompt"]]
+    run(capsys, *compose_args(files, tmp_path / "x.gif", "--num", "3", "--steps", "2",
+                              *(["--prior-prompt-suffix", suffix] if suffix else [])))
+    styled = [["a red square, at night", "another prompt, at night"]] if suffix else []
+    assert seen == [["a red square", "another prompt"], *styled]

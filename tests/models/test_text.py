@@ -507,6 +507,19 @@ def test_text_table_stands_in_for_its_encoder_and_nothing_else(minilm, tmp_path,
         load_text_encoder("minilm")
 
 
+def test_embed_captions_adds_each_caption_with_each_prior_prompt_suffix(tmp_path):
+    """--prompt-suffix: the table holds every caption as given and with each suffix, the captions a prior gets
+    under `evaluate --prior-prompt-suffix`."""
+    from video_adapter.interfaces.cli import main
+    from video_adapter.models.text import EmbeddingTable
+
+    captions = ["push the red block left", "turn toward the blue mug"]
+    main(["embed-captions", "--prompt", *captions, "--prompt-suffix", ", at night", ", in the snow",
+          "--out", str(tmp_path / "table.safetensors")])
+    assert set(EmbeddingTable(tmp_path / "table.safetensors").entries) == \
+        {c + s for c in captions for s in ("", ", at night", ", in the snow")}
+
+
 def test_loading_the_encoder_shows_no_bar_of_its_own(capfd):
     """transformers' "Loading weights" bar nested inside a training run's own; loading keeps it quiet and leaves
     transformers' setting as it found it."""

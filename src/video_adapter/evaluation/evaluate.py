@@ -13,7 +13,9 @@ batches can be spread over processes with results identical to one process:
 Writes results.json, table.md, gamma_sweep.png and qualitative.gif / .mp4 into --out. With --save-samples DIR, every
 sampled row's clips also become a training folder DIR/<row>/ (NNNNNN.mp4 + captions.jsonl; clip i is sampled from
 condition i, test clip i mod the split's size, and carries its caption): e.g. sim clips' edges turned into real
-videos, to train a downstream classifier on (paper Figure 10).
+videos, to train a downstream classifier on (paper Figure 10). --prior-prompt-suffix ", at night" appends a style to
+the captions the prior gets, and to no other model's: the paper's augmented variants. The adapter, the saved
+captions.jsonl and the scores keep each clip's own caption, its task label.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class EvalConfig:
     i3d: str = ""                         # i3d_torchscript.pt ("": $VIDEO_ADAPTER_I3D, then the cache directory)
     inception: str = ""                   # inception-2015-12-05.pt ("": $VIDEO_ADAPTER_INCEPTION, then the cache)
     condition: str = "first_frame"        # what conditions besides the caption: first_frame | edges | none
+    prior_prompt_suffix: str = ""         # appended to each caption for the prior only (Figure 10's augmentation)
     num: int = 128                        # samples per method (paper: 128 on Bridge); test clips repeat if fewer
     batch_size: int = 16                  # samples per batch; results depend on it (each batch has its own seed)
     prior_strength: float = 0.1           # gamma (paper: 0.1 Bridge, 0.2 Ego4D)
@@ -116,6 +119,9 @@ class EvalConfig:
                 raise ValueError(f"method {name} needs --{spec.model.replace('_', '-')} DIR")
             if spec.uses_prior and not self.prior:
                 raise ValueError(f"method {name} needs --prior DIR")
+        if self.prior_prompt_suffix and not any(METHODS[name].uses_prior for name in names):
+            raise ValueError(f"--prior-prompt-suffix styles the prior's captions, but none of {', '.join(names)} "
+                             "samples with the prior: add small-s+prior or prior to --methods, or drop it")
         return names
 
     def validate(self) -> None:
@@ -211,7 +217,8 @@ def sample_method(cfg: EvalConfig, method: str, models: Models, tests: TestSet,
     for index in range(state.process_index, len(starts), state.num_processes):
         part = slice(starts[index], starts[index] + cfg.batch_size)
         pixels = {name: value[part] for name, value in tests.pixels.items()}
-        conds = model_conds(mode_models, tests.captions[part], pixels, routes, models.device, models.text_encoders)
+        conds = model_conds(mode_models, tests.captions[part], pixels, routes, models.device, models.text_encoders,
+                            prior_suffix=cfg.prior_prompt_suffix)  # a row without the prior ignores it
         done = generate(mode_models, conds, (mode,), replace(settings, seed=cfg.seed + index), models.device)
         seconds += done.seconds[mode]
         mine.append((index, done.videos[mode].cpu()))
@@ -241,7 +248,9 @@ def results_markdown(results: dict, cfg: EvalConfig) -> str:
     return table + (
         f"\n\n{cfg.num} samples per method conditioned on the caption"
         f"{'' if cfg.condition == 'none' else ' and ' + cfg.condition.replace('_', ' ')} of test clips of "
-        f"{cfg.domain}, the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, "
+        f"{cfg.domain}"
+        f"{f' (the prior: each caption + {cfg.prior_prompt_suffix!r})' if cfg.prior_prompt_suffix else ''}"
+        f", the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, "
         f"gamma {cfg.prior_strength:g}, composition {cfg.composition} in {cfg.compose_in}. Brackets: bootstrap 95% "
         "intervals over the generated set "
         f"({cfg.bootstrap} resamples).{real_note} fvd-va and accuracy use our own networks and are not comparable "
@@ -274,7 +283,8 @@ def plot_sweep(sweeps: dict[str, dict[float, dict]], metrics: tuple[str, ...], p
 
 
 def save_row(cfg: EvalConfig, row: str, videos: Tensor, captions: list[str]) -> None:
-    """With --save-samples, one row's clips as the training folder --save-samples/<row, made a folder name>."""
+    """With --save-samples, one row's clips as the training folder --save-samples/<row, made a folder name>, each
+    captioned with its condition's own caption (never with --prior-prompt-suffix: the caption is the task label)."""
     if cfg.save_samples:
         print(f"wrote {write_captioned_folder(Path(cfg.save_samples) / safe_name(row), videos, captions)}")
 

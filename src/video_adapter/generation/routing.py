@@ -9,7 +9,7 @@ from torch import Tensor
 from ..maths.composition import Conds
 from ..maths.conditioning import Cond
 from ..models.score_model import ScoreModel
-from ..models.text import TextEmbedding, load_text_encoder
+from ..models.text import EmbeddingTable, TextEmbedding, load_text_encoder
 
 NAMES = {"small": "the adapter", "prior": "the prior"}
 # what a caller calls each input in its errors: the command's flags by default (the Python pipeline has its own)
@@ -39,23 +39,36 @@ def route_conditions(models: dict[str, ScoreModel], requested: set[str], partial
 
 
 def encode_prompts(models: dict[str, ScoreModel], prompts: list[str], device: torch.device,
-                   encoders: dict | None = None) -> dict[str, TextEmbedding]:
+                   encoders: dict | None = None, prior_suffix: str = "") -> dict[str, TextEmbedding]:
     """Each unique prompt once per distinct text encoder; both models share the embeddings when encoders agree.
-    `encoders` (spec -> loaded encoder) keeps the encoders loaded across calls, e.g. over an evaluation's batches."""
-    unique = list(dict.fromkeys(prompts))
-    index = torch.tensor([unique.index(p) for p in prompts])
+    `encoders` (spec -> loaded encoder) keeps the encoders loaded across calls, e.g. over an evaluation's batches.
+
+    `prior_suffix` is appended to every prompt the prior gets, and to no other model's (the paper's augmented
+    variants, Figure 10: the prior asked for another style while the adapter keeps the clip's own caption). The
+    styled prompts are encoded in a call of their own, so the other models' embeddings are bit for bit those of a
+    run without the suffix (a batch's company can move an encoder's output in the last bits)."""
     encoders = {} if encoders is None else encoders
-    by_spec, out = {}, {}
+    done, out = {}, {}
     for role, model in models.items():
         own = model.caption_encoder  # a remote prior: captions go to its server as text
         spec = own.spec if own is not None else model.spec.text_encoder
         if not spec:
             raise ValueError(f"{NAMES[role]} names no text_encoder in its config.json; it cannot be prompted")
-        if spec not in by_spec:
+        texts = tuple(p + prior_suffix for p in prompts) if role == "prior" else tuple(prompts)
+        if (spec, texts) not in done:
             if spec not in encoders:
                 encoders[spec] = own if own is not None else load_text_encoder(spec, device=device)
-            by_spec[spec] = encoders[spec].encode(unique)
-        out[role] = by_spec[spec][index]
+            unique = list(dict.fromkeys(texts))
+            try:
+                done[spec, texts] = encoders[spec].encode(unique), torch.tensor([unique.index(p) for p in texts])
+            except ValueError as e:  # a text table lacks a styled caption: say how to add them all
+                if texts == tuple(prompts) or not isinstance(encoders[spec], EmbeddingTable):
+                    raise
+                raise ValueError(f"{e}. The prior's captions end in --prior-prompt-suffix {prior_suffix!r}: "
+                                 f"`video-adapter embed-captions --data DIR ... --prompt-suffix {prior_suffix!r} "
+                                 "--out FILE` embeds every caption with and without it") from e
+        embeddings, index = done[spec, texts]
+        out[role] = embeddings[index]
     return out
 
 
@@ -79,10 +92,12 @@ def own_pixels(model: ScoreModel, pixels: dict[str, Tensor]) -> dict[str, Tensor
 
 
 def model_conds(models: dict[str, ScoreModel], prompts: list[str], pixels: dict[str, Tensor],
-                routes: dict[str, set[str]], device: torch.device, encoders: dict | None = None) -> Conds:
+                routes: dict[str, set[str]], device: torch.device, encoders: dict | None = None,
+                prior_suffix: str = "") -> Conds:
     """The `Conds` pair for `prompts` (one per sample): each model gets its own text embeddings and the pixel
-    conditions `routes` gives it; a model not in `models` gets an empty Cond."""
-    texts = encode_prompts(models, prompts, device, encoders)
+    conditions `routes` gives it; a model not in `models` gets an empty Cond. The prior's prompts end in
+    `prior_suffix` (`encode_prompts`)."""
+    texts = encode_prompts(models, prompts, device, encoders, prior_suffix)
     per_model = {role: model_cond(texts[role], own_pixels(model, pixels), routes[role], len(prompts))
                  for role, model in models.items()}
     return Conds(small=per_model.get("small", Cond()), prior=per_model.get("prior", Cond()))

@@ -227,6 +227,8 @@ def cmd_embed_captions(args) -> None:
             captions += VideoFolderDataset(folder, verify="header").captions
     if not captions:
         raise SystemExit("no captions: pass --data FOLDER ... and/or --prompt TEXT ...")
+    # the prior's captions under `evaluate/sample --prior-prompt-suffix`: every caption with each suffix too
+    captions += [c + suffix for suffix in args.prompt_suffix for c in captions]
     encoder = CachedTextEncoder(load_text_encoder(args.text_encoder))
     path = encoder.write_table(args.out, captions)
     print(f"wrote {path}: {len(encoder)} captions of {encoder.spec}; where the encoder's weights are missing, "
@@ -338,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "embeddings from it instead (a caption it lacks is an error).")
     p.add_argument("--data", nargs="*", default=[], help="dataset folders (a make-data root: train/ and test/)")
     p.add_argument("--prompt", nargs="*", default=[], help="more captions to include")
+    p.add_argument("--prompt-suffix", nargs="*", default=[],
+                   help="also every caption with each of these appended (for --prior-prompt-suffix)")
     p.add_argument("--text-encoder", default="minilm", help="text encoder spec (default: minilm)")
     p.add_argument("--out", required=True, help="the table file to write (.safetensors)")
     p.set_defaults(func=cmd_embed_captions)

@@ -36,6 +36,7 @@ class SampleConfig:
     prior_token_file: str = ""            # token of a prior served over HTTP (else $VIDEO_ADAPTER_PRIOR_TOKEN)
     mode: str = "auto"                    # composed | adapter | prior | cfg-mix | inverse (auto: composed with both)
     prompt: tuple[str, ...] = ()          # one or more text prompts
+    prior_prompt_suffix: str = ""         # appended to each prompt for the prior only (e.g. ", at night")
     first_frame: str = ""                 # image or video whose first frame conditions every sample
     edges_from: str = ""                  # video whose per-frame Sobel x-gradient conditions every sample
     partial_conditions: bool = False      # give a condition only to the models that take it, instead of an error
@@ -112,6 +113,9 @@ class SampleConfig:
                 raise ValueError(f"{what} needs {flag} DIR")
         if not self.prompt:
             raise ValueError("pass at least one --prompt")
+        if self.prior_prompt_suffix and "prior" not in self.roles():
+            raise ValueError(f"--prior-prompt-suffix styles the prior's prompts, but {what} samples without the "
+                             "prior: drop it, or pass --prior DIR with --mode composed")
         if self.cascade and self.video_size:
             raise ValueError("--cascade upsamples pixel-space samples; a diffusers prior's (--video-size) are decoded "
                              "at their own size: drop --cascade")
@@ -204,10 +208,10 @@ def check_decodable(models: dict[str, ScoreModel], flags: dict[str, str] = FLAGS
 
 def sample_conds(models: dict[str, ScoreModel], prompts: list[str], first_frame: str | Tensor | None,
                  edges_from: str, partial: bool, video: tuple[int, int, int] | None, device,
-                 flags: dict[str, str] = FLAGS) -> Conds:
+                 flags: dict[str, str] = FLAGS, prior_suffix: str = "") -> Conds:
     """The `Conds` of a run, one row per prompt: the conditions given (a first frame as `pixel_conditions` takes it,
-    an edge video's file) routed to the models that take them, each in its own form. Errors name inputs by
-    `flags`, the command's flags by default."""
+    an edge video's file) routed to the models that take them, each in its own form; the prior's prompts end in
+    `prior_suffix`. Errors name inputs by `flags`, the command's flags by default."""
     has_frame = isinstance(first_frame, Tensor) or bool(first_frame)
     requested = {"text"} | {name for name, given in (("first_frame", has_frame), ("edges", edges_from)) if given}
     routes = route_conditions(models, requested, partial, flags)
@@ -215,7 +219,7 @@ def sample_conds(models: dict[str, ScoreModel], prompts: list[str], first_frame:
     spec, codec = next(iter(models.values())).spec, getattr(models.get("prior"), "codec", None)
     latent = spec.space != "pixels"
     pixels = pixel_conditions(spec, first_frame, edges_from, codec, video if latent else None)
-    return model_conds(models, prompts, pixels, routes, device)
+    return model_conds(models, prompts, pixels, routes, device, prior_suffix=prior_suffix)
 
 
 def to_pixels(models: dict[str, ScoreModel], videos: Tensor) -> Tensor:
@@ -242,7 +246,8 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     stages = load_stages(list(cfg.cascade), device, resolve_dtype(cfg.dtype, device)) if cfg.cascade else []
     check_stages(stages, (spec.height, spec.width))  # before anything is sampled
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
-    conds = sample_conds(models, prompts, cfg.first_frame, cfg.edges_from, cfg.partial_conditions, cfg.video(), device)
+    conds = sample_conds(models, prompts, cfg.first_frame, cfg.edges_from, cfg.partial_conditions, cfg.video(), device,
+                         prior_suffix=cfg.prior_prompt_suffix)  # labels (and the cascade's text) keep the prompts
     make_out_dir(out.parent)
     videos = generate(models, conds, cfg.methods(), cfg.settings(), device).videos
     rows = [to_pixels(models, videos[method]) for method in cfg.methods()]
