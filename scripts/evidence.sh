@@ -37,12 +37,16 @@ subset() {  # subset N: the first N training clips as a folder of links, with th
 classifier_args=()
 if [ -n "${REWRITES:-}" ]; then IFS=';' read -r -a rw <<< "$REWRITES"; classifier_args=(--caption-rewrites "${rw[@]}"); fi
 
-# Stage 1: everything that trains, at once (the models are too small to fill a GPU alone).
+# Stage 1: everything that trains. SERIAL=1 trains the adapters one after another (MINUTES each): a GPU time-slices
+# between processes, so five at once trained at 130-250 clips/s each, about 1,000 in all, where Small (S) alone
+# trains at 1,551 (docs/analysis.md). The classifier trains beside them either way.
 pids=()
+run() { if [ "${SERIAL:-0}" = 1 ]; then "$@"; else "$@" & pids+=($!); fi; }
+batch_for() { local b=$BATCH; while [ "$b" -gt "$1" ]; do b=$((b / 2)); done; echo "$b"; }  # a batch <= N clips
 if [ "$MINUTES" != 0 ]; then  # MINUTES=0: evaluate the adapters as they are
-  adapter "$R/small-s" small-s "$D/train" $COMPILE & pids+=($!)
-  adapter "$R/small-l" small-l "$D/train" $COMPILE & pids+=($!)
-  for n in $SIZES; do subset "$n"; adapter "$R/small-s-$n" small-s "$R/data-$n" & pids+=($!); done
+  run adapter "$R/small-s" small-s "$D/train" $COMPILE
+  run adapter "$R/small-l" small-l "$D/train" $COMPILE
+  for n in $SIZES; do subset "$n"; run adapter "$R/small-s-$n" small-s "$R/data-$n" --batch-size "$(batch_for "$n")"; done
 fi
 done_ "$R/classifier" || $va train-video-net --data "$D/train" --objective caption --out "$R/classifier" \
     --steps "${CLASSIFIER_STEPS:-1500}" --batch-size 128 --num-workers 2 --lr 2e-3 "${classifier_args[@]}" &
