@@ -26,13 +26,13 @@ from video_adapter.common.tables import table_markdown
 from video_adapter.data.dataset import VideoFolderDataset
 from video_adapter.evaluation.metrics.pixels import psnr, ssim, upsample
 from video_adapter.evaluation.metrics.scores import mean_with_ci
-from video_adapter.generation.cascade import load_stages, upscale
+from video_adapter.generation.cascade import DEFAULT_AUG_LEVEL, load_stages, upscale
 from video_adapter.generation.generate import SamplingSettings
 from video_adapter.maths.conditioning import resize_video
 
 
 def evaluate(data: str, stages: list[str], num: int, steps: int, guidance: float, batch: int, seed: int,
-             device: str, rounds: int) -> dict:
+             device: str, rounds: int, aug_level: float = DEFAULT_AUG_LEVEL) -> dict:
     dev = resolve_device(device)
     models = load_stages(stages, dev)
     top, factor = models[-1].spec, int(np.prod([m.spec.lowres_factor for m in models]))
@@ -44,12 +44,13 @@ def evaluate(data: str, stages: list[str], num: int, steps: int, guidance: float
     base = resize_video(real, (top.height // factor, top.width // factor), "area")
     settings = SamplingSettings(sampler="ddim", steps=steps, guidance=guidance, seed=seed)
     made = torch.cat([upscale(models, base[i:i + batch], [clips.captions[j] for j in idx[i:i + batch]],
-                              replace(settings, seed=seed + i // batch), dev)[-1].cpu()
+                              replace(settings, seed=seed + i // batch), dev, aug_level=aug_level)[-1].cpu()
                       for i in range(0, len(idx), batch)])
     bicubic = upsample(base, (top.height, top.width))
     rows = {"cascade": made, "bicubic": bicubic}
     return {"data": data, "stages": list(stages), "num": len(idx), "base": [top.height // factor, top.width // factor],
             "size": [top.height, top.width], "steps": steps, "guidance": guidance,
+            "aug_level": aug_level if any(m.spec.lowres_aug for m in models) else None,
             "metrics": {name: {"psnr": mean_with_ci(psnr(v, real), rounds, seed).as_dict(),
                                "ssim": mean_with_ci(ssim(v, real), rounds, seed + 1).as_dict()}
                         for name, v in rows.items()}}
@@ -58,10 +59,11 @@ def evaluate(data: str, stages: list[str], num: int, steps: int, guidance: float
 def markdown(result: dict) -> str:
     cell = lambda v: f"{v['value']:.4g} [{v['ci95'][0]:.4g}, {v['ci95'][1]:.4g}]"
     rows = [[name, cell(m["psnr"]), cell(m["ssim"])] for name, m in result["metrics"].items()]
+    aug = "" if result.get("aug_level") is None else f", noise augmentation level {result['aug_level']:g}"
     return (table_markdown(["upsampling", "PSNR (dB)", "SSIM"], rows) +
             f"\n\n{result['num']} clips of {result['data']} averaged down to {result['base'][0]}x{result['base'][1]} "
             f"and brought back to {result['size'][0]}x{result['size'][1]}; cascade: ddim {result['steps']} steps, "
-            f"guidance {result['guidance']:g}. Brackets: bootstrap 95% intervals over the clips.\n")
+            f"guidance {result['guidance']:g}{aug}. Brackets: bootstrap 95% intervals over the clips.\n")
 
 
 def main(argv=None) -> None:
@@ -71,13 +73,16 @@ def main(argv=None) -> None:
     p.add_argument("--num", type=int, default=128)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--guidance", type=float, default=1.0, help="text guidance of every stage (1: none)")
+    p.add_argument("--aug-level", type=float, default=DEFAULT_AUG_LEVEL,
+                   help="noise augmentation level (cosine time) of the stages trained with it")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    result = evaluate(a.data, a.stages, a.num, a.steps, a.guidance, a.batch_size, a.seed, a.device, a.bootstrap)
+    result = evaluate(a.data, a.stages, a.num, a.steps, a.guidance, a.batch_size, a.seed, a.device, a.bootstrap,
+                      a.aug_level)
     out = Path(a.out)
     make_out_dir(out)
     atomic_write_text(out / "sr_eval.json", json.dumps(result, indent=1))

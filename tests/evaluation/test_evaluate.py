@@ -214,3 +214,42 @@ def test_every_sampling_setting_reaches_each_method():
     for bad in (dict(composition="sum"), dict(min_logsnr=5.0), dict(dynamic_threshold=2.0)):
         with pytest.raises(ValueError):
             replace(cfg, small_s="s", **bad).validate()
+
+
+def test_cascade_upscales_every_grid_row_and_leaves_the_metrics_at_the_base_size(eval_config, tmp_path, monkeypatch):
+    """--cascade: the qualitative grid's rows (the real clips too) are the cascade's output of the base-size rows, each
+    row's captions its text, shown at the zoom that keeps the grid's size; the samples and every score are those of
+    the run without it, bit for bit."""
+    import video_adapter.evaluation.evaluate as evaluate
+    from video_adapter.data.video_io import read_video
+    from video_adapter.generation.cascade import load_stages, upscale
+    from video_adapter.models.unet import UNetConfig
+
+    from helpers import EVAL_SHAPE, randomize
+
+    sr = UNetConfig(frames=4, height=16, width=32, base_channels=8, channel_mults=(1, 2), attention_resolutions=(),
+                    head_dim=8, emb_dim=16, first_frame_cond=False, lowres_factor=2, lowres_aug=0.5)
+    stage = str(save_model(tmp_path / "sr", randomize(SpaceTimeUNet(sr), seed=2), "minilm"))
+    cfg = replace(eval_config, num=3, methods=("small-s",), metrics=("fvd-va", "accuracy"), gamma_sweep=(),
+                  bootstrap=5, grid=2)
+    grids, write_grid = [], evaluate.write_grid
+    monkeypatch.setattr(evaluate, "write_grid", lambda path, videos, **kw: (grids.append((videos, kw)),
+                                                                             write_grid(path, videos, **kw))[1])
+    plain = run_evaluation(replace(cfg, out=str(tmp_path / "plain")))
+    got = run_evaluation(replace(cfg, out=str(tmp_path / "cascade"), cascade=(stage,), cascade_aug_level=0.1))
+    assert got["methods"]["small-s"]["metrics"] == plain["methods"]["small-s"]["metrics"]
+    (base, base_kw), (big, big_kw) = grids
+    assert [tuple(v.shape) for v in base] == [(3, 4, 8, 16)] * 4 and base_kw["upscale"] == 4
+    assert [tuple(v.shape) for v in big] == [(3, 4, 16, 32)] * 4 and big_kw["upscale"] == 2
+    assert big_kw["row_labels"] == ["real", "small-s"] and big_kw["labels"] == base_kw["labels"]
+    settings = evaluate.sampling_settings(cfg, cfg.prior_strength)
+    stages = load_stages([stage], torch.device("cpu"))
+    for row in range(2):  # each row upscaled on its own, from the evaluation's seed, with its captions as text
+        want = upscale(stages, torch.stack(base[2 * row:2 * row + 2]), base_kw["labels"][:2], settings,
+                       torch.device("cpu"), aug_level=0.1)[-1]
+        assert torch.equal(torch.stack(big[2 * row:2 * row + 2]), want)
+    frames = read_video(tmp_path / "cascade" / "qualitative.gif")
+    assert frames.shape[1] >= 2 * 2 * EVAL_SHAPE["height"] * 2 and frames.shape[2] >= 2 * 2 * EVAL_SHAPE["width"] * 2
+    with pytest.raises(ValueError, match="stage 2 makes 16x32 from 8x16, but its input is 16x32"):
+        run_evaluation(replace(cfg, out=str(tmp_path / "bad"), cascade=(stage, stage)))
+    assert not (tmp_path / "bad").exists()  # before anything was sampled or written

@@ -153,3 +153,117 @@ def test_sr_eval_script_scores_the_cascade_beside_bicubic(stages, tmp_path):
     assert result["metrics"]["bicubic"]["psnr"]["value"] == pytest.approx(float(psnr(bicubic, real).mean()), rel=1e-6)
     assert result["base"] == [4, 8] and set(result["metrics"]["cascade"]) == {"psnr", "ssim"}
     assert "| bicubic |" in (tmp_path / "out" / "sr_eval.md").read_text()
+
+
+# ------------------------------------------------------------------------------------- noise conditioning augmentation
+
+SR1_AUG = replace(SR1, lowres_aug=0.5)
+SR2_AUG = replace(SR2, lowres_aug=0.5)
+
+
+def without_augmentation(net: SpaceTimeUNet) -> SpaceTimeUNet:
+    """The same network built without noise augmentation: every weight but aug_proj, loaded strictly."""
+    plain = SpaceTimeUNet(replace(net.cfg, lowres_aug=0.0)).eval()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("aug_proj.")})
+    return plain
+
+
+def test_presets_train_their_sr_stages_with_noise_augmentation():
+    assert all(preset(name).lowres_aug == 0.5 for name in ("sr-48x80", "sr-96x160", "sr-192x320"))
+    assert preset("prior").lowres_aug == 0.0 and preset("S").lowres_aug == 0.0
+    with pytest.raises(ValueError, match="lowres_aug 0.5 must be 0"):
+        replace(BASE, lowres_aug=0.5)  # only a super-resolution stage has an input to augment
+    with pytest.raises(ValueError, match="lowres_aug 1.5"):
+        replace(SR1, lowres_aug=1.5)
+
+
+def test_an_augmented_stage_at_level_0_is_the_stage_without_augmentation_bit_for_bit():
+    """The design: the level's embedding is a bias-free projection of features that are exactly zero at level 0, and
+    augment_lowres leaves a level-0 input untouched, so at level 0 the stage computes what the same weights without
+    augmentation conditioning compute, bit for bit (torch.equal). At other levels its output moves with the level
+    alone (the same noised input)."""
+    net = randomize(SpaceTimeUNet(SR1_AUG), seed=3).eval()
+    plain = without_augmentation(net)
+    g = torch.Generator().manual_seed(4)
+    x, lowres = torch.randn(2, 3, 4, 8, 16, generator=g), torch.rand(2, 3, 4, 8, 16, generator=g) * 2 - 1
+    logsnr, cond, zero = torch.tensor([-1.0, 2.0]), text(2), torch.zeros(2)
+    with torch.no_grad():
+        want = plain(x, logsnr, replace(cond, lowres=lowres))
+        got = net(x, logsnr, replace(cond, lowres=lowres, lowres_level=zero))
+        assert torch.equal(got, want)
+        # the level moves the output through its embedding alone: the same (noised) input at other levels
+        at = {u: net(x, logsnr, replace(cond, lowres=lowres, lowres_level=torch.full((2,), u))) for u in (0.1, 0.3)}
+        assert (at[0.1] - want).abs().mean() > 1e-3 and (at[0.3] - at[0.1]).abs().mean() > 1e-3
+        # per sample: changing row 1's level leaves row 0 alone
+        mixed = net(x, logsnr, replace(cond, lowres=lowres, lowres_level=torch.tensor([0.0, 0.3])))
+        assert torch.allclose(mixed[0], want[0], atol=1e-5) and torch.allclose(mixed[1], at[0.3][1], atol=1e-5)
+    with pytest.raises(ValueError, match="needs cond.lowres_level"):
+        net(x, logsnr, replace(cond, lowres=lowres))
+    with pytest.raises(ValueError, match="takes no noise augmentation level"):
+        plain(x, logsnr, replace(cond, lowres=lowres, lowres_level=zero))
+
+
+@pytest.fixture(scope="module")
+def aug_stages(tmp_path_factory):
+    """SR1 with noise augmentation, SR2 without: a cascade of both kinds."""
+    root = tmp_path_factory.mktemp("aug-cascade")
+    return [str(save_model(root / name, randomize(SpaceTimeUNet(cfg), seed=i), "minilm"))
+            for i, (name, cfg) in enumerate((("sr1-aug", SR1_AUG), ("sr2", SR2)))]
+
+
+def test_cascade_end_to_end_with_noise_augmentation(aug_stages, tmp_path):
+    from video_adapter.generation.cascade import DEFAULT_AUG_LEVEL, augmentation_noise
+    from video_adapter.maths.conditioning import augment_lowres
+
+    device = torch.device("cpu")
+    models = load_stages(aug_stages, device)
+    settings = SamplingSettings(sampler="ddim", steps=3, guidance=2.0, seed=5)
+    base, prompts = torch.rand(2, 3, 4, 4, 8) * 2 - 1, ["a red square moves left"] * 2
+    seen = []
+    for model in models:
+        model.eps = (lambda eps: lambda x, logsnr, cond: (seen.append(cond), eps(x, logsnr, cond))[1])(model.eps)
+    outs = upscale(models, base, prompts, settings, device)
+    assert [tuple(o.shape) for o in outs] == [(2, 3, 4, 8, 16), (2, 3, 4, 32, 64)]
+    assert all(bool(torch.isfinite(o).all()) and o.abs().max() <= 1 for o in outs)
+    # stage 1 (augmented): its input noised once, to the default level, from (seed, stage); both guidance branches
+    # and every step see that one input and level. Stage 2 (not augmented): the clean input, no level.
+    first, last = seen[0], seen[-1]
+    lowres = resize_video(base, (8, 16), "bicubic").clamp(-1, 1)
+    want = augment_lowres(lowres, torch.full((2,), DEFAULT_AUG_LEVEL), augmentation_noise(5, 0, (2, 3, 4, 8, 16)))
+    assert torch.equal(first.lowres, torch.cat([want, want])) and not torch.allclose(want, lowres, atol=0.05)
+    assert torch.equal(first.lowres_level, torch.full((4,), DEFAULT_AUG_LEVEL))
+    assert all(torch.equal(c.lowres, first.lowres) for c in seen if c.lowres.shape[-1] == 16)
+    assert last.lowres_level is None
+    assert torch.equal(last.lowres[:2], resize_video(outs[0], (32, 64), "bicubic").clamp(-1, 1))
+    # deterministic from the seed; the level changes the result
+    assert all(torch.equal(a, b) for a, b in zip(upscale(models, base, prompts, settings, device), outs))
+    other = upscale(models, base, prompts, settings, device, aug_level=0.4)[-1]
+    assert (other - outs[-1]).abs().mean() > 1e-4
+    with pytest.raises(ValueError, match="stage 1 was trained on noise augmentation levels up to 0.5"):
+        upscale(models, base, prompts, settings, device, aug_level=0.6)
+    with pytest.raises(ValueError, match="cosine time in \\[0, 1\\]"):
+        check_stages(models, (4, 8), -0.1)
+
+
+def test_the_cascade_at_level_0_is_the_cascade_without_augmentation_bit_for_bit(aug_stages, tmp_path):
+    device = torch.device("cpu")
+    models = load_stages(aug_stages, device)
+    plain = save_model(tmp_path / "plain", without_augmentation(models[0].unet), "minilm")
+    settings = SamplingSettings(sampler="ddim", steps=2, guidance=2.0, seed=1)
+    base, prompts = torch.rand(2, 3, 4, 4, 8) * 2 - 1, ["a red square", "a blue disc"]
+    got = upscale(models, base, prompts, settings, device, aug_level=0.0)
+    want = upscale(load_stages([str(plain), aug_stages[1]], device), base, prompts, settings, device, aug_level=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_sample_command_takes_the_augmentation_level(aug_stages, tmp_path):
+    from video_adapter.interfaces.cli import main
+
+    torch.manual_seed(0)
+    base = save_model(tmp_path / "base", randomize(SpaceTimeUNet(BASE), scale=0.05), "minilm")
+    args = ["sample", "--adapter", str(base), "--prompt", "a red square moves left", "--sampler", "ddim", "--steps",
+            "2", "--cascade", *aug_stages, "--upscale", "1", "--device", "cpu"]
+    main(args + ["--cascade-aug-level", "0.3", "--out", str(tmp_path / "a.gif")])
+    assert (tmp_path / "a.gif").stat().st_size > 0
+    with pytest.raises(SystemExit, match="up to 0.5"):
+        main(args + ["--cascade-aug-level", "0.7", "--out", str(tmp_path / "b.gif")])

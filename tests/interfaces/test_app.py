@@ -64,6 +64,51 @@ def test_one_press_gives_three_videos_from_one_seed_and_gamma_moves_only_the_com
     assert differ(b["prior"], c["prior"]) > 1  # another seed
 
 
+def test_with_a_cascade_the_page_shows_the_three_videos_upscaled(studio, tmp_path, monkeypatch):
+    """--cascade: the prior, the adapter and the composed sample are the cascade's output of the base-size samples
+    (one batch, the prompt their text, the press's seed); gamma still moves only the composed, and the strip is
+    upscaled too."""
+    from dataclasses import replace
+
+    import torch
+
+    import video_adapter.interfaces.app as app
+    from video_adapter.generation.cascade import upscale
+    from video_adapter.generation.generate import generate
+    from video_adapter.generation.routing import model_conds, route_conditions
+    from video_adapter.interfaces.sample import pixel_conditions
+
+    sr = replace(CFG, height=16, width=16, attention_resolutions=(), first_frame_cond=False, lowres_factor=2,
+                 lowres_aug=0.5)
+    stage = str(save_model(tmp_path / "sr", randomize(SpaceTimeUNet(sr), seed=2, scale=0.1), "minilm"))
+    big = Studio(replace(studio.cfg, cascade=(stage,), cascade_aug_level=0.1, upscale=1))
+    caption, first = studio.clip_frame(next(iter(studio.clips)))
+    written, write_mp4 = {}, app.write_mp4  # what the page encodes (its mp4s are yuv420p: not the pixels exactly)
+    monkeypatch.setattr(app, "write_mp4", lambda path, frames, **kw: (written.__setitem__(Path(path).stem, frames),
+                                                                      write_mp4(path, frames, **kw))[1])
+    a, line = big.generate(caption, first, 0.5, 3.0, "ddim", 3, 0, strip=True)
+    assert "upscaled to 16x16 by 1 SR stage(s)" in line
+    assert read_video(a["prior"]).shape == (CFG.frames, 16, 16, 3)
+    # exactly the cascade's output of the base samples the page made
+    settings = big.settings(0.5, 3.0, "ddim", 3, 0)
+    pixels = pixel_conditions(big.spec, first, "")
+    conds = model_conds(big.models, [caption], pixels, route_conditions(big.models, {"text", *pixels}, False),
+                        big.device)
+    base = generate(big.models, conds, COMPARE_ROWS, settings, big.device).videos
+    want = upscale(big.stages, torch.cat([base[m] for m in COMPARE_ROWS]), [caption] * 3, settings, big.device,
+                   aug_level=0.1)[-1]
+    for m, video in zip(COMPARE_ROWS, want):
+        assert torch.equal(written[m], video), m
+    strip = read_video(a["strip"])
+    assert strip.shape[0] == CFG.frames and strip.shape[2] > 3 * 16  # three upscaled panels in a row
+    composed = written["composed"]
+    b, _ = big.generate(caption, first, 0.9, 3.0, "ddim", 3, 0, strip=False)
+    assert differ(a["prior"], b["prior"]) == 0 and differ(a["adapter"], b["adapter"]) == 0
+    assert (written["composed"] - composed).abs().mean() > 1e-3
+    with pytest.raises(ValueError, match="up to 0.5"):
+        Studio(replace(studio.cfg, cascade=(stage,), cascade_aug_level=0.8))
+
+
 @pytest.mark.parametrize("change, words", [
     ({"prompt": " "}, "write a prompt"), ({"steps": 9}, "steps must lie in [1, 8]"),
     ({"sampler": "euler"}, "unknown sampler"), ({"first": "/no/such.png"}, "does not exist")])

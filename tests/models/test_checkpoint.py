@@ -315,14 +315,18 @@ def test_weight_shape_fields_are_exactly_those_that_change_the_weights(tiny_cfg)
               "emb_dim": {"emb_dim": 16}, "text_dim": {"text_dim": 8}, "first_frame_cond": {"first_frame_cond": False},
               "edge_cond": {"edge_cond": False}, "temporal_attention": {"temporal_attention": False},
               "dropout": {"dropout": 0.5}, "norm_groups": {"norm_groups": 4}, "prediction": {"prediction": "eps"},
-              "space": {"space": "latent:vae"}, "lowres_factor": {"lowres_factor": 2}}
+              "space": {"space": "latent:vae"}, "lowres_factor": {"lowres_factor": 2},
+              "lowres_aug": {"lowres_aug": 0.5}}
     assert others.keys() == {f.name for f in fields(UNetConfig)}  # a new field must be sorted in too
+    bases = {"lowres_aug": {"lowres_factor": 2}}  # a field that exists only on top of another: changed from there
 
     def shapes(cfg):
         with torch.device("meta"):
             return {k: v.shape for k, v in SpaceTimeUNet(cfg).state_dict().items()}
 
-    changes = {name for name, change in others.items() if shapes(replace(tiny_cfg, **change)) != shapes(tiny_cfg)}
+    changes = {name for name, change in others.items()
+               if shapes(replace(tiny_cfg, **bases.get(name, {}), **change)) !=
+               shapes(replace(tiny_cfg, **bases.get(name, {})))}
     assert changes == set(WEIGHT_SHAPE_FIELDS) | set(ADDED_SHAPE_FIELDS)
 
 
@@ -335,6 +339,25 @@ def test_a_checkpoint_written_before_lowres_factor_loads_unchanged_without_a_war
         loaded, _ = load_model(out)
     assert loaded.cfg == model.cfg and loaded.cfg.lowres_factor == 0
     assert_state_equal(loaded.state_dict(), model.state_dict())
+
+
+def test_an_sr_stage_written_before_lowres_aug_loads_unchanged_without_a_warning(tiny_cfg, tmp_path):
+    """A super-resolution stage saved before noise augmentation existed has no lowres_aug in its config.json: it loads
+    with augmentation off (no aug_proj), its weights exactly, and no warning."""
+    import warnings
+
+    sr = randomize(SpaceTimeUNet(replace(tiny_cfg, lowres_factor=2)), seed=2)
+    out = saved_without(sr, tmp_path / "ck", "lowres_aug")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded, _ = load_model(out)
+    assert loaded.cfg == sr.cfg and loaded.cfg.lowres_aug == 0.0 and loaded.aug_proj is None
+    assert_state_equal(loaded.state_dict(), sr.state_dict())
+    # one written with it keeps it, and its aug_proj
+    aug = randomize(SpaceTimeUNet(replace(tiny_cfg, lowres_factor=2, lowres_aug=0.5)), seed=3)
+    again, _ = load_model(save_model(tmp_path / "aug", aug, "minilm"))
+    assert again.cfg.lowres_aug == 0.5 and "aug_proj.weight" in again.state_dict()
+    assert_state_equal(again.state_dict(), aug.state_dict())
 
 
 # ------------------------------------------------------------------------------------------------- atomicity

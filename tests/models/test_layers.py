@@ -58,3 +58,15 @@ def test_factorised_conv_runs_as_conv2d_only_on_channels_last_input(monkeypatch)
     monkeypatch.undo()
     monkeypatch.setattr(F, "conv3d", lambda *a, **k: pytest.fail("channels-last input took cuDNN's 3-D kernels"))
     conv(x.contiguous(memory_format=torch.channels_last_3d))
+
+
+def test_noise_level_features_are_time_features_and_augmentation_features_vanish_at_level_0():
+    import math
+
+    logsnr = torch.tensor([-20.0, -3.0, 0.0, 4.5, 20.0])
+    u = torch.atan(torch.exp(-0.5 * logsnr)) * (2 / math.pi)
+    assert torch.equal(layers.noise_level_features(logsnr, 16), layers.time_features(u, 16))
+    aug = layers.augmentation_features(torch.tensor([0.0, 0.01, 0.2, 0.5]), 16)
+    assert aug.shape == (4, 16) and torch.equal(aug[0], torch.zeros(16))
+    assert all(float(row.abs().max()) > 1e-3 for row in aug[1:])
+    assert not torch.allclose(aug[2], aug[3])

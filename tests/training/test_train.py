@@ -450,3 +450,44 @@ def test_heldout_log_scores_the_ema_weights_on_fixed_clips_and_survives_resume(t
     assert float(rows[-1].split(",")[1]) == pytest.approx(expected.mean().item(), rel=1e-4)
     with pytest.raises(ValueError, match="go together"):
         train_config(toy, tmp_path / "x", heldout=str(toy)).validate()
+
+
+def test_augmentation_draws_are_per_sample_from_the_seed_and_step_and_shard_like_step_draws():
+    from video_adapter.training.steps import augmentation_draws
+
+    global_shape = (6, 3, 2, 4, 4)
+    level, noise = augmentation_draws(0, 5, slice(0, 6), global_shape, 0.5)
+    assert level.shape == (6,) and noise.shape == global_shape
+    assert len(set(level.tolist())) == 6 and 0 <= float(level.min()) and float(level.max()) <= 0.5  # per sample
+    again = augmentation_draws(0, 5, slice(0, 6), global_shape, 0.5)
+    assert torch.equal(again[0], level) and torch.equal(again[1], noise)
+    parts = [augmentation_draws(0, 5, slice(r * 2, r * 2 + 2), global_shape, 0.5) for r in range(3)]
+    assert torch.equal(torch.cat([p[0] for p in parts]), level) and torch.equal(torch.cat([p[1] for p in parts]), noise)
+    for other in (augmentation_draws(0, 6, slice(0, 6), global_shape, 0.5),
+                  augmentation_draws(1, 5, slice(0, 6), global_shape, 0.5)):
+        assert not torch.equal(other[0], level) and not torch.equal(other[1], noise)
+    # levels scale with the maximum (the same uniforms), and the stream is apart from step_draws'
+    torch.testing.assert_close(augmentation_draws(0, 5, slice(0, 6), global_shape, 0.25)[0], level / 2)
+    assert not torch.equal(step_draws(0, 5, slice(0, 6), global_shape)[1], noise)
+
+
+def test_an_augmented_sr_stage_trains_on_the_levels_drawn_for_each_step(toy, tmp_path, monkeypatch):
+    """Each training step noises the low-resolution input at the levels `augmentation_draws(seed, step)` gives, one
+    per sample, and passes them to the network; a model without augmentation gets none."""
+    import video_adapter.training.steps as steps
+    from video_adapter.models.checkpoint import read_unet_config
+    from video_adapter.training.train import train
+
+    seen, make_cond = [], steps.make_cond
+    monkeypatch.setattr(steps, "make_cond", lambda video, text, cfg, augment=None: (
+        seen.append((video.shape, augment)), make_cond(video, text, cfg, augment))[1])
+    model = {**TINY, "first_frame_cond": False, "lowres_factor": 2, "lowres_aug": 0.5}
+    ckpt = train(train_config(toy, tmp_path / "sr", model=model, steps=2, save_every=2, seed=7))
+    assert read_unet_config(ckpt)[0].lowres_aug == 0.5
+    assert len(seen) == 2
+    for step, (shape, (level, noise)) in enumerate(seen):
+        want = steps.augmentation_draws(7, step, slice(0, shape[0]), shape, 0.5)
+        assert torch.equal(level, want[0]) and torch.equal(noise, want[1])
+    seen.clear()
+    train(train_config(toy, tmp_path / "plain", model={**model, "lowres_aug": 0.0}, steps=1, save_every=1))
+    assert seen[0][1] is None

@@ -15,7 +15,9 @@ sampled row's clips also become a training folder DIR/<row>/ (NNNNNN.mp4 + capti
 condition i, test clip i mod the split's size, and carries its caption): e.g. sim clips' edges turned into real
 videos, to train a downstream classifier on (paper Figure 10). --prior-prompt-suffix ", at night" appends a style to
 the captions the prior gets, and to no other model's: the paper's augmented variants. The adapter, the saved
-captions.jsonl and the scores keep each clip's own caption, its task label.
+captions.jsonl and the scores keep each clip's own caption, its task label. With --cascade STAGE ..., the qualitative
+grid shows every row (the real clips too) upscaled through the super-resolution stages, each row's captions their
+text; the samples are composed and every metric is scored at the base resolution, as in the paper.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ..common.tables import human_count, table_markdown
 from ..data.captioned import safe_name, write_captioned_folder
 from ..data.dataset import VideoFolderDataset
 from ..data.video_io import write_grid
+from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale_rows, zoom_after
 from ..generation.generate import SamplingSettings, generate
 from ..generation.loading import load_model
 from ..generation.routing import model_conds, route_conditions
@@ -107,6 +110,8 @@ class EvalConfig:
     dtype: str = "auto"                   # auto | float32 | bfloat16 | float16
     out: str = "outputs/eval"             # results.json, table.md, gamma_sweep.png, qualitative.gif/mp4
     save_samples: str = ""                # also write each row's clips as a training folder DIR/<row>/ ("": off)
+    cascade: tuple[str, ...] = ()         # SR stages, smallest first: the grid only is upscaled (metrics: base size)
+    cascade_aug_level: float = DEFAULT_AUG_LEVEL  # noise augmentation level (cosine time) of the stages trained with it
 
     def selected(self) -> list[str]:
         """The methods to run: as given, else those whose checkpoints are set; an error for a missing one."""
@@ -300,6 +305,8 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     models, names = Models(cfg, device), cfg.selected()
     spec = models(cfg.prior if cfg.prior else getattr(cfg, METHODS[names[0]].model)).spec
     tests = test_set(cfg, spec)
+    stages = load_cascade(cfg.cascade, spec, device, resolve_dtype(cfg.dtype, device), cfg.cascade_aug_level) \
+        if state.is_main_process else []  # only the grid is upscaled, on the main process
     for name in names:  # every pair compatible and every condition taken, before anything is sampled
         route_conditions(models.of(name), {"text", *tests.pixels}, partial=False)
     scorer = Scorer(tuple(cfg.metrics), tests.real, {"i3d": cfg.i3d, "inception": cfg.inception, "encoder": cfg.encoder,
@@ -367,9 +374,12 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         paths.append(out / "gamma_sweep.png")
     shown = min(cfg.grid, cfg.num)
     rows = {"real": tests.real[:shown], **{n: v[:shown] for n, v in samples.items()}}
+    if stages:
+        rows = upscale_rows(stages, rows, tests.captions[:shown], sampling_settings(cfg, cfg.prior_strength), device,
+                            cfg.cascade_aug_level, models.text_encoders)
     paths += write_grid(out / "qualitative.gif", [v for row in rows.values() for v in row],
-                        labels=tests.captions[:shown] * len(rows), nrow=shown, row_labels=list(rows), upscale=4,
-                        formats=("gif", "mp4"))
+                        labels=tests.captions[:shown] * len(rows), nrow=shown, row_labels=list(rows),
+                        upscale=zoom_after(stages, 4), formats=("gif", "mp4"))
     print(results_markdown(results, cfg))
     for path in paths:
         print(f"wrote {path}")

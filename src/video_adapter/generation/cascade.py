@@ -5,25 +5,44 @@ on that input upsampled bicubically and concatenated on channels (`Cond.lowres`)
 Adapter's composition happens only at the base resolution, as in the paper: the stages see the composed sample as
 their input, never the adapter or the prior.
 
+A stage trained with noise conditioning augmentation (`lowres_aug` > 0; Ho et al. 2021, "Cascaded Diffusion Models")
+gets its input noised to one fixed level, `aug_level` (a cosine time; DEFAULT_AUG_LEVEL), with that level as its
+`Cond.lowres_level`: the noise hides the base sample's artefacts, which the stage never saw in training. A stage
+without it gets the clean input.
+
     stages = load_stages(["runs/sr-48x80/checkpoint", "runs/sr-96x160/checkpoint"], device)
     videos = upscale(stages, base_videos, prompts, SamplingSettings(sampler="ddim", steps=50), device)[-1]
+
+`sample`, `evaluate` (its qualitative grid) and `app` take `--cascade STAGE ...` and `--cascade-aug-level`.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..maths.composition import Conds
-from ..maths.conditioning import Cond, resize_video
-from ..models.score_model import ScoreModel
+from ..maths.conditioning import Cond, augment_lowres, resize_video
+from ..models.score_model import ModelSpec, ScoreModel
 from .generate import SamplingSettings, generate
 from .loading import load_model
 from .routing import encode_prompts
 
 
-def check_stages(stages: list[ScoreModel], base: tuple[int, int]) -> None:
-    """Each stage must be an SR model whose input size is the previous output's: an error naming the stage if not."""
+# The noise augmentation level at sampling: a small fixed one, cosine time 0.2 (the input kept at alpha 0.95, noise
+# sigma 0.31, log-SNR 2.25). Cascaded Diffusion Models chooses it by a sweep, as --cascade-aug-level can; the sr-*
+# presets train on levels in [0, 0.5]. Not yet tuned on our stages.
+DEFAULT_AUG_LEVEL = 0.2
+
+
+def check_stages(stages: list[ScoreModel], base: tuple[int, int], aug_level: float = DEFAULT_AUG_LEVEL) -> None:
+    """Each stage must be an SR model whose input size is the previous output's, and `aug_level` within the levels
+    of every stage trained with noise augmentation: an error naming the stage if not."""
+    if not (math.isfinite(aug_level) and 0.0 <= aug_level <= 1.0):
+        raise ValueError(f"--cascade-aug-level is a cosine time in [0, 1], got {aug_level}")
     height, width = base
     for i, stage in enumerate(stages):
         spec = stage.spec
@@ -34,6 +53,10 @@ def check_stages(stages: list[ScoreModel], base: tuple[int, int]) -> None:
             raise ValueError(f"stage {i + 1} makes {spec.height}x{spec.width} from "
                              f"{spec.height // spec.lowres_factor}x{spec.width // spec.lowres_factor}, but its input "
                              f"is {height}x{width}; order the stages from the smallest, each from the last one's size")
+        if spec.lowres_aug and aug_level > spec.lowres_aug:
+            raise ValueError(f"stage {i + 1} was trained on noise augmentation levels up to {spec.lowres_aug:g}; "
+                             f"--cascade-aug-level {aug_level:g} lies beyond them: pass one of at most "
+                             f"{spec.lowres_aug:g}")
         height, width = spec.height, spec.width
 
 
@@ -42,24 +65,65 @@ def load_stages(paths: list[str], device: torch.device, dtype: torch.dtype = tor
     return [load_model(path, device, dtype) for path in paths]
 
 
+def load_cascade(paths: list[str], base: ModelSpec, device: torch.device, dtype: torch.dtype = torch.float32,
+                 aug_level: float = DEFAULT_AUG_LEVEL) -> list[ScoreModel]:
+    """The stages of `--cascade` for samples of a base model of spec `base`, checked (`check_stages`) before
+    anything is sampled; [] for no paths."""
+    if not paths:
+        return []
+    if base.space != "pixels":
+        raise ValueError(f"--cascade upsamples pixel videos; these models work in {base.space}: drop --cascade")
+    stages = load_stages(list(paths), device, dtype)
+    check_stages(stages, (base.height, base.width), aug_level)
+    return stages
+
+
+def zoom_after(stages: list[ScoreModel], zoom: int) -> int:
+    """The nearest-neighbour zoom that shows the cascade's output about as large as `zoom` shows a base sample
+    (at least 1): a 24x40 sample zoomed 4x and its 48x80 upscale zoomed 2x are shown at one size."""
+    return max(1, zoom // math.prod(stage.spec.lowres_factor for stage in stages))
+
+
+def augmentation_noise(seed: int, stage: int, shape: tuple[int, ...]) -> Tensor:
+    """The noise a stage's input is augmented with: drawn on the CPU from (seed, stage), a stream apart from the
+    sampler's (its initial noise comes from `seed` alone, with this very shape)."""
+    key = np.random.SeedSequence((seed, stage, 1)).generate_state(1, np.uint64)[0]
+    return torch.randn(shape, generator=torch.Generator().manual_seed(int(key)))
+
+
 def upscale(stages: list[ScoreModel], videos: Tensor, prompts: list[str], settings: SamplingSettings,
-            device: torch.device, encoders: dict | None = None) -> list[Tensor]:
+            device: torch.device, encoders: dict | None = None, aug_level: float = DEFAULT_AUG_LEVEL) -> list[Tensor]:
     """`videos` [B, C, F, h, w] in [-1, 1] (base samples for `prompts`) through every stage: each stage's output,
     [B, C, F, H, W] float32 on `device`, the last the largest. Every stage samples from `settings.seed` with its own
-    classifier-free guidance on the text (the low-resolution input stays in the null condition)."""
+    classifier-free guidance on the text (the low-resolution input stays in the null condition); a stage trained with
+    noise augmentation gets its input noised to `aug_level` (`augment_lowres`), once, for every step and both
+    guidance branches."""
     if len(prompts) != len(videos):
         raise ValueError(f"{len(videos)} videos but {len(prompts)} prompts; pass the prompt of each video")
-    check_stages(stages, tuple(videos.shape[-2:]))
+    check_stages(stages, tuple(videos.shape[-2:]), aug_level)
     outputs, current = [], videos.to(device).float()
-    for stage in stages:
+    for index, stage in enumerate(stages):
         models = {"small": stage}
         text = encode_prompts(models, prompts, device, encoders)["small"]
         frames = current.shape[2]
         if frames != stage.spec.frames:
             raise ValueError(f"the videos have {frames} frames, the stage takes {stage.spec.frames}")
         lowres = resize_video(current, (stage.spec.height, stage.spec.width), "bicubic").clamp(-1, 1)
-        cond = text.to_cond(lowres=lowres)
+        level = None
+        if stage.spec.lowres_aug:
+            level = torch.full((len(lowres),), float(aug_level), device=device)
+            lowres = augment_lowres(lowres, level, augmentation_noise(settings.seed, index, tuple(lowres.shape)))
+        cond = text.to_cond(lowres=lowres, lowres_level=level)
         current = generate(models, Conds(small=cond, prior=Cond()), ("adapter",), settings, device,
                            progress=False).videos["adapter"]
         outputs.append(current)
     return outputs
+
+
+def upscale_rows(stages: list[ScoreModel], rows: dict[str, Tensor], prompts: list[str], settings: SamplingSettings,
+                 device: torch.device, aug_level: float = DEFAULT_AUG_LEVEL,
+                 encoders: dict | None = None) -> dict[str, Tensor]:
+    """Each row of videos [N, C, F, h, w] (a grid's row, the videos of `prompts`) through the cascade, one row per
+    call so a row's upscale is independent of the others: the last stage's output, on the CPU."""
+    return {name: upscale(stages, videos, prompts, settings, device, encoders, aug_level)[-1].cpu()
+            for name, videos in rows.items()}

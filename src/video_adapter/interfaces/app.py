@@ -6,7 +6,9 @@
 Inputs: a prompt, a first frame (uploaded, or the first frame of a test clip picked from --data, which also fills in
 its caption), the prior strength gamma, the guidance, the sampler, its steps and the seed. Output: the prior, the
 adapter and the two composed (Video Adapter, sec 3.3), from the same seed side by side as looping videos, and, on
-request, a gamma strip: the composed sample from the same seed at each of --gammas (the paper's Figure 6). Sampling
+request, a gamma strip: the composed sample from the same seed at each of --gammas (the paper's Figure 6). With
+--cascade STAGE ..., every video is shown upscaled through those super-resolution stages, the prompt their text; the
+composition itself runs at the base resolution, as in the paper. Sampling
 runs through `generation.generate`, the one function `sample`, the demo and the evaluation use; an error is shown on
 the page and the page keeps serving.
 """
@@ -24,10 +26,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from ..common.devices import resolve_device, resolve_dtype
 from ..common.extras import require
 from ..data.video_io import make_grid, read_video, write_mp4
+from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale, zoom_after
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models, parameter_ratio
 from ..generation.routing import model_conds, route_conditions
@@ -54,7 +58,9 @@ class AppConfig:
     device: str = "auto"                  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"                   # auto (bfloat16 on CUDA) | float32 | bfloat16 | float16
     fps: int = 8                          # frames per second of the videos
-    upscale: int = 4                      # nearest-neighbour zoom of the videos
+    upscale: int = 4                      # nearest-neighbour zoom of the base-size videos (less after --cascade)
+    cascade: tuple[str, ...] = ()         # SR stages, smallest first: every video shown upscaled through them
+    cascade_aug_level: float = DEFAULT_AUG_LEVEL  # noise augmentation level (cosine time) of the stages trained with it
 
     def validate(self) -> None:
         if not self.adapter or not self.prior:
@@ -80,6 +86,8 @@ class Studio:
         if self.spec.space != "pixels":
             raise ValueError(f"the app shows pixel videos; these models work in {self.spec.space}")
         self.ratio = parameter_ratio(self.models["small"], self.models["prior"])
+        self.stages = load_cascade(cfg.cascade, self.spec, *placement, cfg.cascade_aug_level)
+        self.zoom = zoom_after(self.stages, cfg.upscale)
         self.encoders, self.runs = {}, 0
         self.thread = ThreadPoolExecutor(1, "sampling", initializer=torch.set_num_threads,
                                          initargs=(torch.get_num_threads(),))
@@ -122,22 +130,35 @@ class Studio:
         conds = model_conds(self.models, [prompt], pixels, routes, self.device, self.encoders)
         start = time.perf_counter()
         done = generate(self.models, conds, COMPARE_ROWS, settings, self.device)
+        shown = dict(zip(COMPARE_ROWS, self.shown([done.videos[m][0] for m in COMPARE_ROWS], prompt, settings)))
         out = self._next_folder()
         # lossless (crf 0): x264's lossy output varied from run to run here, and the page must show the sample
         # itself, so that the same seed shows the same video
-        paths = {m: str(write_mp4(out / f"{m}.mp4", done.videos[m][0].cpu(), fps=self.cfg.fps,
-                                  upscale=self.cfg.upscale, crf=0)) for m in COMPARE_ROWS}
+        paths = {m: str(write_mp4(out / f"{m}.mp4", shown[m], fps=self.cfg.fps, upscale=self.zoom, crf=0))
+                 for m in COMPARE_ROWS}
         if strip:
-            videos = [done.videos["composed"][0].cpu() if g == settings.strength.gamma else
-                      generate(self.models, conds, ("composed",), replace(settings, strength=PriorStrength(g)),
-                               self.device).videos["composed"][0].cpu() for g in self.cfg.gammas]
+            others = [g for g in self.cfg.gammas if g != settings.strength.gamma]
+            made = [generate(self.models, conds, ("composed",), replace(settings, strength=PriorStrength(g)),
+                             self.device).videos["composed"][0] for g in others]
+            made = dict(zip(others, self.shown(made, prompt, settings))) if others else {}
+            videos = [made.get(g, shown["composed"]) for g in self.cfg.gammas]
             grid = make_grid(videos, labels=[f"gamma {g:g}" for g in self.cfg.gammas], nrow=len(videos),
-                             upscale=self.cfg.upscale)
+                             upscale=self.zoom)
             paths["strip"] = str(write_mp4(out / "strip.mp4", grid, fps=self.cfg.fps, crf=0))
         timing = ", ".join(f"{TITLES[m].lower()} {done.seconds[m]:.1f} s" for m in COMPARE_ROWS)
         return paths, (f"Sampled in {time.perf_counter() - start:.1f} s ({timing}); seed {settings.seed}, "
                        f"{settings.sampler} {settings.steps} steps, guidance {settings.guidance:g}, "
-                       f"gamma {settings.strength.gamma:g}.")
+                       f"gamma {settings.strength.gamma:g}" + (f"; upscaled to {self.stages[-1].spec.height}x"
+                       f"{self.stages[-1].spec.width} by {len(self.stages)} SR stage(s)" if self.stages else "") + ".")
+
+    def shown(self, videos: list[Tensor], prompt: str, settings: SamplingSettings) -> list[Tensor]:
+        """Base-size videos [C, F, h, w] as the page shows them, on the CPU: upscaled through --cascade (in one
+        batch, from the press's seed and sampler) if given, else as they are."""
+        if not self.stages:
+            return [v.cpu() for v in videos]
+        big = upscale(self.stages, torch.stack([v.to(self.device) for v in videos]), [prompt] * len(videos), settings,
+                      self.device, self.encoders, self.cfg.cascade_aug_level)[-1]
+        return list(big.cpu())
 
     def _next_folder(self) -> Path:
         """A fresh folder for this press's files; the one before the last is removed (the page has shown it)."""

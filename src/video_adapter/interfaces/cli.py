@@ -316,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "Sample N test conditions of a domain with each method (Small (S)/(L) alone and with the prior, "
                     "the prior, CFG Mix, the prior finetuned or with LoRA), score them against the real test clips "
                     "(FVD-VA, task accuracy; FVD, FID, KID, IS with detector files) with bootstrap intervals, and "
-                    "write results.json, table.md, a gamma-sweep plot and a qualitative grid.")
+                    "write results.json, table.md, a gamma-sweep plot and a qualitative grid. --cascade STAGE ... "
+                    "upscales the grid's rows through super-resolution stages; the samples are composed and every "
+                    "metric scored at the base resolution, as in the paper.")
     _config_command(sub, "diagnose", DiagnoseConfig, cmd_diagnose,
                     "held-out denoising error of the adapter, the prior and their compositions per noise level",
                     "Noise held-out clips at a grid of log-SNRs and measure the eps and x0 errors of the adapter, "
@@ -332,7 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "a local web page: prior, adapter and composed side by side, with a gamma slider",
                     "Serve a Gradio page on 127.0.0.1 by default: a prompt, a first frame (uploaded or from a test "
                     "clip of --data), gamma, guidance, sampler, steps and seed in; the prior, the adapter and the "
-                    "composition from the same seed out as looping videos, and optionally a gamma strip (Figure 6).")
+                    "composition from the same seed out as looping videos, and optionally a gamma strip (Figure 6). "
+                    "--cascade STAGE ... shows them upscaled through super-resolution stages (composed at the base "
+                    "resolution).")
     p = sub.add_parser("embed-captions", help="a text table: every caption of some datasets, embedded once",
                        description="Embed every caption of the given datasets (and prompts) with a text encoder into "
                                    "one safetensors table. On a machine without the encoder's weights, "

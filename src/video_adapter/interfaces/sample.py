@@ -19,7 +19,7 @@ from ..common.devices import DTYPES, resolve_device, resolve_dtype
 from ..common.files import make_out_dir
 from ..data.dataset import center_crop_resize
 from ..data.video_io import from_uint8, is_video_path, read_image, read_video, write_grid
-from ..generation.cascade import check_stages, load_stages, upscale
+from ..generation.cascade import DEFAULT_AUG_LEVEL, check_stages, load_stages, upscale
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models, parse_video_size, trained_video_size
 from ..generation.routing import FLAGS, model_conds, route_conditions
@@ -72,6 +72,7 @@ class SampleConfig:
     fps: int = 8                          # frames per second of the written video
     upscale: int = 4                      # nearest-neighbour zoom, so 24x40 videos are watchable
     cascade: tuple[str, ...] = ()         # super-resolution stage checkpoints, smallest first, applied to every sample
+    cascade_aug_level: float = DEFAULT_AUG_LEVEL  # noise augmentation level (cosine time) of the stages trained with it
 
     @property
     def resolved_mode(self) -> str:
@@ -244,7 +245,7 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     models = load_sample_models(cfg)
     spec = next(iter(models.values())).spec
     stages = load_stages(list(cfg.cascade), device, resolve_dtype(cfg.dtype, device)) if cfg.cascade else []
-    check_stages(stages, (spec.height, spec.width))  # before anything is sampled
+    check_stages(stages, (spec.height, spec.width), cfg.cascade_aug_level)  # before anything is sampled
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
     conds = sample_conds(models, prompts, cfg.first_frame, cfg.edges_from, cfg.partial_conditions, cfg.video(), device,
                          prior_suffix=cfg.prior_prompt_suffix)  # labels (and the cascade's text) keep the prompts
@@ -252,7 +253,8 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     videos = generate(models, conds, cfg.methods(), cfg.settings(), device).videos
     rows = [to_pixels(models, videos[method]) for method in cfg.methods()]
     if stages:  # the composition ran at the base size; the stages only upsample its samples (the paper's way)
-        rows = [upscale(stages, row, prompts, cfg.settings(), device)[-1].cpu() for row in rows]
+        rows = [upscale(stages, row, prompts, cfg.settings(), device, aug_level=cfg.cascade_aug_level)[-1].cpu()
+                for row in rows]
     if cfg.compare:
         return write_grid(out, [v for row in rows for v in row], labels=prompts * len(rows), nrow=len(prompts),
                           row_labels=list(COMPARE_ROWS), fps=cfg.fps, upscale=cfg.upscale, formats=("gif", "mp4"))

@@ -7,6 +7,7 @@ A missing condition is represented by zeros and a False flag, never by None insi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -29,9 +30,13 @@ class Cond:
     # [B, C, F, H, W] a super-resolution stage's input: the low-resolution video upsampled to this size. It has no
     # present flag: an SR model always takes it (Imagen Video), so the CFG null condition keeps it and drops the text.
     lowres: Tensor | None = None
+    # [B] the noise augmentation level of `lowres` (`augment_lowres`), for a stage built with lowres_aug > 0; kept by
+    # the null condition like lowres itself
+    lowres_level: Tensor | None = None
 
     @staticmethod
-    def make(text=None, text_mask=None, pooled=None, first_frame=None, edges=None, lowres=None) -> Cond:
+    def make(text=None, text_mask=None, pooled=None, first_frame=None, edges=None, lowres=None,
+             lowres_level=None) -> Cond:
         """A batch where every given condition is present for every sample."""
         given = [v for v in (text, pooled, first_frame, edges, lowres) if v is not None]
         if not given:
@@ -42,7 +47,8 @@ class Cond:
             text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=device)
         if text is not None and pooled is None:
             pooled = masked_mean(text, text_mask)
-        return Cond(text, text_mask, pooled, first_frame, edges, flag(text), flag(first_frame), flag(edges), lowres)
+        return Cond(text, text_mask, pooled, first_frame, edges, flag(text), flag(first_frame), flag(edges), lowres,
+                    lowres_level)
 
     @property
     def batch_size(self) -> int | None:
@@ -149,11 +155,36 @@ def lowres_condition(video: Tensor, factor: int) -> Tensor:
     return resize_video(small, (h, w), "bicubic").clamp(-1, 1)
 
 
-def make_cond(video: Tensor, text, model_cfg) -> Cond:
+def augment_lowres(lowres: Tensor, level: Tensor, noise: Tensor) -> Tensor:
+    """Noise conditioning augmentation (Ho et al. 2021, "Cascaded Diffusion Models"; Imagen Video): a super-resolution
+    stage's input [B, C, F, H, W] noised to a per-sample level [B] in [0, 1], the time u of the unclipped cosine
+    schedule: cos(pi u / 2) lowres + sin(pi u / 2) noise, variance-preserving like the denoiser's own noising. A row
+    at level 0 is `lowres` itself, bit for bit. Training (random levels) and the cascade (one fixed level) both noise
+    through here; the level goes to the network as `Cond.lowres_level`. Levels are not range-checked here (that
+    would cost training a host sync per step): the callers draw or check them."""
+    if level.shape != lowres.shape[:1] or noise.shape != lowres.shape:
+        raise ValueError(f"augment_lowres takes a level per sample [B] and noise shaped like the input "
+                         f"{list(lowres.shape)}; got {list(level.shape)} and {list(noise.shape)}")
+    angle = (level.to(lowres.device, torch.float32) * (math.pi / 2)).view(-1, 1, 1, 1, 1)
+    noised = (torch.cos(angle) * lowres.float() + torch.sin(angle) * noise.to(lowres.device).float()).to(lowres.dtype)
+    return torch.where(angle == 0, lowres, noised)
+
+
+def make_cond(video: Tensor, text, model_cfg, augment: tuple[Tensor, Tensor] | None = None) -> Cond:
     """Every condition the model accepts (`model_cfg`: its UNetConfig), taken from the clean video itself and its
-    caption's `TextEmbedding`."""
-    factor = model_cfg.lowres_factor
+    caption's `TextEmbedding`. A stage with noise augmentation (lowres_aug > 0) gets its low-resolution input noised
+    by `augment` = (levels [B], noise like the video) through `augment_lowres`, or at level 0 without it."""
+    factor, lowres, level = model_cfg.lowres_factor, None, None
+    if factor:
+        lowres = lowres_condition(video, factor)
+    if factor and model_cfg.lowres_aug:
+        if augment is None:
+            level = torch.zeros(len(video), device=video.device)
+        else:
+            level, noise = augment
+            lowres = augment_lowres(lowres, level.to(video.device), noise)
+    elif augment is not None:
+        raise ValueError("noise augmentation is for a super-resolution stage built with lowres_aug > 0")
     return Cond.make(text=text.tokens, text_mask=text.mask, pooled=text.pooled,
                      first_frame=video[:, :, 0] if model_cfg.first_frame_cond else None,
-                     edges=sobel_x(video) if model_cfg.edge_cond else None,
-                     lowres=lowres_condition(video, factor) if factor else None)
+                     edges=sobel_x(video) if model_cfg.edge_cond else None, lowres=lowres, lowres_level=level)

@@ -59,17 +59,29 @@ def conv_time(cin: int, cout: int, stride: int = 1) -> FactorisedConv:
     return FactorisedConv(cin, cout, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0))
 
 
+def time_features(u: Tensor, dim: int) -> Tensor:
+    """Sinusoidal features [B, dim] of a time u [B] in [0, 1] (the unclipped cosine schedule's time)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=u.device) / half)
+    angles = 1000.0 * u[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
 def noise_level_features(logsnr: Tensor, dim: int) -> Tensor:
     """Sinusoidal features of the noise level, taken on u = (2/pi) atan(exp(-logsnr/2)) in (0, 1).
 
     u is the cosine schedule's time without clipping: bounded and smooth over the whole log-SNR line,
     so any sampler's or prior's noise levels embed sensibly, not only the training range.
     """
-    u = torch.atan(torch.exp(-0.5 * logsnr.float().clamp(-40, 40))) * (2 / math.pi)
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=logsnr.device) / half)
-    angles = 1000.0 * u[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
+    return time_features(torch.atan(torch.exp(-0.5 * logsnr.float().clamp(-40, 40))) * (2 / math.pi), dim)
+
+
+def augmentation_features(level: Tensor, dim: int) -> Tensor:
+    """Features of a noise augmentation level [B] (a time u in [0, 1], as `noise_level_features` takes the noise
+    level): `time_features(u) - time_features(0)`, exactly zero at level 0, so a bias-free projection of them adds
+    nothing there and a super-resolution stage at level 0 computes what it would without augmentation."""
+    u = level.float()
+    return time_features(u, dim) - time_features(torch.zeros_like(u), dim)
 
 
 class Attention(nn.Module):

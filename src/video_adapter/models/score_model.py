@@ -39,6 +39,7 @@ class ModelSpec:
     first_frame_pixels: bool = False              # takes first_frame as RGB [B, 3, H, W] at the video size even in a
                                                   # latent space (an image-to-video prior encodes it its own way)
     lowres_factor: int = 0                        # a super-resolution stage from 1/this size (cond.lowres); 0: none
+    lowres_aug: float = 0.0                       # its largest noise augmentation level (cond.lowres_level); 0: none
 
     def __post_init__(self):
         if unknown := sorted(set(self.conditions) - set(CONDITIONS)):
@@ -107,7 +108,8 @@ class NativeScoreModel(ScoreModel):
         self.spec = ModelSpec(space=cfg.space, channels=cfg.channels, frames=cfg.frames, height=cfg.height,
                               width=cfg.width, conditions=conditions, value_range=value_range,
                               prediction=cfg.prediction, time="logsnr", parameters=count_parameters(unet),
-                              text_encoder=text_encoder, lowres_factor=cfg.lowres_factor)
+                              text_encoder=text_encoder, lowres_factor=cfg.lowres_factor,
+                              lowres_aug=cfg.lowres_aug)
 
     def _forward(self, x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
         # no autocast weight cache: a CUDA graph must not capture casts that a later call would skip

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from ..common.config import config_from_dict
 from ..maths.conditioning import Cond
 from ..maths.schedule import eps_from_v
-from .layers import Attention, FactorisedConv, conv_space, conv_time, noise_level_features, zero_init
+from .layers import (Attention, FactorisedConv, augmentation_features, conv_space, conv_time, noise_level_features,
+                     zero_init)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class UNetConfig:
     prediction: str = "v"                             # network output, "v" (Imagen Video) or "eps"; forward returns eps
     space: str = "pixels"                             # what x is: "pixels", or a prior's "latent:<vae>" (diffusers)
     lowres_factor: int = 0                            # >0: a super-resolution stage from 1/this size (cond.lowres)
+    lowres_aug: float = 0.0                           # >0: noise augmentation of cond.lowres, levels in [0, this]
 
     def __post_init__(self):
         levels = len(self.channel_mults)
@@ -66,6 +68,9 @@ class UNetConfig:
                                    or self.width % self.lowres_factor):
             raise ValueError(f"lowres_factor {self.lowres_factor} must be 0 (not a super-resolution stage) or at least "
                              f"2 and divide height x width {self.height}x{self.width}")
+        if not 0.0 <= self.lowres_aug <= 1.0 or (self.lowres_aug and not self.lowres_factor):
+            raise ValueError(f"lowres_aug {self.lowres_aug} must be 0 (off) or the largest noise augmentation level, "
+                             "a cosine time in (0, 1], of a super-resolution stage (lowres_factor >= 2)")
 
     @property
     def in_channels(self) -> int:
@@ -88,7 +93,8 @@ WEIGHT_SHAPE_FIELDS = ("channels", "frames", "height", "base_channels", "channel
 # Fields that shape the weights but were added after checkpoints shipped without them (checkpoints/prior). Each
 # value here is what every such checkpoint was built with, so a config.json lacking the field loads with it, exactly
 # and without a warning: not a guessed default.
-ADDED_SHAPE_FIELDS = {"lowres_factor": 0}  # no super-resolution input before the SR cascade (issue 28)
+ADDED_SHAPE_FIELDS = {"lowres_factor": 0,  # no super-resolution input before the SR cascade (issue 28)
+                      "lowres_aug": 0.0}    # and no noise augmentation of it before issue 28's item 3
 
 
 PRESETS: dict[str, UNetConfig] = {
@@ -110,14 +116,18 @@ PRESETS: dict[str, UNetConfig] = {
     # paper appendix B, the 5.6B pretrained prior's shape (T5-XXL text); build it on the meta device
     # spatial super-resolution stages (Imagen Video's SSR models, scaled down): conditioned on the stage below's
     # output upsampled bicubically and concatenated on channels; no first frame, no edges (they came in at the base
-    # resolution), spatial attention only at the lowest level: at these sizes it would cost the most
+    # resolution), spatial attention only at the lowest level: at these sizes it would cost the most. Noise
+    # conditioning augmentation (Cascaded Diffusion Models): trained on inputs noised to levels in [0, 0.5], sampled
+    # at the cascade's fixed level (generation.cascade.DEFAULT_AUG_LEVEL, 0.2), robust to the base model's artefacts
     "sr-48x80": UNetConfig(height=48, width=80, base_channels=32, channel_mults=(1, 2, 4), num_res_blocks=2,
-                           attention_resolutions=(12,), emb_dim=128, first_frame_cond=False, lowres_factor=2),
+                           attention_resolutions=(12,), emb_dim=128, first_frame_cond=False, lowres_factor=2,
+                           lowres_aug=0.5),
     "sr-96x160": UNetConfig(height=96, width=160, base_channels=24, channel_mults=(1, 2, 4, 4), num_res_blocks=2,
-                            attention_resolutions=(12,), emb_dim=128, first_frame_cond=False, lowres_factor=2),
+                            attention_resolutions=(12,), emb_dim=128, first_frame_cond=False, lowres_factor=2,
+                            lowres_aug=0.5),
     "sr-192x320": UNetConfig(height=192, width=320, base_channels=16, channel_mults=(1, 2, 4, 8, 8),
                              num_res_blocks=2, attention_resolutions=(12,), emb_dim=128, first_frame_cond=False,
-                             lowres_factor=4),
+                             lowres_factor=4, lowres_aug=0.5),
     "paper-5.6b": UNetConfig(base_channels=1024, channel_mults=(1, 2, 4), num_res_blocks=3,
                              attention_resolutions=(6, 12, 24), head_dim=64, emb_dim=1024, text_dim=4096,
                              edge_cond=True),
@@ -205,6 +215,8 @@ class SpaceTimeUNet(nn.Module):
             nn.Linear(cfg.base_channels, cfg.emb_dim), nn.SiLU(), nn.Linear(cfg.emb_dim, cfg.emb_dim))
         self.pooled_proj = nn.Linear(cfg.text_dim, cfg.emb_dim)
         self.flag_proj = nn.Linear(3, cfg.emb_dim, bias=False)  # present flags: text, first frame, edges
+        # the low-resolution input's noise augmentation level; bias-free, so level 0 adds exactly nothing
+        self.aug_proj = nn.Linear(cfg.base_channels, cfg.emb_dim, bias=False) if cfg.lowres_aug else None
         # A learned null token keeps cross-attention defined when every text token is masked (dropped text).
         self.null_text = nn.Parameter(torch.randn(1, 1, cfg.text_dim) * 0.02)
 
@@ -237,6 +249,14 @@ class SpaceTimeUNet(nn.Module):
         emb = self.noise_mlp(noise_level_features(logsnr, cfg.base_channels))
         flags = torch.stack([_flag(cond, n, batch, device) for n in ("text", "first_frame", "edges")], dim=1)
         emb = emb + self.flag_proj(flags.to(emb.dtype))
+        if self.aug_proj is not None:
+            if cond.lowres_level is None or cond.lowres_level.shape != (batch,):
+                raise ValueError(f"this super-resolution model was trained with noise augmentation (lowres_aug="
+                                 f"{cfg.lowres_aug}) and needs cond.lowres_level [{batch}], the level its cond.lowres "
+                                 "was noised to (generation.cascade sets it; 0: a clean input)")
+            emb = emb + self.aug_proj(augmentation_features(cond.lowres_level, cfg.base_channels).to(emb.dtype))
+        elif cond.lowres_level is not None:
+            raise ValueError("this model takes no noise augmentation level (lowres_aug=0); drop cond.lowres_level")
         null = self.null_text.expand(batch, 1, -1)
         if cond.text is None:
             return emb, null.to(dtype), torch.ones(batch, 1, dtype=torch.bool, device=device)

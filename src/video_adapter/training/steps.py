@@ -29,6 +29,19 @@ def step_draws(seed: int, step: int, rows: slice, global_shape: tuple[int, ...],
     return t[rows], eps[rows], uniforms[rows]
 
 
+def augmentation_draws(seed: int, step: int, rows: slice, global_shape: tuple[int, ...], max_level: float,
+                       device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """A super-resolution stage's noise augmentation for one training step, `rows` of the global batch as in
+    `step_draws`: a level per sample, uniform in [0, `max_level`] (a cosine time, `conditioning.augment_lowres`),
+    and the noise [., C, F, H, W] its low-resolution input is noised with. Keyed by (seed, step, 1), a stream of its
+    own, so `step_draws` stays what it was and a model without augmentation trains on exactly what it did."""
+    key = np.random.SeedSequence((seed, step, 1)).generate_state(1, np.uint64)[0]
+    gen = torch.Generator(device=device).manual_seed(int(key))
+    level = torch.rand(global_shape[0], generator=gen, device=device) * max_level
+    noise = torch.randn(global_shape, generator=gen, device=device)
+    return level[rows], noise[rows]
+
+
 def denoising_loss(model, video: Tensor, cond: Cond, t: Tensor, eps: Tensor, prediction: str) -> Tensor:
     """MSE of the network's native prediction (eps or v) for clean `video` noised by `eps` at cosine times `t` [B]
     (paper sec 2). `prediction` is the model's `cfg.prediction`, passed in because `model` may be wrapped (DDP,
@@ -58,16 +71,18 @@ def ema_update(ema: SpaceTimeUNet, model: SpaceTimeUNet, step: int, decay: float
 
 def optimizer_step(run, cfg, acc, batch: dict, step: int) -> tuple[Tensor, Tensor, Tensor]:
     """Step `step` of a run (`setup.Run`) under TrainConfig `cfg` and accelerator `acc` on `batch`: the step's noise,
-    times and condition dropout (`step_draws`), the loss, a clipped gradient step and the EMA update. Returns the
-    loss, the gradient norm and whether both are finite, all left on the device (a host sync per step would stall a
-    small model's launches)."""
+    times and condition dropout (`step_draws`), an SR stage's noise augmentation (`augmentation_draws`), the loss, a
+    clipped gradient step and the EMA update. Returns the loss, the gradient norm and whether both are finite, all
+    left on the device (a host sync per step would stall a small model's launches)."""
     device = acc.device
     video = batch["video"].to(device).contiguous(memory_format=run.memory_format)
     text = run.text_encoder.encode(batch["caption"], device=device)
     rows = slice(acc.process_index * len(video), (acc.process_index + 1) * len(video))
     global_shape = (acc.num_processes * len(video), *video.shape[1:])
     t, eps, uniforms = step_draws(cfg.seed, step, rows, global_shape, device)
-    cond = drop_conditions(make_cond(video, text, run.model_cfg), cfg.drop, uniforms=uniforms)
+    augment = augmentation_draws(cfg.seed, step, rows, global_shape, run.model_cfg.lowres_aug, device) \
+        if run.model_cfg.lowres_factor and run.model_cfg.lowres_aug else None
+    cond = drop_conditions(make_cond(video, text, run.model_cfg, augment), cfg.drop, uniforms=uniforms)
     for group in run.opt.param_groups:
         group["lr"] = lr_at(step, cfg)
     with acc.autocast():
