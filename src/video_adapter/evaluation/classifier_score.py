@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from ..common.devices import resolve_device
 from ..common.files import atomic_write_text
 from ..data.dataset import VideoFolderDataset
 from .metrics.scores import mean_with_ci
-from .metrics.video_net import caption_predictions, load_video_net
+from .metrics.video_net import caption_predictions, load_video_net, scorable
 
 CHUNK = 256  # clips decoded and held at once: a whole train split of floats would not need to fit in memory
 
@@ -55,14 +54,7 @@ def score_classifier(cfg: ClassifierScoreConfig) -> dict:
         raise ValueError(f"{cfg.classifier} is a video_net with objective {net.cfg.objective!r}; score-classifier "
                          "needs a caption classifier (train-video-net --objective caption)")
     data = VideoFolderDataset(root, frames=net.cfg.frames, size=(net.cfg.height, net.cfg.width), random_crop=False)
-    labels = set(net.cfg.labels)
-    known = [i for i, c in enumerate(data.captions) if net.cfg.rewrite(c) in labels]
-    if not known:
-        raise ValueError(f"none of the {len(data)} captions under {root} is among the classifier's "
-                         f"{net.cfg.num_classes} labels (e.g. {data.captions[0]!r}); score it on clips of its own task")
-    if len(known) < len(data):
-        warnings.warn(f"{len(data) - len(known)} of {len(data)} captions under {root} are not among the classifier's "
-                      f"labels; accuracy counts only the other {len(known)}", stacklevel=2)
+    known = scorable(net, data.captions, f" under {root}")
     correct = []
     for start in range(0, len(known), CHUNK):
         part = known[start:start + CHUNK]

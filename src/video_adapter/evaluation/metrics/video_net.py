@@ -449,18 +449,27 @@ def predict_captions(net: VideoNet, videos: Tensor, batch_size: int = 32) -> lis
     return [net.cfg.labels[i] for i in torch.cat(out).argmax(dim=1).tolist()] if out else []
 
 
+def scorable(net: VideoNet, captions: list[str], where: str = "") -> list[int]:
+    """Indices of the captions a caption classifier can score: those whose (rewritten) caption is one of its labels.
+    None is an error; some missing is a warning saying how many are left out (`where`: " under FOLDER", say)."""
+    labels = set(net.cfg.labels)
+    known = [i for i, c in enumerate(captions) if net.cfg.rewrite(c) in labels]
+    if not known:
+        raise ValueError(f"none of the {len(captions)} captions{where} is among this classifier's "
+                         f"{net.cfg.num_classes} labels (e.g. {captions[0]!r}); use the classifier trained on their "
+                         "domain")
+    if len(known) < len(captions):
+        warnings.warn(f"{len(captions) - len(known)} of {len(captions)} captions{where} are not among the "
+                      f"classifier's labels; accuracy counts only the other {len(known)}", stacklevel=3)
+    return known
+
+
 def caption_predictions(net: VideoNet, videos: Tensor, captions: list[str], batch_size: int = 32) -> np.ndarray:
     """Per-video correctness (bool) of the classifier's prediction, for the videos whose (rewritten) caption is one
     of its labels, in order. Others cannot be scored: they are left out, with a warning saying how many."""
     _require_classifier(net)
-    captions, labels = _check_captions(videos, captions), set(net.cfg.labels)
-    known = [i for i, c in enumerate(captions) if net.cfg.rewrite(c) in labels]
-    if not known:
-        raise ValueError(f"none of the {len(captions)} captions is among this classifier's {net.cfg.num_classes} "
-                         f"labels (e.g. {captions[0]!r}); use the classifier trained on this domain")
-    if len(known) < len(captions):
-        warnings.warn(f"{len(captions) - len(known)} of {len(captions)} captions are not among the classifier's "
-                      f"labels; accuracy counts only the other {len(known)}", stacklevel=2)
+    captions = _check_captions(videos, captions)
+    known = scorable(net, captions)
     predicted = predict_captions(net, videos[known], batch_size)
     return np.array([p == net.cfg.rewrite(captions[i]) for p, i in zip(predicted, known)], dtype=bool)
 
