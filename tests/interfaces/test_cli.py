@@ -106,6 +106,14 @@ def test_train_dry_run(capsys, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
 
 
+@pytest.mark.parametrize("word, value", [("false", False), ("False", False), ("TRUE", True), ("true", True)])
+def test_train_model_bools_as_shells_write_them(capsys, word, value):
+    # scripts/stylise.sh writes first_frame_cond=false; Python's spelling alone used to be accepted.
+    out = run_json(capsys, "train", "--dry-run", "--preset", "S", "--model", f"first_frame_cond={word}",
+                   f"edge_cond={not value}")
+    assert out["model"]["first_frame_cond"] is value and out["model"]["edge_cond"] is (not value)
+
+
 def test_train_dry_run_shows_the_warmup_and_workers_a_run_would_use(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("os.cpu_count", lambda: 2)

@@ -28,6 +28,9 @@ def _field_docs(cls) -> dict[str, str]:
 
 
 def _parse_value(text: str):
+    """A KEY=VALUE value as a Python literal; true/false in any case are bools, as users write them in shells."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
