@@ -86,6 +86,24 @@ def test_gamma_sweep_endpoints_are_exact(setup):
     assert methods["small-s"]["metrics"]["fvd-va"] != methods["prior"]["metrics"]["fvd-va"]
 
 
+def test_paired_differences_compare_each_composed_row_with_its_experts(setup):
+    """Each composition (and each sweep point off the main gamma) minus Small (S) and minus the prior, paired over
+    the same resamples: the point is the difference of the rows, and gamma 0 (the adapter bit for bit) gives exactly
+    0 with a zero-width interval."""
+    cfg, results = setup
+    paired, methods = results["paired"], results["methods"]
+    assert set(paired) == {"small-s+prior - small-s", "small-s+prior - prior", "cfg-mix - small-s", "cfg-mix - prior",
+                           "small-s+prior gamma 0 - small-s", "small-s+prior gamma 0 - prior"}
+    for pair, diff in paired.items():
+        row, expert = pair.split(" - ")
+        values = results["gamma_sweep"]["0.0"] if row.endswith("gamma 0") else methods[row]["metrics"]
+        for m in cfg.metrics:
+            assert diff[m]["value"] == pytest.approx(values[m]["value"] - methods[expert]["metrics"][m]["value"])
+            assert diff[m]["ci95"][0] <= diff[m]["ci95"][1]
+    assert all(d == {"value": 0.0, "ci95": [0.0, 0.0]} for d in paired["small-s+prior gamma 0 - small-s"].values())
+    assert "| small-s+prior - small-s |" in (Path(cfg.out) / "table.md").read_text()
+
+
 def test_a_sample_depends_on_its_batch_alone(setup, tmp_path):
     """Batch i is seeded by i: fewer samples give the same first batches, so sharding batches over processes
     cannot change them."""

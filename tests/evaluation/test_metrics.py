@@ -332,3 +332,35 @@ def test_a_file_that_is_not_torchscript_is_refused(tmp_path):
         load_inception(path)
     with pytest.raises(ValueError, match="unknown detector kind 'clip'"):
         find_weights("clip")
+
+
+# -- paired bootstrap differences
+
+
+def test_a_paired_difference_resolves_what_two_marginal_intervals_cannot():
+    """Set B is set A moved a little further from the real features, sample by sample (as a composition moves an
+    adapter's samples): the marginal intervals overlap, the paired interval of FD(B) - FD(A) lies above 0."""
+    from video_adapter.evaluation.metrics.scores import frechet_with_ci
+
+    rng = np.random.default_rng(0)
+    real = FrechetReference(rng.normal(size=(400, 4)))
+    a = rng.normal(size=(64, 4)) + 0.5
+    b = a + 0.05
+    va, vb = frechet_with_ci(real, a, 200, seed=3), frechet_with_ci(real, b, 200, seed=3)
+    assert vb.value > va.value and vb.low < va.high  # the marginal intervals overlap
+    d = vb.minus(va)
+    assert d.value == pytest.approx(vb.value - va.value) and 0 < d.low <= d.value <= d.high
+    np.testing.assert_allclose(d.draws, vb.draws - va.draws)
+    assert d.high - d.low < 0.2 * (va.high - va.low)
+    assert va.minus(va).as_dict() == {"value": 0.0, "ci95": [0.0, 0.0]}
+    # other resamples (another seed) are not paired: the same sets then differ by resampling luck alone
+    assert frechet_with_ci(real, a, 200, seed=4).minus(va).high - va.minus(va).high > 0
+
+
+def test_a_paired_difference_needs_both_draws():
+    from video_adapter.evaluation.metrics.scores import Value, mean_with_ci
+
+    with_draws = mean_with_ci(np.arange(10.0), 50, 0)
+    for bad in (Value(1.0, 0.5, 1.5), mean_with_ci(np.arange(10.0), 40, 0)):
+        with pytest.raises(ValueError, match="same resamples"):
+            with_draws.minus(bad)

@@ -235,6 +235,22 @@ def parameters(method: str, models: Models) -> int:
     return sum(m.spec.parameters for m in models.of(method).values())
 
 
+def experts(method: str) -> tuple[str, ...]:
+    """The rows a composed method is compared with: its small model sampled alone, and the prior."""
+    spec = METHODS[method]
+    if spec.mode not in ("composed", "cfg-mix"):
+        return ()
+    return (*(m for m, s in METHODS.items() if s.mode == "adapter" and s.model == spec.model), "prior")
+
+
+def paired_differences(scored: dict[str, tuple[str, dict]]) -> dict[str, dict]:
+    """Each composed row (a method, or a sweep point: row -> (method, scores)) minus each of its experts that was
+    sampled too, metric by metric, with the paired bootstrap interval (`Value.minus`). An interval clear of 0 says
+    the prior moved that metric for these conditions and seeds; the marginal intervals of table.md cannot say it."""
+    return {f"{row} - {expert}": {m: value.minus(scored[expert][1][m]).as_dict() for m, value in scores.items()}
+            for row, (method, scores) in scored.items() for expert in experts(method) if expert in scored}
+
+
 def results_markdown(results: dict, cfg: EvalConfig) -> str:
     """results.json as table.md: Table 1's rows with bootstrap intervals, and what they were sampled with."""
     metrics = list(cfg.metrics)
@@ -246,6 +262,11 @@ def results_markdown(results: dict, cfg: EvalConfig) -> str:
               *((human_count(row["parameters"]), f"{row['seconds_per_sample']:.3f}") if row else ("-", "-"))]
              for label, scores, row in rows]
     table = table_markdown(["method", *metrics, "parameters", "sampling s / sample"], cells)
+    if results.get("paired"):
+        table += "\n\nPaired differences (row minus expert; the same conditions, seeds and resamples):\n\n" + \
+            table_markdown(["difference", *metrics], [[pair, *(
+                f"{d[m]['value']:+.4g} [{d[m]['ci95'][0]:+.4g}, {d[m]['ci95'][1]:+.4g}]" for m in metrics)]
+                for pair, d in results["paired"].items()])
     real_note = (" Real: test clips not among the conditions, scored like a method: the Fréchet distances' floor "
                  "and the classifier's accuracy on real video at this N" +
                  ("; Real + noise: the same clips with Gaussian pixel noise of that std (videos in [-1, 1])"
@@ -318,6 +339,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         if cfg.save_samples:
             make_out_dir(Path(cfg.save_samples), "--save-samples")
     samples, results = {}, {"config": asdict(cfg), "methods": {}, "gamma_sweep": {}, "mix_sweep": {}}
+    scored = {}  # row -> (method, its Values with their bootstrap draws), for the paired differences
     edges = tests.pixels.get("edges")  # edge-fidelity's reference: every row is compared with the input edges
     if tests.reference is None:
         state.print(f"no 'Real' reference row (nor --real-noise rows): it needs {2 * cfg.num} test clips "
@@ -337,30 +359,37 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         samples[name], seconds = sample_method(cfg, name, models, tests, cfg.prior_strength)
         if state.is_main_process:
             save_row(cfg, name, samples[name], tests.captions)
+            scored[name] = (name, scorer.score(samples[name], tests.captions, edges))
             results["methods"][name] = {"label": METHODS[name].label, "parameters": parameters(name, models),
                                         "seconds_per_sample": seconds * state.num_processes / cfg.num,
-                                        "metrics": {k: v.as_dict() for k, v in
-                                                    scorer.score(samples[name], tests.captions, edges).items()}}
+                                        "metrics": {k: v.as_dict() for k, v in scored[name][1].items()}}
     if cfg.gamma_sweep and "small-s+prior" in names:
         for gamma in cfg.gamma_sweep:
             state.print(f"[gamma sweep] Small (S) + Prior at gamma {gamma:g}")
             videos = samples["small-s+prior"] if gamma == cfg.prior_strength else \
                 sample_method(cfg, "small-s+prior", models, tests, gamma)[0]
             if state.is_main_process:
-                save_row(cfg, f"small-s+prior gamma {gamma:g}", videos, tests.captions)
-                results["gamma_sweep"][str(gamma)] = {k: v.as_dict() for k, v in
-                                                      scorer.score(videos, tests.captions, edges).items()}
+                row = f"small-s+prior gamma {gamma:g}"
+                save_row(cfg, row, videos, tests.captions)
+                values = scorer.score(videos, tests.captions, edges)
+                results["gamma_sweep"][str(gamma)] = {k: v.as_dict() for k, v in values.items()}
+                if gamma != cfg.prior_strength:  # that point is the main row
+                    scored[row] = ("small-s+prior", values)
     if cfg.mix_sweep and "cfg-mix" in names:
         for w in cfg.mix_sweep:
             state.print(f"[mix sweep] CFG Mix at prior weight {w:g}")
             videos = samples["cfg-mix"] if w == cfg.mix else \
                 sample_method(replace(cfg, mix=w), "cfg-mix", models, tests, cfg.prior_strength)[0]
             if state.is_main_process:
-                save_row(cfg, f"cfg-mix w {w:g}", videos, tests.captions)
-                results["mix_sweep"][str(w)] = {k: v.as_dict() for k, v in
-                                                scorer.score(videos, tests.captions, edges).items()}
+                row = f"cfg-mix w {w:g}"
+                save_row(cfg, row, videos, tests.captions)
+                values = scorer.score(videos, tests.captions, edges)
+                results["mix_sweep"][str(w)] = {k: v.as_dict() for k, v in values.items()}
+                if w != cfg.mix:
+                    scored[row] = ("cfg-mix", values)
     if not state.is_main_process:
         return results
+    results["paired"] = paired_differences(scored) if cfg.bootstrap >= 2 else {}
     results["networks"] = scorer.records()
     out = Path(cfg.out)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))

@@ -35,23 +35,37 @@ FEATURES = ("i3d", "inception", "encoder")  # networks whose features are compar
 
 @dataclass(frozen=True)
 class Value:
-    """A metric's point estimate and its bootstrap 95% interval."""
+    """A metric's point estimate and its bootstrap 95% interval; `draws` are the statistic over each resample."""
     value: float
     low: float
     high: float
+    draws: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float]:
         return {"value": self.value, "ci95": [self.low, self.high]}
 
+    def minus(self, other: Value) -> Value:
+        """self - other with a paired bootstrap interval. Valid when both were scored over the same resamples of
+        paired samples, as `Scorer.score` does for every method (one seed per metric; sample i of every method has
+        the same condition and seed): the draws then share the resample's luck, and their difference does not.
+        Much narrower than the two marginal intervals, so it tests "did the composition move the metric"."""
+        if self.draws is None or other.draws is None or len(self.draws) != len(other.draws):
+            raise ValueError("a paired difference needs both values' bootstrap draws, over the same resamples "
+                             "(the same --num and --bootstrap)")
+        diff = self.draws - other.draws
+        low, high = np.percentile(diff, [2.5, 97.5])
+        return Value(self.value - other.value, float(low), float(high), diff)
 
-def bootstrap(statistic, n: int, rounds: int, seed: int) -> tuple[float, float]:
-    """2.5th and 97.5th percentiles of `statistic(indices)` over `rounds` resamples of range(n) with replacement."""
+
+def bootstrap(statistic, n: int, rounds: int, seed: int) -> tuple[float, float, np.ndarray | None]:
+    """2.5th and 97.5th percentiles of `statistic(indices)` over `rounds` resamples of range(n) with replacement,
+    and the `rounds` values themselves (for `Value.minus`)."""
     if rounds < 2:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), None
     rng = np.random.default_rng(seed)
-    values = [statistic(rng.integers(0, n, n)) for _ in range(rounds)]
+    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(rounds)], dtype=np.float64)
     low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+    return float(low), float(high), values
 
 
 def frechet_with_ci(real: FrechetReference, fake: np.ndarray, rounds: int, seed: int) -> Value:
