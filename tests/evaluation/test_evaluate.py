@@ -104,6 +104,22 @@ def test_paired_differences_compare_each_composed_row_with_its_experts(setup):
     assert "| small-s+prior - small-s |" in (Path(cfg.out) / "table.md").read_text()
 
 
+def test_sweep_curves_add_the_main_rows_and_the_adapter_at_strength_0(setup):
+    from video_adapter.evaluation.evaluate import sweep_curves
+
+    cfg, results = setup
+    methods = results["methods"]
+    curves = sweep_curves(results, replace(cfg, mix_sweep=()))
+    assert set(curves) == {"Small (S) + Prior"}  # no CFG Mix sweep was run
+    assert curves["Small (S) + Prior"] == {0.0: results["gamma_sweep"]["0.0"], 0.1: methods["small-s+prior"]["metrics"]}
+    only_main = dict(results, gamma_sweep={"0.05": methods["prior"]["metrics"]}, mix_sweep={"1.0": {}})
+    curves = sweep_curves(only_main, replace(cfg, mix=0.5))
+    assert curves["Small (S) + Prior"] == {0.05: methods["prior"]["metrics"], 0.1: methods["small-s+prior"]["metrics"],
+                                           0.0: methods["small-s"]["metrics"]}
+    assert curves["CFG Mix (S, Prior)"] == {1.0: {}, 0.5: methods["cfg-mix"]["metrics"],
+                                            0.0: methods["small-s"]["metrics"]}
+
+
 def test_a_sample_depends_on_its_batch_alone(setup, tmp_path):
     """Batch i is seeded by i: fewer samples give the same first batches, so sharding batches over processes
     cannot change them."""

@@ -283,6 +283,21 @@ def results_markdown(results: dict, cfg: EvalConfig) -> str:
         "with published numbers.\n")
 
 
+def sweep_curves(results: dict, cfg: EvalConfig) -> dict[str, dict[float, dict]]:
+    """Figure 6's curves (label -> strength -> scores): each swept method's sweep points, plus its main row at its
+    main strength and Small (S) alone at strength 0, where the composition and CFG Mix both equal it exactly."""
+    methods, curves = results["methods"], {}
+    for key, method, main in (("gamma_sweep", "small-s+prior", cfg.prior_strength), ("mix_sweep", "cfg-mix", cfg.mix)):
+        if results[key]:
+            curve = {float(g): v for g, v in results[key].items()}
+            if method in methods:
+                curve.setdefault(main, methods[method]["metrics"])
+            if "small-s" in methods:
+                curve.setdefault(0.0, methods["small-s"]["metrics"])
+            curves[METHODS[method].label] = curve
+    return curves
+
+
 def plot_sweep(sweeps: dict[str, dict[float, dict]], metrics: tuple[str, ...], path: Path) -> None:
     """Figure 6: each metric over prior strength, one line per method swept (`sweeps`: label -> strength -> scores)."""
     import matplotlib
@@ -395,10 +410,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     atomic_write_text(out / "table.md", results_markdown(results, cfg))
     paths = [out / "results.json", out / "table.md"]
-    sweeps = {label: {float(g): v for g, v in results[key].items()}
-              for key, label in (("gamma_sweep", METHODS["small-s+prior"].label), ("mix_sweep", METHODS["cfg-mix"].label))
-              if results[key]}
-    if sweeps:
+    if sweeps := sweep_curves(results, cfg):
         plot_sweep(sweeps, cfg.metrics, out / "gamma_sweep.png")
         paths.append(out / "gamma_sweep.png")
     shown = min(cfg.grid, cfg.num)
