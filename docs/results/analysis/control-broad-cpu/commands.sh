@@ -11,3 +11,6 @@ R=runs/control
 A="--domain data/bb4 --prior checkpoints/prior --small-s $R/small-s/checkpoint --metrics fvd-va --num 32 --batch-size 16 \
    --sampler ddim --steps 25 --device cpu"
 video-adapter evaluate $A --methods small-s small-s+prior prior --composition normalized --gamma-sweep --out $R/eval-normalized-n32
+# The gamma sweep with paired differences (eval-sweep-n32/): the same adapter, conditions and seeds, gamma 0.4 main
+video-adapter evaluate $A --methods small-s small-s+prior prior --composition normalized --prior-strength 0.4 \
+  --gamma-sweep 0.1 0.8 --out $R/eval-sweep-n32
