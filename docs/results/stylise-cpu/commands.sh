@@ -20,3 +20,11 @@ video-adapter evaluate --domain data/robot --prior checkpoints/prior --small-s $
   --metrics style edge-fidelity --style-classifier $R/toon-classifier --style-label toon --num 32 --batch-size 16 \
   --sampler ddim --steps 25 --device cpu --out $R/eval-robot
 date
+# One pair of samples at gamma 0.4, static x0 clipping against dynamic thresholding (not scored): the last frames
+# gamma0.4-static-clip.png and gamma0.4-dynamic-threshold.png
+V=$(ls data/robot/test/*.mp4 | head -1)
+for dt in 0 0.995; do
+  video-adapter sample --adapter $R/animation-s/checkpoint --prior checkpoints/prior --prompt "slide the pink block backward" \
+    --edges-from $V --num 2 --prior-strength 0.4 --composition normalized --sampler ddim --steps 25 --dynamic-threshold $dt \
+    --compare --out $R/g0.4-dt$dt.gif --device cpu
+done
