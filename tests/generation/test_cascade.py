@@ -119,6 +119,10 @@ def test_sample_command_applies_the_cascade(stages, tmp_path):
           "2", "--cascade", *stages, "--upscale", "1", "--device", "cpu", "--out", str(out)])
     frames = read_video(out)
     assert frames.shape[1] >= 32 and frames.shape[2] >= 64  # the last stage's 32x64 (plus the grid's label)
+    # --upscale zooms a base-size sample; after an 8x cascade a zoom of 4 shows the output at its own size
+    main(["sample", "--adapter", str(base), "--prompt", "a red square moves left", "--sampler", "ddim", "--steps",
+          "2", "--cascade", *stages, "--upscale", "4", "--device", "cpu", "--out", str(tmp_path / "z.gif")])
+    assert read_video(tmp_path / "z.gif").shape == frames.shape
 
 
 def test_an_sr_stage_trains_on_clips_at_its_size_and_its_preview_samples(toy, tmp_path):

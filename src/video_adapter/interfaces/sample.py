@@ -19,7 +19,7 @@ from ..common.devices import DTYPES, resolve_device, resolve_dtype
 from ..common.files import make_out_dir
 from ..data.dataset import center_crop_resize
 from ..data.video_io import from_uint8, is_video_path, read_image, read_video, write_grid
-from ..generation.cascade import DEFAULT_AUG_LEVEL, check_stages, load_stages, upscale
+from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale_rows, zoom_after
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models, parse_video_size, trained_video_size
 from ..generation.routing import FLAGS, model_conds, route_conditions
@@ -70,7 +70,7 @@ class SampleConfig:
     prior_offload: bool = False           # a diffusers prior's weights stay in CPU memory, moved in per layer
     cuda_graphs: bool = True              # replay each model's forward from a CUDA graph (CUDA only; no CPU effect)
     fps: int = 8                          # frames per second of the written video
-    upscale: int = 4                      # nearest-neighbour zoom, so 24x40 videos are watchable
+    upscale: int = 4                      # nearest-neighbour zoom of 24x40 videos (less after --cascade)
     cascade: tuple[str, ...] = ()         # super-resolution stage checkpoints, smallest first, applied to every sample
     cascade_aug_level: float = DEFAULT_AUG_LEVEL  # noise augmentation level (cosine time) of the stages trained with it
 
@@ -244,18 +244,18 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
               "--sampler dpmpp-2m --steps 25 takes about a minute")
     models = load_sample_models(cfg)
     spec = next(iter(models.values())).spec
-    stages = load_stages(list(cfg.cascade), device, resolve_dtype(cfg.dtype, device)) if cfg.cascade else []
-    check_stages(stages, (spec.height, spec.width), cfg.cascade_aug_level)  # before anything is sampled
+    stages = load_cascade(cfg.cascade, spec, device, resolve_dtype(cfg.dtype, device),
+                          cfg.cascade_aug_level)  # checked before anything is sampled
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
     conds = sample_conds(models, prompts, cfg.first_frame, cfg.edges_from, cfg.partial_conditions, cfg.video(), device,
                          prior_suffix=cfg.prior_prompt_suffix)  # labels (and the cascade's text) keep the prompts
     make_out_dir(out.parent)
     videos = generate(models, conds, cfg.methods(), cfg.settings(), device).videos
-    rows = [to_pixels(models, videos[method]) for method in cfg.methods()]
+    rows = {method: to_pixels(models, videos[method]) for method in cfg.methods()}
     if stages:  # the composition ran at the base size; the stages only upsample its samples (the paper's way)
-        rows = [upscale(stages, row, prompts, cfg.settings(), device, aug_level=cfg.cascade_aug_level)[-1].cpu()
-                for row in rows]
+        rows = upscale_rows(stages, rows, prompts, cfg.settings(), device, cfg.cascade_aug_level)
+    zoom, rows = zoom_after(stages, cfg.upscale), list(rows.values())  # shown about as large as a base sample
     if cfg.compare:
         return write_grid(out, [v for row in rows for v in row], labels=prompts * len(rows), nrow=len(prompts),
-                          row_labels=list(COMPARE_ROWS), fps=cfg.fps, upscale=cfg.upscale, formats=("gif", "mp4"))
-    return write_grid(out, list(rows[0]), labels=prompts, fps=cfg.fps, upscale=cfg.upscale)
+                          row_labels=list(COMPARE_ROWS), fps=cfg.fps, upscale=zoom, formats=("gif", "mp4"))
+    return write_grid(out, list(rows[0]), labels=prompts, fps=cfg.fps, upscale=zoom)
