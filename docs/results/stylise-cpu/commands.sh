@@ -3,9 +3,12 @@
 # composed with the shipped prior on the edges of held-out robot clips; Video Adapter's gamma sweep against CFG Mix's
 # weight sweep, scored by a toon-versus-not classifier and edge fidelity. N = 32, DDIM 25, the same seeds everywhere.
 set -euo pipefail
-cd /work/main && source .venv/bin/activate && export HF_HUB_OFFLINE=1
+export HF_HUB_OFFLINE=1  # from the repository root, in the project's environment
 R=runs/stylise-cpu; date
 [ -f data/animation/data_card.json ] || video-adapter make-data animation --out data/animation --num 1000 --seed 0
+[ -d data/robot ] || video-adapter make-data robot --out data/robot --num 5000 --seed 0
+[ -d data/egocentric ] || video-adapter make-data egocentric --out data/egocentric --num 5000 --seed 0
+[ -d data/bb4 ] || video-adapter make-data broad-bullet --out data/bb4 --num 700 --seed 4
 date
 [ -f $R/animation-s/checkpoint/config.json ] || video-adapter train --data data/animation/train --out $R/animation-s \
   --preset small-s --model first_frame_cond=false edge_cond=true --edges-drop 0.5 --steps 400 --batch-size 8 --lr 1e-3 \
