@@ -191,6 +191,33 @@ def test_a_prior_prompt_suffix_styles_the_prior_alone_and_the_clips_keep_their_c
         replace(styled, methods=("small-s",)).validate()
 
 
+def test_real_scores_against_another_set_while_the_conditions_stay(setup, tmp_path):
+    """--real DIR: the conditions (clips, captions, pixels) still come from --domain, the samples are scored against
+    the other set's clips, and its next N clips make the Real row; a missing folder is an error naming the flag."""
+    from video_adapter.data.dataset import VideoFolderDataset
+    from video_adapter.data.toy import make_toy_dataset
+    from video_adapter.evaluation.evaluate import Models, test_set
+
+    cfg, results = setup
+    other = tmp_path / "other"
+    make_toy_dataset(other / "test", num=2 * cfg.num, frames=4, size=(8, 16), seed=1, progress=False)
+    spec = Models(cfg, torch.device("cpu"))(cfg.prior).spec
+    own, cross = test_set(cfg, spec), test_set(replace(cfg, real=str(other)), spec)
+    assert torch.equal(own.target, own.real)
+    assert torch.equal(cross.real, own.real) and cross.captions == own.captions
+    assert torch.equal(cross.pixels["first_frame"], own.pixels["first_frame"])
+    data = VideoFolderDataset(other / "test", frames=4, size=(8, 16), random_crop=False)
+    assert torch.equal(cross.target, torch.stack([data[i]["video"] for i in range(cfg.num)]))
+    assert torch.equal(cross.reference, torch.stack([data[i]["video"] for i in range(cfg.num, 2 * cfg.num)]))
+    assert cross.reference_captions == data.captions[cfg.num:]
+    scored = run_evaluation(replace(cfg, real=str(other), methods=("small-s",), metrics=("fvd-va",), gamma_sweep=(),
+                                    out=str(tmp_path / "out")))
+    fvd = lambda r: r["methods"]["small-s"]["metrics"]["fvd-va"]["value"]
+    assert fvd(scored) != pytest.approx(fvd(results))  # the same samples against other clips
+    with pytest.raises(ValueError, match="--real .*missing: no such folder"):
+        test_set(replace(cfg, real=str(tmp_path / "missing")), spec)
+
+
 def test_errors_before_sampling(setup, tmp_path, monkeypatch):
     cfg, _ = setup
     sampled = []

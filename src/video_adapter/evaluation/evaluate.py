@@ -5,7 +5,8 @@
 
 Every method samples the same N conditions from the domain's test split (caption and first frame, or edges) from
 the same seeds, and each N-sample set is scored against the real test clips (`metrics.scores`), with bootstrap
-intervals. Batches are seeded by their index, so a sample depends on (seed, batch size, its index) alone and the
+intervals: the domain's own, or with --real DIR another set's (stylisation scored against the animation test set,
+sim-to-real against robot-real, while the conditions come from --domain). Batches are seeded by their index, so a sample depends on (seed, batch size, its index) alone and the
 batches can be spread over processes with results identical to one process:
 
     torchrun --nproc_per_node N -m -- video_adapter evaluate ...    # "--": the launcher must not read our --num
@@ -69,6 +70,7 @@ METHODS = {
 @dataclass(frozen=True)
 class EvalConfig:
     domain: str = ""                      # dataset folder with a test/ split (make-data), or a folder of test clips
+    real: str = ""                        # score against these clips, not --domain's (e.g. animation, robot-real)
     prior: str = "checkpoints/prior"      # the frozen prior: a model directory, or http://HOST:PORT (serve-prior)
     prior_token_file: str = ""            # token of a prior served over HTTP (else $VIDEO_ADAPTER_PRIOR_TOKEN)
     small_s: str = ""                     # Small (S) adapter checkpoint
@@ -151,26 +153,38 @@ class EvalConfig:
 
 
 class TestSet(NamedTuple):
-    real: Tensor              # [N, C, F, H, W] in [-1, 1]: the test clips, repeated to --num
+    real: Tensor              # [N, C, F, H, W] in [-1, 1]: the test clips the conditions come from, repeated to --num
     captions: list[str]       # [N]
     pixels: dict[str, Tensor]  # the per-sample pixel conditions (first_frame [N, C, H, W] or edges [N, C, F, H, W])
-    reference: Tensor | None  # N other test clips, scored like a method: the metrics' floor and the classifier's
-    reference_captions: list[str]  # ceiling at this N (None when the split has fewer than 2N clips)
+    target: Tensor            # [N, ...]: the clips the samples are scored against (`real`, or --real's)
+    reference: Tensor | None  # N other clips of the target set, scored like a method: the metrics' floor and the
+    reference_captions: list[str]  # classifier's ceiling at this N (None when it has fewer than 2N clips)
 
 
-def test_set(cfg: EvalConfig, spec) -> TestSet:
-    root = Path(cfg.domain)
+def clips(path: str, spec, flag: str) -> VideoFolderDataset:
+    """A dataset's test/ split, or a folder of clips, at the model's size; `flag` names the option in errors."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"{flag} {path}: no such folder; pass a make-data dataset or a folder of clips")
     folder = root / "test" if (root / "test").is_dir() else root
     data = VideoFolderDataset(folder, frames=spec.frames, size=(spec.height, spec.width), random_crop=False)
     if len(data) < 2:
-        raise ValueError(f"{folder} has {len(data)} clips; the real set needs at least 2")
+        raise ValueError(f"{flag}: {folder} has {len(data)} clips; it needs at least 2")
+    return data
+
+
+def test_set(cfg: EvalConfig, spec) -> TestSet:
+    data = clips(cfg.domain, spec, "--domain")
     picks = [i % len(data) for i in range(cfg.num)]
     real = torch.stack([data[i]["video"] for i in picks])
     pixels = {"first_frame": real[:, :, 0]} if cfg.condition == "first_frame" else \
         {"edges": sobel_x(real)} if cfg.condition == "edges" else {}
-    others = range(cfg.num, 2 * cfg.num) if len(data) >= 2 * cfg.num else range(0)
-    reference = torch.stack([data[i]["video"] for i in others]) if others else None
-    return TestSet(real, [data.captions[i] for i in picks], pixels, reference, [data.captions[i] for i in others])
+    scored = clips(cfg.real, spec, "--real") if cfg.real else data
+    target = torch.stack([scored[i % len(scored)]["video"] for i in range(cfg.num)]) if cfg.real else real
+    others = range(cfg.num, 2 * cfg.num) if len(scored) >= 2 * cfg.num else range(0)
+    reference = torch.stack([scored[i]["video"] for i in others]) if others else None
+    return TestSet(real, [data.captions[i] for i in picks], pixels, target, reference,
+                   [scored.captions[i] for i in others])
 
 
 class Models:
@@ -345,7 +359,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         if state.is_main_process else []  # only the grid is upscaled, on the main process
     for name in names:  # every pair compatible and every condition taken, before anything is sampled
         route_conditions(models.of(name), {"text", *tests.pixels}, partial=False)
-    scorer = Scorer(tuple(cfg.metrics), tests.real, {"i3d": cfg.i3d, "inception": cfg.inception, "encoder": cfg.encoder,
+    scorer = Scorer(tuple(cfg.metrics), tests.target, {"i3d": cfg.i3d, "inception": cfg.inception, "encoder": cfg.encoder,
                     "classifier": cfg.classifier, "style": cfg.style_classifier}, str(device), cfg.batch_size,
                     cfg.bootstrap, cfg.seed, cfg.style_label) \
         if state.is_main_process else None
@@ -357,8 +371,8 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     scored = {}  # row -> (method, its Values with their bootstrap draws), for the paired differences
     edges = tests.pixels.get("edges")  # edge-fidelity's reference: every row is compared with the input edges
     if tests.reference is None:
-        state.print(f"no 'Real' reference row (nor --real-noise rows): it needs {2 * cfg.num} test clips "
-                    "(2 x --num)")
+        state.print(f"no 'Real' reference row (nor --real-noise rows): it needs {2 * cfg.num} clips in "
+                    f"{cfg.real or cfg.domain} (2 x --num)")
     elif state.is_main_process:
         # the Real row against the conditions' edges: the edge fidelity of clips that were not made from them
         results["real"] = {k: v.as_dict() for k, v in scorer.score(tests.reference, tests.reference_captions,
