@@ -55,17 +55,17 @@ if [ "$STAGES" != sr ]; then
     out="$R/eval/stylise-$src"
     [ -f "$out/results.json" ] || $va evaluate --domain "$D/$src" --prior "$PRIOR" --small-s "$R/animation-s/checkpoint" \
         --condition edges --methods small-s small-s+prior prior cfg-mix --gamma-sweep $GAMMAS --mix-sweep $MIXES \
-        --metrics style edge-fidelity --style-classifier "$R/toon-classifier" --style-label toon --out "$out" "$@"
+        --metrics style edge-fidelity fvd-va --real "$D/animation" --style-classifier "$R/toon-classifier" \
+        --style-label toon --out "$out" "$@"  # FVD-VA against the animation test set
   done
-  # FVD-VA against the animation test set: the same samples scored against animation clips need a real set other
-  # than the conditions' domain (evaluate scores against --domain's test split); see docs/results.md
   # 4. sim-to-real: from the edges of held-out sim clips, the real adapter with the prior; realness, edge fidelity,
   #    FVD-VA against robot-real (the sim adapter's rows are the paired sim videos)
   for side in real sim; do
     out="$R/eval/sim2real-$side"
     [ -f "$out/results.json" ] || $va evaluate --domain "$D/robot" --prior "$PRIOR" --small-s "$R/$side-s/checkpoint" \
-        --condition edges --methods small-s small-s+prior prior --gamma-sweep $GAMMAS --metrics style edge-fidelity \
-        --style-classifier "$R/real-classifier" --style-label real --out "$out" "$@"
+        --condition edges --methods small-s small-s+prior prior --gamma-sweep $GAMMAS \
+        --metrics style edge-fidelity fvd-va --real "$D/robot-real" --style-classifier "$R/real-classifier" \
+        --style-label real --out "$out" "$@"
   done
   # 5. the downstream test (Figure 10): real versions of the first DOWN_NUM sim TRAIN clips, from their edges and
   #    captions by the real adapter with the prior (a folder without test/ is evaluate's condition set), saved as a
