@@ -14,3 +14,6 @@ video-adapter evaluate $A --methods small-s small-s+prior prior --composition no
 # The gamma sweep with paired differences (eval-sweep-n32/): the same adapter, conditions and seeds, gamma 0.4 main
 video-adapter evaluate $A --methods small-s small-s+prior prior --composition normalized --prior-strength 0.4 \
   --gamma-sweep 0.1 0.8 --out $R/eval-sweep-n32
+# The same sweep without guidance (eval-alpha1-n32/): alpha 1 for every row, so the composition is the geometric mean
+video-adapter evaluate $A --methods small-s small-s+prior prior --composition normalized --guidance 1 --prior-strength 0.5 \
+  --gamma-sweep 0.25 0.75 --out $R/eval-alpha1-n32
