@@ -43,6 +43,16 @@ TINY = UNetConfig(frames=16, height=24, width=40, base_channels=8, channel_mults
                   attention_resolutions=(), head_dim=8, emb_dim=32, text_dim=384)
 
 
+def server_env(threads: int = 0) -> dict[str, str]:
+    """The server's environment: this checkout's src first on PYTHONPATH, then the caller's (where packages carried
+    as wheels may live: dropping it lost fastapi on the GPU machine); `threads` CPU threads for its forwards."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (src, os.environ.get("PYTHONPATH"))))}
+    if threads:  # torch reads this at start
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
 class Server:
     """`video-adapter serve-prior` in a subprocess, ready when GET /spec answers."""
 
@@ -51,10 +61,7 @@ class Server:
         command = [sys.executable, "-m", "video_adapter", "serve-prior", prior, "--token-file", str(token_file),
                    "--port", str(port), "--max-batch", str(max_batch), "--read-timeout", str(read_timeout),
                    "--device", device, "--dtype", dtype, "--timeout", "600"]
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-        if threads:  # CPU threads of the server's forwards (torch reads this at start)
-            env["OMP_NUM_THREADS"] = str(threads)
-        self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(command, env=server_env(threads), stdout=subprocess.PIPE, text=True)
         self.url, self.log = f"http://127.0.0.1:{port}", ""
 
     def __enter__(self) -> dict:
