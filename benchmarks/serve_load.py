@@ -163,8 +163,8 @@ async def bad_requests(url: str, spec, rows: int) -> dict:
     auth = f"Authorization: Bearer {TOKEN}\r\n"
     cases = {
         "wrong token": post(good, token="not-the-token-0123456789"),
-        "oversized body (65 MiB announced, 4 KiB sent)": raw(url, f"POST /eps HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {huge}"
-                                                      "\r\n\r\n", b"\0" * 4096),
+        "oversized body (65 MiB announced, 4 KiB sent)": raw(
+            url, f"POST /eps HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {huge}\r\n\r\n", b"\0" * 4096),
         "wrong shape": post(shaped),
         "NaN input": post(nan),
         "malformed safetensors": post(b"\x10\0\0\0\0\0\0\0{not safetensors}" + b"\0" * 64),
@@ -224,7 +224,8 @@ def main() -> None:
             prior = str(save_model(Path(tmp) / "tiny", SpaceTimeUNet(TINY), "minilm"))
         batched = run(args, token_file, prior, args.max_batch, args.port, with_bad=True)
         one_by_one = run(args, token_file, prior, args.rows, args.port + 1, with_bad=False)
-    result = {"prior": args.prior, "device": args.device, "dtype": args.dtype, "cores": os.cpu_count(), "server_threads": args.threads or "default",
+    result = {"prior": args.prior, "device": args.device, "dtype": args.dtype, "cores": os.cpu_count(),
+              "server_threads": args.threads or "default",
               "clients": args.clients, "requests_per_client": args.requests, "rows_per_request": args.rows,
               "batched": batched, "one_by_one": one_by_one,
               "batching_gain": batched["clients"]["rows_per_s"] / one_by_one["clients"]["rows_per_s"]}

@@ -6,8 +6,9 @@
 Every method samples the same N conditions from the domain's test split (caption and first frame, or edges) from
 the same seeds, and each N-sample set is scored against the real test clips (`metrics.scores`), with bootstrap
 intervals: the domain's own, or with --real DIR another set's (stylisation scored against the animation test set,
-sim-to-real against robot-real, while the conditions come from --domain). Batches are seeded by their index, so a sample depends on (seed, batch size, its index) alone and the
-batches can be spread over processes with results identical to one process:
+sim-to-real against robot-real, while the conditions come from --domain). Batches are seeded by their index, so a
+sample depends on (seed, batch size, its index) alone and the batches can be spread over processes with results
+identical to one process:
 
     torchrun --nproc_per_node N -m -- video_adapter evaluate ...    # "--": the launcher must not read our --num
 
@@ -359,9 +360,9 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         if state.is_main_process else []  # only the grid is upscaled, on the main process
     for name in names:  # every pair compatible and every condition taken, before anything is sampled
         route_conditions(models.of(name), {"text", *tests.pixels}, partial=False)
-    scorer = Scorer(tuple(cfg.metrics), tests.target, {"i3d": cfg.i3d, "inception": cfg.inception, "encoder": cfg.encoder,
-                    "classifier": cfg.classifier, "style": cfg.style_classifier}, str(device), cfg.batch_size,
-                    cfg.bootstrap, cfg.seed, cfg.style_label) \
+    scorer = Scorer(tuple(cfg.metrics), tests.target, {"i3d": cfg.i3d, "inception": cfg.inception,
+                    "encoder": cfg.encoder, "classifier": cfg.classifier, "style": cfg.style_classifier}, str(device),
+                    cfg.batch_size, cfg.bootstrap, cfg.seed, cfg.style_label) \
         if state.is_main_process else None
     if state.is_main_process:
         make_out_dir(Path(cfg.out))
