@@ -2,8 +2,8 @@
 # The evidence for one domain (docs/analysis.md, docs/results.md): Small (S) and Small (L) adapters trained with a
 # held-out loss curve, the domain's caption classifier, adapters on subsets of the training clips, then the
 # diagnosis (`video-adapter diagnose`) and the evaluation of the paper's Algorithm 1 and its normalized form, each
-# with a gamma sweep, the composition restricted to high SNR, the x0-handling variants, the paper's 1,000-step DDPM
-# and the data-size series. Extra arguments go to every evaluate.
+# with a gamma sweep, CFG Mix over its weight, the composition restricted to high SNR, the x0-handling variants, the
+# paper's 1,000-step DDPM and the data-size series. Extra arguments go to every evaluate.
 #
 #   DOMAIN=data/robot RUN=runs/robot GAMMA=0.1 MINUTES=9 SIZES="50 200 1000" \
 #       REWRITES="slide the=>push the;touch the=>reach for the" scripts/evidence.sh --num 128 --batch-size 128
@@ -69,6 +69,9 @@ ev "$R/eval-paper" --composition paper --methods small-s small-s+prior small-l s
     --gamma-sweep 0.05 0.1 0.2 "${@}"
 ev "$R/eval-normalized" --composition normalized --methods small-s+prior small-l+prior \
     --gamma-sweep 0.05 0.1 0.2 0.4 "${@}"
+# CFG Mix, the geometric mean of the two guided experts, over its weight: the one combination that beat both experts
+# on egocentric (docs/analysis.md); its experts in the same run, for the paired differences
+ev "$R/eval-cfg-mix" --methods small-s cfg-mix prior --mix 0.5 --mix-sweep 0.1 0.25 0.75 --gamma-sweep "${@}"
 # the band where the diagnosis finds the prior better than the adapter (log-SNR >= 0), at larger gammas
 ev "$R/eval-band" --composition normalized --min-logsnr 0 --methods small-s+prior small-l+prior \
     --gamma-sweep 0.1 0.2 0.4 "${@}"

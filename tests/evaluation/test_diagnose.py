@@ -80,16 +80,20 @@ def test_every_figure_equals_the_sampling_paths_eps(setup):
                 x0 = x0_from_eps(x, got, logsnr.float())
                 assert results["methods"][name]["x0 raw"][j] == pytest.approx(mse(x0, video), rel=1e-4)
                 assert results["methods"][name]["x0 clip"][j] == pytest.approx(mse(x0.clamp(-1, 1), video), rel=1e-4)
+        mix = mode_fn("cfg-mix", small.eps, prior.eps, alpha=3.0, mix=0.5)(x, logsnr, Conds(conds.small, conds.prior))
+        assert results["methods"][composed_name("cfg-mix", "eps", 3.0, 0.5)]["eps"][j] == \
+            pytest.approx(mse(mix, eps), rel=1e-4)
 
 
 def test_best_gamma_is_the_minimiser_of_the_composed_error(setup):
     """gamma* from the closed form beats every gamma of a fine grid, and its reported MSE is the composed MSE there."""
     cfg, results = setup
     for j, eps, x, logsnr, conds, models, video in direct(cfg):
-        for composition in ("paper", "normalized"):
+        for composition in ("paper", "normalized", "cfg-mix"):
             best = results["best_gamma"][f"{composition} a3"]
-            error = lambda g: mse(mode_fn("composed", models["small"].eps, models["prior"].eps, alpha=3.0,
-                                          composition=composition,
+            mode = "cfg-mix" if composition == "cfg-mix" else "composed"
+            error = lambda g: mse(mode_fn(mode, models["small"].eps, models["prior"].eps, alpha=3.0,
+                                          composition=composition if mode == "composed" else "paper", mix=g,
                                           strength=PriorStrength(g, cutoff_logsnr=math.inf))(
                 x, logsnr, Conds(conds.small, conds.prior)), eps)
             gamma = best["gamma"][j]

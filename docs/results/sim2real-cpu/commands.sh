@@ -54,7 +54,8 @@ task_net() { [ -f $1/config.json ] || video-adapter train-video-net --objective 
   --num-workers 1 "${RW[@]}" --data "${@:2}"; }
 task_net $R/down/task-sim $R/down/sim
 task_net $R/down/task-sim+real $R/down/sim $R/down/gen/small-s_prior $R/down/gen-night/small-s_prior
-for t in task-sim task-sim+real; do
+for t in task-sim task-sim+real; do  # on real clips (the test), and on sim test clips (what each net learnt at all)
   video-adapter score-classifier --classifier $R/down/$t --data data/robot-real/test --out $R/down/$t.json
+  video-adapter score-classifier --classifier $R/down/$t --data data/robot/test --out $R/down/$t-on-sim.json
 done
 date

@@ -11,8 +11,9 @@ model, whatever the batch size), and each model and composition predicts eps. Fo
   (the samplers' default) and dynamically thresholded;
 - for each composition and guidance alpha, the gamma that minimises the composed eps MSE. The composed eps is
   linear in gamma, eps(gamma) = b + gamma d (Algorithm 1: b = CFG_alpha(small), d = alpha eps_prior; normalized:
-  d = alpha (eps_prior - eps_small(x|text))), so gamma* = <eps - b, d> / <d, d> over all clips, exactly. gamma* > 0
-  at a level says the prior's prediction carries information the adapter's lacks there.
+  d = alpha (eps_prior - eps_small(x|text)); CFG Mix, whose gamma is its weight w: d = CFG_alpha(prior) -
+  CFG_alpha(small)), so gamma* = <eps - b, d> / <d, d> over all clips, exactly. gamma* > 0 at a level says the
+  prior's prediction carries information the adapter's lacks there.
 
 Writes diagnose.json, diagnose.md (tables) and diagnose.png into --out (docs/analysis.md reads them).
 """
@@ -35,12 +36,15 @@ from ..common.tables import table_markdown
 from ..data.dataset import VideoFolderDataset
 from ..generation.loading import load_models
 from ..generation.routing import model_conds, route_conditions
-from ..maths.composition import COMPOSE_IN, COMPOSITIONS, in_prediction
+from ..maths.composition import COMPOSE_IN, COMPOSITIONS, cfg_mix, in_prediction
 from ..maths.conditioning import sobel_x
 from ..maths.guidance import classifier_free, cond_uncond, threshold_x0
 from ..maths.schedule import diffuse, x0_from_eps
 
 X0_HANDLING = ("raw", "clip", "dynamic")
+# Algorithm 1's two forms, and CFG Mix, (1 - w) CFG(small) + w CFG(prior): the product of the two guided experts with
+# exponents summing to 1, the one combination that beat both experts on egocentric (docs/analysis.md).
+DIAGNOSED = (*COMPOSITIONS, "cfg-mix")
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class DiagnoseConfig:
     logsnrs: tuple[float, ...] = (-10.0, -8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0)  # noise levels
     guidance: tuple[float, ...] = (1.0, 5.0)  # classifier-free guidance alphas (1: none)
     gammas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)  # prior strengths of the compositions
-    compositions: tuple[str, ...] = ("paper", "normalized")  # composition.COMPOSITIONS
+    compositions: tuple[str, ...] = DIAGNOSED  # paper, normalized (Algorithm 1 as written, normalized) and cfg-mix
     compose_in: tuple[str, ...] = ("eps", "x0")  # combine the predictions of eps, x0 or v
     clip_x0: float = 1.0                  # the "clip" x0 handling: clip to [-v, v]
     dynamic_threshold: float = 0.995      # the "dynamic" x0 handling: Imagen's thresholding at this quantile
@@ -73,8 +77,8 @@ class DiagnoseConfig:
             raise ValueError("--num and --batch-size must be at least 1, and --logsnrs must name a level")
         if not all(math.isfinite(v) for v in (*self.logsnrs, *self.guidance, *self.gammas)):
             raise ValueError("--logsnrs, --guidance and --gammas must be finite numbers")
-        if unknown := [c for c in self.compositions if c not in COMPOSITIONS]:
-            raise ValueError(f"unknown --compositions {unknown}; choose from {', '.join(COMPOSITIONS)}")
+        if unknown := [c for c in self.compositions if c not in DIAGNOSED]:
+            raise ValueError(f"unknown --compositions {unknown}; choose from {', '.join(DIAGNOSED)}")
         if unknown := [s for s in self.compose_in if s not in COMPOSE_IN]:
             raise ValueError(f"unknown --compose-in {unknown}; choose from {', '.join(COMPOSE_IN)}")
         if not 0 < self.dynamic_threshold <= 1:
@@ -95,6 +99,12 @@ def predictions(cfg: DiagnoseConfig, x: Tensor, logsnr: Tensor, u: Tensor, c: Te
             out[f"adapter cfg {alpha:g}"] = classifier_free(u, c, alpha)
             out[f"prior cfg {alpha:g}"] = classifier_free(pu, p, alpha)
     for composition in cfg.compositions:
+        if composition == "cfg-mix":  # weights summing to 1: the same eps in every prediction space
+            for alpha in cfg.guidance:
+                for w in cfg.gammas:
+                    out[composed_name("cfg-mix", "eps", alpha, w)] = cfg_mix(
+                        classifier_free(u, c, alpha), classifier_free(pu, p, alpha), w)
+            continue
         guided, unguided = COMPOSITIONS[composition]
         for space in cfg.compose_in:
             for alpha in cfg.guidance:
@@ -105,9 +115,12 @@ def predictions(cfg: DiagnoseConfig, x: Tensor, logsnr: Tensor, u: Tensor, c: Te
     return out
 
 
-def gamma_terms(composition: str, alpha: float, u: Tensor, c: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+def gamma_terms(composition: str, alpha: float, u: Tensor, c: Tensor, pu: Tensor,
+                p: Tensor) -> tuple[Tensor, Tensor]:
     """(b, d) with the composed eps = b + gamma d (in eps; exactly linear in gamma)."""
     base = c if alpha == 1 else classifier_free(u, c, alpha)
+    if composition == "cfg-mix":
+        return base, (p if alpha == 1 else classifier_free(pu, p, alpha)) - base
     return base, alpha * (p if composition == "paper" else p - c)
 
 
@@ -166,7 +179,7 @@ def measure(cfg: DiagnoseConfig, small, prior, conds, video: Tensor, device: tor
                     totals.add((name, "x0 " + handling), j, value)
             for composition in cfg.compositions:
                 for alpha in cfg.guidance:
-                    b, d = gamma_terms(composition, alpha, u, c, p)
+                    b, d = gamma_terms(composition, alpha, u, c, pu, p)
                     totals.add(("gamma*", composition, alpha, "rd"), j, ((eps - b).double() * d).sum())
                     totals.add(("gamma*", composition, alpha, "dd"), j, d.double().square().sum())
                     totals.add(("gamma*", composition, alpha, "rr"), j, (eps - b).double().square().sum())
@@ -209,8 +222,8 @@ def markdown(results: dict) -> str:
         rows.append([f"{key}: gamma*", *(f"{v:.3g}" for v in b["gamma"])])
         rows.append([f"{key}: eps MSE at gamma* / at 0", *(f"{a / z:.3f}" if z > 0 else "-"
                                                            for a, z in zip(b["eps_mse_at_gamma"], b["eps_mse_at_0"]))])
-    parts.append("**The gamma minimising the composed eps MSE** (closed form) by log-SNR, and how much of the "
-                 "error it removes\n\n" + table_markdown(header, rows))
+    parts.append("**The gamma minimising the composed eps MSE** (closed form; for cfg-mix, its weight w) by "
+                 "log-SNR, and how much of the error it removes\n\n" + table_markdown(header, rows))
     return "\n\n".join(parts) + "\n"
 
 
