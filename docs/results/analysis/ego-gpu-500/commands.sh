@@ -25,3 +25,7 @@ ev() {  # ev OUT [flags]: N = 128, batch 64, DDIM 100, the same seeds for every 
 wait
 # The adapter and classifier are kept in checkpoints/adapters/egocentric (with the optimizer state): resume with
 #   mkdir -p runs/egocentric && cp -a checkpoints/adapters/egocentric/. runs/egocentric/  and the same train command.
+# On the CPU afterwards: the diagnosis with CFG Mix (diagnose-s-cfgmix-cpu/), the first 32 held-out clips
+#   video-adapter diagnose --adapter checkpoints/adapters/egocentric/small-s/checkpoint --prior checkpoints/prior \
+#     --data data/egocentric --num 32 --batch-size 16 --guidance 5 --gammas 0.1 0.2 0.5 \
+#     --compositions normalized cfg-mix --compose-in eps --device cpu --out diagnose-s-cfgmix-cpu
