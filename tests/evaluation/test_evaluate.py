@@ -104,6 +104,16 @@ def test_paired_differences_compare_each_composed_row_with_its_experts(setup):
     assert "| small-s+prior - small-s |" in (Path(cfg.out) / "table.md").read_text()
 
 
+def test_the_table_names_the_cfg_mix_weight_when_cfg_mix_ran(setup):
+    from video_adapter.evaluation.evaluate import results_markdown
+
+    cfg, results = setup
+    assert "cfg-mix" in results["methods"]
+    assert f"CFG Mix weight w {cfg.mix:g}" in (Path(cfg.out) / "table.md").read_text()
+    without = dict(results, methods={k: v for k, v in results["methods"].items() if k != "cfg-mix"})
+    assert "CFG Mix weight" not in results_markdown(without, cfg)
+
+
 def test_sweep_curves_add_the_main_rows_and_the_adapter_at_strength_0(setup):
     from video_adapter.evaluation.evaluate import sweep_curves
 

@@ -292,7 +292,8 @@ def results_markdown(results: dict, cfg: EvalConfig) -> str:
         f"{cfg.domain}"
         f"{f' (the prior: each caption + {cfg.prior_prompt_suffix!r})' if cfg.prior_prompt_suffix else ''}"
         f", the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, "
-        f"gamma {cfg.prior_strength:g}, composition {cfg.composition} in {cfg.compose_in}. Brackets: bootstrap 95% "
+        f"gamma {cfg.prior_strength:g}, composition {cfg.composition} in {cfg.compose_in}"
+        f"{f', CFG Mix weight w {cfg.mix:g}' if 'cfg-mix' in results['methods'] else ''}. Brackets: bootstrap 95% "
         "intervals over the generated set "
         f"({cfg.bootstrap} resamples).{real_note} fvd-va and accuracy use our own networks and are not comparable "
         "with published numbers.\n")
