@@ -8,3 +8,8 @@ video-adapter evaluate --domain data/robot --prior checkpoints/prior --small-s c
   --classifier checkpoints/adapters/robot/classifier --metrics fvd-va accuracy --num 32 --batch-size 16 \
   --sampler ddim --steps 25 --device cpu --prior-strength 0.1 --gamma-sweep --methods small-s cfg-mix --mix 0.1 \
   --mix-sweep 0.3 --out $R/eval; date
+# The diagnosis with CFG Mix (diagnose-s/), the first 32 held-out clips:
+VIDEO_ADAPTER_TEXT_TABLE=data/text-robot.safetensors video-adapter diagnose \
+  --adapter checkpoints/adapters/robot/small-s/checkpoint --prior checkpoints/prior --data data/robot --num 32 \
+  --batch-size 16 --guidance 5 --gammas 0.1 0.2 0.5 --compositions normalized cfg-mix --compose-in eps --device cpu \
+  --out $R/diagnose-s
