@@ -101,9 +101,9 @@ def predictions(cfg: DiagnoseConfig, x: Tensor, logsnr: Tensor, u: Tensor, c: Te
     for composition in cfg.compositions:
         if composition == "cfg-mix":  # weights summing to 1: the same eps in every prediction space
             for alpha in cfg.guidance:
+                small_cfg, prior_cfg = classifier_free(u, c, alpha), classifier_free(pu, p, alpha)
                 for w in cfg.gammas:
-                    out[composed_name("cfg-mix", "eps", alpha, w)] = cfg_mix(
-                        classifier_free(u, c, alpha), classifier_free(pu, p, alpha), w)
+                    out[composed_name("cfg-mix", "eps", alpha, w)] = cfg_mix(small_cfg, prior_cfg, w)
             continue
         guided, unguided = COMPOSITIONS[composition]
         for space in cfg.compose_in:
