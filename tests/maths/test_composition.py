@@ -167,6 +167,28 @@ def test_gamma_zero_and_cfg_mix_endpoints_are_the_single_models(experts):
     assert set(MODES) == {"composed", "adapter", "prior", "cfg-mix", "inverse"}
 
 
+def test_cfg_mix_band_is_the_adapter_below_and_the_mix_above(experts):
+    """--mix-min-logsnr: below it CFG Mix is the guided adapter bit for bit, with no prior call; at or above it the
+    constant-weight mix; a batch across the edge gets each sample's own."""
+    small, prior = map(counted, experts)
+    x = torch.randn(4, D, 1, 1, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    fn = lambda logsnr, **kw: mode_fn("cfg-mix", small.eps, prior.eps, alpha=3.0, mix=0.4, **kw)(x, logsnr, conds(4))
+    low, high = torch.full((4,), -5.0, dtype=torch.float64), torch.full((4,), 1.0, dtype=torch.float64)
+    adapter = mode_fn("adapter", small.eps, prior.eps, alpha=3.0)(x, low, conds(4))
+    prior.calls.clear()
+    assert torch.equal(fn(low, mix_min_logsnr=-2.0), adapter) and prior.calls == []
+    assert torch.equal(fn(high, mix_min_logsnr=-2.0), fn(high))
+    assert not torch.equal(fn(low), adapter)
+    both = torch.tensor([-5.0, 1.0, -5.0, 1.0], dtype=torch.float64)
+    prior.calls.clear()
+    mixed = fn(both, mix_min_logsnr=-2.0)
+    assert [batch for batch, _ in prior.calls] == [4]  # one batched guided pass (c, u) of the two samples above
+    whole = fn(both)
+    torch.testing.assert_close(mixed[1::2], whole[1::2], rtol=1e-12, atol=1e-12)
+    adapter_both = mode_fn("adapter", small.eps, prior.eps, alpha=3.0)(x, both, conds(4))
+    torch.testing.assert_close(mixed[0::2], adapter_both[0::2], rtol=1e-12, atol=1e-12)
+
+
 @pytest.fixture(scope="module")
 def native_pair(tiny_cfg_module):
     small = NativeScoreModel(randomize(SpaceTimeUNet(tiny_cfg_module), seed=1).eval())

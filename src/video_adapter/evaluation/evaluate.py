@@ -96,6 +96,7 @@ class EvalConfig:
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
     min_logsnr: float = -math.inf         # compose only at or above this log-SNR (and below the paper's cutoff)
     mix: float = 0.5                      # CFG Mix weight of the prior
+    mix_min_logsnr: float = -math.inf     # CFG Mix only at or above this log-SNR, the adapter alone below
     gamma_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)  # Figure 6: Small (S) + Prior at these gammas
     mix_sweep: tuple[float, ...] = ()     # Figure 6: CFG Mix at these prior weights w (with method cfg-mix)
     real_noise: tuple[float, ...] = ()    # also score the Real row's clips plus Gaussian noise of these std devs
@@ -215,6 +216,7 @@ def sampling_settings(cfg: EvalConfig, prior_strength: float) -> SamplingSetting
     mcmc = MCMCConfig(kind=cfg.mcmc, steps=cfg.mcmc_steps, step_size=cfg.mcmc_step_size) if cfg.mcmc else None
     return SamplingSettings(sampler=cfg.sampler, steps=cfg.steps, guidance=cfg.guidance,
                             strength=PriorStrength(prior_strength, min_logsnr=cfg.min_logsnr), mix=cfg.mix,
+                            mix_min_logsnr=cfg.mix_min_logsnr,
                             composition=cfg.composition, compose_in=cfg.compose_in, mcmc=mcmc, clip_x0=cfg.clip_x0,
                             dynamic_threshold=cfg.dynamic_threshold, seed=cfg.seed)
 
@@ -293,7 +295,9 @@ def results_markdown(results: dict, cfg: EvalConfig) -> str:
         f"{f' (the prior: each caption + {cfg.prior_prompt_suffix!r})' if cfg.prior_prompt_suffix else ''}"
         f", the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, "
         f"gamma {cfg.prior_strength:g}, composition {cfg.composition} in {cfg.compose_in}"
-        f"{f', CFG Mix weight w {cfg.mix:g}' if 'cfg-mix' in results['methods'] else ''}. Brackets: bootstrap 95% "
+        f"{f', CFG Mix weight w {cfg.mix:g}' if 'cfg-mix' in results['methods'] else ''}"
+        f"{f' from log-SNR {cfg.mix_min_logsnr:g} up' if 'cfg-mix' in results['methods'] and cfg.mix_min_logsnr > -math.inf else ''}"
+        ". Brackets: bootstrap 95% "
         "intervals over the generated set "
         f"({cfg.bootstrap} resamples).{real_note} fvd-va and accuracy use our own networks and are not comparable "
         "with published numbers.\n")

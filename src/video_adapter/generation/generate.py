@@ -35,6 +35,7 @@ class SamplingSettings:
     guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: Algorithm 1's alpha)
     strength: PriorStrength = PriorStrength()  # the prior strength gamma per noise level (composed, inverse)
     mix: float = 0.5                      # cfg-mix: weight w of the prior's guided prediction
+    mix_min_logsnr: float = -math.inf     # cfg-mix: mix only at or above this log-SNR, the adapter alone below
     composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
     mcmc: MCMCConfig | None = None        # MCMC between noise levels (None: none)
@@ -49,6 +50,9 @@ class SamplingSettings:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if not math.isfinite(self.guidance) or not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"--guidance must be finite and --mix in [0, 1], got {self.guidance} and {self.mix}")
+        if math.isnan(self.mix_min_logsnr) or self.mix_min_logsnr == math.inf:
+            raise ValueError(f"--mix-min-logsnr must be a number below inf (-inf: mix at every level), "
+                             f"got {self.mix_min_logsnr}")
         strengths = {"--prior-strength": self.strength.gamma}
         if self.strength.decay == "linear":
             strengths["--strength-end"] = self.strength.gamma_end
@@ -96,7 +100,7 @@ def _sample(method: str, models: dict[str, ScoreModel], conds: Conds, settings: 
     def composed(attribute: str):
         fns = {role: getattr(model, attribute) for role, model in models.items()}
         return mode_fn(method, fns.get("small"), fns.get("prior"), alpha=settings.guidance, strength=settings.strength,
-                       mix=settings.mix, composition=settings.composition, compose_in=settings.compose_in)
+                       mix=settings.mix, mix_min_logsnr=settings.mix_min_logsnr, composition=settings.composition, compose_in=settings.compose_in)
 
     corrector = None
     if settings.mcmc:

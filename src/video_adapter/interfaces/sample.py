@@ -50,6 +50,7 @@ class SampleConfig:
     composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
     mix: float = 0.5                      # cfg-mix: weight w of the prior's guided prediction (0: adapter, 1: prior)
+    mix_min_logsnr: float = -math.inf     # cfg-mix: mix only at or above this log-SNR, the adapter alone below
     guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: sec 3.3, Algorithm 1)
     sampler: str = "ddpm"                 # ddpm | ddim | dpmpp-2m | heun
     steps: int = 1000                     # denoising steps (paper: 1000)
@@ -96,8 +97,8 @@ class SampleConfig:
                                  self.min_logsnr)
         mcmc = MCMCConfig(kind=self.mcmc, steps=self.mcmc_steps, step_size=self.mcmc_step_size) if self.mcmc else None
         return SamplingSettings(sampler=self.sampler, steps=self.steps, eta=self.eta, guidance=self.guidance,
-                                strength=strength, mix=self.mix, composition=self.composition,
-                                compose_in=self.compose_in, mcmc=mcmc, clip_x0=self.clip_x0,
+                                strength=strength, mix=self.mix, mix_min_logsnr=self.mix_min_logsnr,
+                                composition=self.composition, compose_in=self.compose_in, mcmc=mcmc, clip_x0=self.clip_x0,
                                 dynamic_threshold=self.dynamic_threshold, seed=self.seed)
 
     def validate(self) -> None:

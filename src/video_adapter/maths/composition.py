@@ -115,7 +115,7 @@ def in_prediction(equation, space: str):
     return composed
 
 
-def cfg_mix(small_cfg: Tensor, prior_cfg: Tensor, w: float) -> Tensor:
+def cfg_mix(small_cfg: Tensor, prior_cfg: Tensor | float, w: Tensor | float) -> Tensor:
     """Baseline "CFG Mix" (Fig. 6, Table 9): interpolate the two models' guided predictions, (1 - w) small + w prior."""
     return (1 - w) * small_cfg + w * prior_cfg
 
@@ -223,24 +223,37 @@ def inverse_adapter(small: EpsFn, prior: EpsFn, alpha: float, strength: PriorStr
     return _low_temperature_fn(prior, small, alpha, strength, "prior", composition, compose_in)
 
 
-def cfg_mix_fn(small: EpsFn, prior: EpsFn, alpha: float, w: float) -> EpsFn:
-    """Baseline "CFG Mix" (Fig. 6, Table 9): both models guided with alpha, then interpolated with weight w."""
+def cfg_mix_fn(small: EpsFn, prior: EpsFn, alpha: float, w: float, min_logsnr: float = -math.inf) -> EpsFn:
+    """Baseline "CFG Mix" (Fig. 6, Table 9): both models guided with alpha, then interpolated with weight w, at
+    log-SNR >= `min_logsnr`; below it the guided small model alone, and no prior call. Where the prior lays out a
+    domain's scene worse than the adapter, the weight that minimises the error is near 0 at low SNR and 0.4-0.65
+    from log-SNR 0 up (`diagnose`, docs/analysis.md): this band is that shape's simplest form."""
     small_cfg, prior_cfg = with_guidance(small, alpha), with_guidance(prior, alpha)
-    return lambda x, logsnr, cond: cfg_mix(small_cfg(x, logsnr, cond.small), prior_cfg(x, logsnr, cond.prior), w)
+
+    def mixed(x: Tensor, logsnr: Tensor, cond: Conds) -> Tensor:
+        active = logsnr.cpu() >= min_logsnr
+        small_eps = small_cfg(x, logsnr, cond.small)
+        if bool(active.all()):
+            return cfg_mix(small_eps, prior_cfg(x, logsnr, cond.prior), w)
+        prior_eps = where_active(prior_cfg, x, logsnr, cond.prior, active)
+        weight = broadcast(active.to(x.device, small_eps.dtype) * w, small_eps)
+        return cfg_mix(small_eps, prior_eps, weight)
+
+    return mixed
 
 
 MODES = ("composed", "adapter", "prior", "cfg-mix", "inverse")
 
 
 def mode_fn(mode: str, small: EpsFn | None, prior: EpsFn | None, *, alpha: float,
-            strength: PriorStrength = PriorStrength(), mix: float = 0.5, composition: str = "paper",
-            compose_in: str = "eps") -> EpsFn:
+            strength: PriorStrength = PriorStrength(), mix: float = 0.5, mix_min_logsnr: float = -math.inf,
+            composition: str = "paper", compose_in: str = "eps") -> EpsFn:
     """The eps_fn (over `Conds`) of one sampling mode; `small` and `prior` are model eps (or energy) functions."""
     builders = {
         "composed": lambda: video_adapter(small, prior, alpha, strength, composition, compose_in),
         "adapter": lambda: adapter_only(small, alpha),
         "prior": lambda: prior_only(prior, alpha),
-        "cfg-mix": lambda: cfg_mix_fn(small, prior, alpha, mix),
+        "cfg-mix": lambda: cfg_mix_fn(small, prior, alpha, mix, mix_min_logsnr),
         "inverse": lambda: inverse_adapter(small, prior, alpha, strength, composition, compose_in),
     }
     if mode not in builders:
