@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Issue 23: CFG Mix with a band (--mix-min-logsnr -2: the guided adapter alone below log-SNR -2, the mix above), the
+# shape of the MSE-optimal weight `diagnose` measured on both domains. The same adapters, 32 conditions, seeds,
+# DDIM 25 and alpha 5 as cfgmix-robot-cpu/ and cfgmix-ego-cpu/, so every row pairs with the constant-weight rows there.
+# From the repository root, in the project's environment; about 15 minutes a CFG Mix row on 2 cores.
+set -euo pipefail
+export HF_HUB_OFFLINE=1
+D=docs/results/analysis/cfgmix-band-cpu
+robot() {  # robot W SWEEP OUT
+  VIDEO_ADAPTER_TEXT_TABLE=data/text-robot.safetensors video-adapter evaluate --domain data/robot \
+    --prior checkpoints/prior --small-s checkpoints/adapters/robot/small-s/checkpoint \
+    --classifier checkpoints/adapters/robot/classifier --metrics fvd-va accuracy --num 32 --batch-size 16 \
+    --sampler ddim --steps 25 --device cpu --prior-strength 0.1 --gamma-sweep --methods small-s cfg-mix \
+    --mix $1 --mix-min-logsnr -2 --mix-sweep $2 --out $3
+}
+robot 0.5 0.3 $D/robot-a
+robot 0.1 0.2 $D/robot-b
+VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate --domain data/egocentric \
+  --prior checkpoints/prior --small-s checkpoints/adapters/egocentric/small-s/checkpoint \
+  --classifier checkpoints/adapters/egocentric/classifier --metrics fvd-va --num 32 --batch-size 16 \
+  --sampler ddim --steps 25 --device cpu --gamma-sweep --methods small-s cfg-mix --mix 0.5 --mix-min-logsnr -2 \
+  --mix-sweep 0.3 --out $D/ego
