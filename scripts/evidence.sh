@@ -64,6 +64,10 @@ done
 ev() { local out=$1; shift; [ -f "$out/results.json" ] || $va evaluate --domain "$D" --prior "$PRIOR" \
     --small-s "$R/small-s/checkpoint" --small-l "$R/small-l/checkpoint" --encoder "$ENCODER" \
     --classifier "$R/classifier" --prior-strength "$G" --out "$out" "$@"; }
+# First the decision: CFG Mix from log-SNR -2 (the guided adapter alone below), the shape of its MSE-optimal weight
+# in both domains and the setting measured at or below the adapter in both (docs/analysis.md, "CFG Mix with a band")
+ev "$R/eval-cfg-mix-band" --methods small-s cfg-mix prior --mix 0.2 --mix-min-logsnr -2 --mix-sweep 0.1 0.3 0.5 \
+    --gamma-sweep "${@}"
 # (gamma 0 is Small (S) itself, bit for bit: tests/maths/test_composition.py)
 ev "$R/eval-paper" --composition paper --methods small-s small-s+prior small-l small-l+prior prior \
     --gamma-sweep 0.05 0.1 0.2 "${@}"

@@ -364,6 +364,8 @@ def test_sample_edges(capsys, files, tmp_path):
     ({"--mcmc": "gibbs"}, ["unknown MCMC kind 'gibbs'", "uhmc"]),
     ({"--mcmc": "ula", "--mcmc-steps": "0"}, ["MCMC steps", "0"]),
     ({"--mix": "1.5"}, ["--mix in [0, 1]"]),
+    ({"--mix-min-logsnr": "inf"}, ["--mix-min-logsnr", "below inf"]),
+    ({"--mix-min-logsnr": "nan"}, ["--mix-min-logsnr", "nan"]),
     ({"--strength-decay": "cosine"}, ["decay", "'linear'"]),
     ({"--dtype": "int8"}, ["--dtype must be auto"]),
     ({"--sampler": "euler"}, ["unknown sampler 'euler'", *SAMPLERS]),
