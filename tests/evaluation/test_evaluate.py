@@ -112,6 +112,9 @@ def test_the_table_names_the_cfg_mix_weight_when_cfg_mix_ran(setup):
     assert f"CFG Mix weight w {cfg.mix:g}" in (Path(cfg.out) / "table.md").read_text()
     without = dict(results, methods={k: v for k, v in results["methods"].items() if k != "cfg-mix"})
     assert "CFG Mix weight" not in results_markdown(without, cfg)
+    assert "from log-SNR" not in results_markdown(results, cfg)  # no band: the paper's constant weight
+    banded = results_markdown(results, replace(cfg, mix_min_logsnr=-2.0))
+    assert f"CFG Mix weight w {cfg.mix:g} from log-SNR -2 up" in banded
 
 
 def test_sweep_curves_add_the_main_rows_and_the_adapter_at_strength_0(setup):

@@ -288,6 +288,8 @@ def results_markdown(results: dict, cfg: EvalConfig) -> str:
                  "and the classifier's accuracy on real video at this N" +
                  ("; Real + noise: the same clips with Gaussian pixel noise of that std (videos in [-1, 1])"
                   if results.get("real_noised") else "") + ".") if "real" in results else ""
+    mix_note = "" if "cfg-mix" not in results["methods"] else f", CFG Mix weight w {cfg.mix:g}" + (
+        f" from log-SNR {cfg.mix_min_logsnr:g} up" if cfg.mix_min_logsnr > -math.inf else "")
     return table + (
         f"\n\n{cfg.num} samples per method conditioned on the caption"
         f"{'' if cfg.condition == 'none' else ' and ' + cfg.condition.replace('_', ' ')} of test clips of "
@@ -295,9 +297,7 @@ def results_markdown(results: dict, cfg: EvalConfig) -> str:
         f"{f' (the prior: each caption + {cfg.prior_prompt_suffix!r})' if cfg.prior_prompt_suffix else ''}"
         f", the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, "
         f"gamma {cfg.prior_strength:g}, composition {cfg.composition} in {cfg.compose_in}"
-        f"{f', CFG Mix weight w {cfg.mix:g}' if 'cfg-mix' in results['methods'] else ''}"
-        f"{f' from log-SNR {cfg.mix_min_logsnr:g} up' if 'cfg-mix' in results['methods'] and cfg.mix_min_logsnr > -math.inf else ''}"
-        ". Brackets: bootstrap 95% "
+        f"{mix_note}. Brackets: bootstrap 95% "
         "intervals over the generated set "
         f"({cfg.bootstrap} resamples).{real_note} fvd-va and accuracy use our own networks and are not comparable "
         "with published numbers.\n")

@@ -100,7 +100,8 @@ def _sample(method: str, models: dict[str, ScoreModel], conds: Conds, settings: 
     def composed(attribute: str):
         fns = {role: getattr(model, attribute) for role, model in models.items()}
         return mode_fn(method, fns.get("small"), fns.get("prior"), alpha=settings.guidance, strength=settings.strength,
-                       mix=settings.mix, mix_min_logsnr=settings.mix_min_logsnr, composition=settings.composition, compose_in=settings.compose_in)
+                       mix=settings.mix, mix_min_logsnr=settings.mix_min_logsnr, composition=settings.composition,
+                       compose_in=settings.compose_in)
 
     corrector = None
     if settings.mcmc:

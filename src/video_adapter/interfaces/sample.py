@@ -98,8 +98,8 @@ class SampleConfig:
         mcmc = MCMCConfig(kind=self.mcmc, steps=self.mcmc_steps, step_size=self.mcmc_step_size) if self.mcmc else None
         return SamplingSettings(sampler=self.sampler, steps=self.steps, eta=self.eta, guidance=self.guidance,
                                 strength=strength, mix=self.mix, mix_min_logsnr=self.mix_min_logsnr,
-                                composition=self.composition, compose_in=self.compose_in, mcmc=mcmc, clip_x0=self.clip_x0,
-                                dynamic_threshold=self.dynamic_threshold, seed=self.seed)
+                                composition=self.composition, compose_in=self.compose_in, mcmc=mcmc,
+                                clip_x0=self.clip_x0, dynamic_threshold=self.dynamic_threshold, seed=self.seed)
 
     def validate(self) -> None:
         """Every problem that can be seen without loading anything."""

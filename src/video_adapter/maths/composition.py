@@ -231,9 +231,9 @@ def cfg_mix_fn(small: EpsFn, prior: EpsFn, alpha: float, w: float, min_logsnr: f
     small_cfg, prior_cfg = with_guidance(small, alpha), with_guidance(prior, alpha)
 
     def mixed(x: Tensor, logsnr: Tensor, cond: Conds) -> Tensor:
-        active = logsnr.cpu() >= min_logsnr
         small_eps = small_cfg(x, logsnr, cond.small)
-        if bool(active.all()):
+        active = None if min_logsnr == -math.inf else logsnr.cpu() >= min_logsnr  # no host sync without a band
+        if active is None or bool(active.all()):
             return cfg_mix(small_eps, prior_cfg(x, logsnr, cond.prior), w)
         prior_eps = where_active(prior_cfg, x, logsnr, cond.prior, active)
         weight = broadcast(active.to(x.device, small_eps.dtype) * w, small_eps)
