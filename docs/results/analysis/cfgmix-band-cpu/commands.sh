@@ -20,3 +20,9 @@ VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate
   --classifier checkpoints/adapters/egocentric/classifier --metrics fvd-va --num 32 --batch-size 16 \
   --sampler ddim --steps 25 --device cpu --gamma-sweep --methods small-s cfg-mix --mix 0.5 --mix-min-logsnr -2 \
   --mix-sweep 0.3 --out $D/ego
+# w 0.2 from log-SNR -2 on egocentric, the setting the README names:
+VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate --domain data/egocentric \
+  --prior checkpoints/prior --small-s checkpoints/adapters/egocentric/small-s/checkpoint \
+  --classifier checkpoints/adapters/egocentric/classifier --metrics fvd-va --num 32 --batch-size 16 \
+  --sampler ddim --steps 25 --device cpu --gamma-sweep --methods small-s cfg-mix --mix 0.2 --mix-min-logsnr -2 \
+  --out $D/ego-w0.2
