@@ -26,3 +26,9 @@ VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate
   --classifier checkpoints/adapters/egocentric/classifier --metrics fvd-va --num 32 --batch-size 16 \
   --sampler ddim --steps 25 --device cpu --gamma-sweep --methods small-s cfg-mix --mix 0.2 --mix-min-logsnr -2 \
   --out $D/ego-w0.2
+# the same at N = 64 (its first 32 conditions and seeds are the run above's; 25 minutes on 2 cores):
+VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate --domain data/egocentric \
+  --prior checkpoints/prior --small-s checkpoints/adapters/egocentric/small-s/checkpoint \
+  --classifier checkpoints/adapters/egocentric/classifier --metrics fvd-va --num 64 --batch-size 16 \
+  --sampler ddim --steps 25 --device cpu --gamma-sweep --methods small-s cfg-mix --mix 0.2 --mix-min-logsnr -2 \
+  --out $D/ego-w0.2-n64
