@@ -126,6 +126,17 @@ def test_prior_strength_zero_is_the_adapter_alone(pipe, files):
     assert not np.array_equal(pipe(PROMPTS, image=files["image"], prior_strength=0.5, **kwargs).frames, composed)
 
 
+def test_cfg_mix_takes_its_weight_and_band_as_the_command_does(pipe, files):
+    kwargs = dict(num_inference_steps=3, guidance_scale=2.0, generator=torch.Generator().manual_seed(5))
+    banded = pipe(PROMPTS, image=files["image"], mode="cfg-mix", mix=0.3, mix_min_logsnr=-2.0, **kwargs).frames
+    settings = SamplingSettings(sampler="ddim", steps=3, guidance=2.0, mix=0.3, mix_min_logsnr=-2.0, seed=5)
+    assert np.array_equal(banded, diffusers_np(by_generate(files, "cfg-mix", settings, PROMPTS)))
+    adapter = pipe(PROMPTS, image=files["image"], mode="adapter", **kwargs).frames
+    assert np.array_equal(pipe(PROMPTS, image=files["image"], mode="cfg-mix", mix=0.0, **kwargs).frames, adapter)
+    assert not np.array_equal(banded, adapter)
+    assert not np.array_equal(banded, pipe(PROMPTS, image=files["image"], mode="cfg-mix", mix=0.3, **kwargs).frames)
+
+
 def test_the_seed_is_the_generators_and_otherwise_torchs_global_generator(pipe):
     generator = torch.Generator().manual_seed(11)
     first = pipe(PROMPTS[0], num_inference_steps=2, generator=generator)
@@ -186,6 +197,9 @@ def test_the_package_exports_the_pipeline_without_loading_torch_on_import():
     (dict(composition="product"), ValueError, ["unknown composition 'product'", "normalized", "paper"]),
     (dict(output_type="mp4"), ValueError, ["unknown output_type 'mp4'", "np, pt, pil, latent"]),
     (dict(mode="blend"), ValueError, ["unknown mode 'blend'", "cfg-mix"]),
+    (dict(mode="cfg-mix", mix=1.5), ValueError, ["mix is CFG Mix's prior weight", "[0, 1]", "1.5"]),
+    (dict(mode="cfg-mix", mix="high"), ValueError, ["mix is CFG Mix's prior weight", "'high'"]),
+    (dict(mode="cfg-mix", mix_min_logsnr=math.inf), ValueError, ["mix_min_logsnr must be a number below inf"]),
     (dict(generator=[torch.Generator()] * 2), TypeError, ["one torch.Generator, not a list"]),
     (dict(generator=0), TypeError, ["generator must be a torch.Generator or None, got int"]),
     (dict(callback=1), TypeError, ["callback must be callable"]),

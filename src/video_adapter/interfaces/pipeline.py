@@ -148,7 +148,8 @@ class VideoAdapterPipeline:
 
     def check_inputs(self, prompts: Any, prior_strength: Any, guidance_scale: Any,
                      num_inference_steps: Any, generator: Any, output_type: str, sampler: str, composition: str,
-                     mode: str, num_videos_per_prompt: Any, callback: Any) -> None:
+                     mode: str, num_videos_per_prompt: Any, callback: Any, mix: Any = 0.5,
+                     mix_min_logsnr: Any = -math.inf) -> None:
         """Every problem of a call's arguments that can be seen before anything runs, named by argument (the
         image's are `first_frame`'s)."""
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
@@ -176,6 +177,12 @@ class VideoAdapterPipeline:
         if gamma < 0:
             raise ValueError(f"prior_strength {gamma} is negative: a negative gamma samples away from the prior, not "
                              "toward it; pass a value of at least 0 (0: the adapter alone)")
+        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1:
+            raise ValueError(f"mix is CFG Mix's prior weight, a number in [0, 1], got {mix!r}")
+        if isinstance(mix_min_logsnr, bool) or not isinstance(mix_min_logsnr, (int, float)) \
+                or math.isnan(mix_min_logsnr) or mix_min_logsnr == math.inf:
+            raise ValueError(f"mix_min_logsnr must be a number below inf (-inf: mix at every level), "
+                             f"got {mix_min_logsnr!r}")
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if composition not in COMPOSITIONS:
@@ -193,7 +200,8 @@ class VideoAdapterPipeline:
     def __call__(self, prompt: str | Sequence[str], image: Any = None, prior_strength: float | PriorStrength = 0.1,
                  guidance_scale: float = 5.0, num_inference_steps: int = 50, generator: torch.Generator | None = None,
                  *, output_type: str = "np", sampler: str = "ddim", eta: float = 0.0,
-                 composition: str = DEFAULT_COMPOSITION, mode: str = "auto", num_videos_per_prompt: int = 1,
+                 composition: str = DEFAULT_COMPOSITION, mode: str = "auto", mix: float = 0.5,
+                 mix_min_logsnr: float = -math.inf, num_videos_per_prompt: int = 1,
                  partial_conditions: bool = False, callback: Callback | None = None,
                  return_dict: bool = True) -> VideoAdapterPipelineOutput | tuple:
         """Videos for `prompt` (one, or a list: `num_videos_per_prompt` each, in order), as `video-adapter sample`
@@ -210,6 +218,8 @@ class VideoAdapterPipeline:
         output_type: "np" (default), "pt", "pil" or "latent" (`VideoAdapterPipelineOutput.frames`).
         composition: "normalized" (the package's default) or "paper"; mode: "auto" (composed with both models,
             else the one loaded), composed, adapter, prior, cfg-mix or inverse.
+        mix, mix_min_logsnr: cfg-mix's prior weight w, and the log-SNR from which it mixes (below it: the guided
+            adapter alone; -inf: every level), as `--mix` and `--mix-min-logsnr`.
         partial_conditions: give the image only to the models that take it, instead of an error.
         callback: `callback(info)` at every step, as the samplers call it (`maths.sampling`: step i, x, logsnr,
             logsnr_next, denoised).
@@ -219,7 +229,8 @@ class VideoAdapterPipeline:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) \
             else prompt
         self.check_inputs(prompts, prior_strength, guidance_scale, num_inference_steps, generator,
-                          output_type, sampler, composition, mode, num_videos_per_prompt, callback)
+                          output_type, sampler, composition, mode, num_videos_per_prompt, callback, mix,
+                          mix_min_logsnr)
         frame = first_frame(image) if image is not None else None
         method = self._method(mode)
         models = {role: model for role, model in self.models.items() if role in ROLES.get(method, self.models)}
@@ -228,7 +239,8 @@ class VideoAdapterPipeline:
         seed = generator.initial_seed() if generator is not None else int(torch.randint(2**63 - 1, ()).item())
         strength = prior_strength if isinstance(prior_strength, PriorStrength) else PriorStrength(float(prior_strength))
         settings = SamplingSettings(sampler=sampler, steps=num_inference_steps, eta=eta, guidance=float(guidance_scale),
-                                    strength=strength, composition=composition, seed=seed)
+                                    strength=strength, mix=float(mix), mix_min_logsnr=float(mix_min_logsnr),
+                                    composition=composition, seed=seed)
         settings.validate()
 
         # 3. The conditions: each model's own text embeddings, the first frame in each model's form
