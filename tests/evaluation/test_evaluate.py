@@ -2,6 +2,7 @@
 exact endpoints, and errors before any sampling."""
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -109,12 +110,14 @@ def test_the_table_names_the_cfg_mix_weight_when_cfg_mix_ran(setup):
 
     cfg, results = setup
     assert "cfg-mix" in results["methods"]
-    assert f"CFG Mix weight w {cfg.mix:g}" in (Path(cfg.out) / "table.md").read_text()
+    assert cfg.mix_min_logsnr == -2.0  # the recipe's band, evaluate's default
+    assert f"CFG Mix weight w {cfg.mix:g} from log-SNR -2 up" in (Path(cfg.out) / "table.md").read_text()
     without = dict(results, methods={k: v for k, v in results["methods"].items() if k != "cfg-mix"})
     assert "CFG Mix weight" not in results_markdown(without, cfg)
-    assert "from log-SNR" not in results_markdown(results, cfg)  # no band: the paper's constant weight
-    banded = results_markdown(results, replace(cfg, mix_min_logsnr=-2.0))
-    assert f"CFG Mix weight w {cfg.mix:g} from log-SNR -2 up" in banded
+    constant = results_markdown(results, replace(cfg, mix_min_logsnr=-math.inf))  # the paper's constant weight
+    assert f"CFG Mix weight w {cfg.mix:g}." in constant and "from log-SNR" not in constant
+    banded = results_markdown(results, replace(cfg, mix_min_logsnr=-1.5))
+    assert f"CFG Mix weight w {cfg.mix:g} from log-SNR -1.5 up" in banded
 
 
 def test_sweep_curves_add_the_main_rows_and_the_adapter_at_strength_0(setup):

@@ -125,7 +125,7 @@ def test_evaluate_with_edges_scores_edge_fidelity_style_and_the_mix_sweep(eval_c
                                                                        labels=("other", "toon"))))
     cfg = replace(eval_config, small_s=str(edge_small), condition="edges", methods=("small-s+prior", "cfg-mix"),
                   metrics=("edge-fidelity", "style"), style_classifier=str(style), style_label="toon",
-                  gamma_sweep=(0.0, 0.1), mix_sweep=(0.5, 1.0), steps=2, out=str(tmp_path / "out"))
+                  gamma_sweep=(0.0, 0.1), mix=0.5, mix_sweep=(0.5, 1.0), steps=2, out=str(tmp_path / "out"))
     results = run_evaluation(cfg)
     assert set(results["mix_sweep"]) == {"0.5", "1.0"} and set(results["gamma_sweep"]) == {"0.0", "0.1"}
     for row in [*results["methods"].values()]:

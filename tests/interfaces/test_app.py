@@ -1,6 +1,7 @@
 """`video-adapter app`: the page's sampling (prior, adapter and composed from one seed, the gamma strip) and the page
 itself, driven by headless Chromium from Debian's packages: prompt, slider, Generate, three looping videos."""
 
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -44,28 +45,31 @@ def differ(a, b) -> float:
     return float(np.abs(frames(a) - frames(b)).mean())
 
 
-def test_one_press_gives_three_videos_from_one_seed_and_gamma_moves_only_the_composed(studio):
+def test_one_press_gives_four_videos_from_one_seed_and_each_weight_moves_only_its_composition(studio):
     clip = next(iter(studio.clips))
     caption, first = studio.clip_frame(clip)
     assert caption == studio.clips[clip][1]
     assert np.array_equal(read_image(first), read_video(studio.clips[clip][0])[0])  # the clip's first frame
     a, line = studio.generate(caption, first, 0.1, 3.0, "ddim", 3, 0, strip=False)
     assert sorted(a) == sorted(COMPARE_ROWS) and "seed 0" in line and "gamma 0.1" in line
+    assert "w 0.2 from log-SNR -2" in line  # the recipe's defaults
     shape = read_video(a["prior"]).shape
     assert shape == (CFG.frames, CFG.height * 4, CFG.width * 4, 3)
-    assert min(differ(a[m], a[n]) for m, n in (("prior", "adapter"), ("prior", "composed"),
-                                                ("adapter", "composed"))) > 1
+    assert min(differ(a[m], a[n]) for m, n in itertools.combinations(COMPARE_ROWS, 2)) > 1
     b, _ = studio.generate(caption, first, 0.9, 3.0, "ddim", 3, 0, strip=True)
-    assert differ(a["prior"], b["prior"]) == 0 and differ(a["adapter"], b["adapter"]) == 0
+    assert all(differ(a[m], b[m]) == 0 for m in ("prior", "adapter", "cfg-mix"))
     assert differ(a["composed"], b["composed"]) > 1
     strip = read_video(b["strip"])
     assert strip.shape[0] == CFG.frames and strip.shape[2] > 3 * CFG.width * 4  # three panels in a row
     c, _ = studio.generate(caption, first, 0.1, 3.0, "ddim", 3, 1, strip=False)  # (the page keeps two presses' files)
     assert differ(b["prior"], c["prior"]) > 1  # another seed
+    d, line = studio.generate(caption, first, 0.1, 3.0, "ddim", 3, 1, strip=False, mix=0.7)
+    assert "w 0.7" in line and all(differ(c[m], d[m]) == 0 for m in ("prior", "adapter", "composed"))
+    assert differ(c["cfg-mix"], d["cfg-mix"]) > 1  # the recipe's weight moves its video alone
 
 
-def test_with_a_cascade_the_page_shows_the_three_videos_upscaled(studio, tmp_path, monkeypatch):
-    """--cascade: the prior, the adapter and the composed sample are the cascade's output of the base-size samples
+def test_with_a_cascade_the_page_shows_its_videos_upscaled(studio, tmp_path, monkeypatch):
+    """--cascade: the prior, the adapter and the composed samples are the cascade's output of the base-size samples
     (one batch, the prompt their text, the press's seed); gamma still moves only the composed, and the strip is
     upscaled too."""
     from dataclasses import replace
@@ -95,7 +99,8 @@ def test_with_a_cascade_the_page_shows_the_three_videos_upscaled(studio, tmp_pat
     conds = model_conds(big.models, [caption], pixels, route_conditions(big.models, {"text", *pixels}, False),
                         big.device)
     base = generate(big.models, conds, COMPARE_ROWS, settings, big.device).videos
-    want = upscale(big.stages, torch.cat([base[m] for m in COMPARE_ROWS]), [caption] * 3, settings, big.device,
+    want = upscale(big.stages, torch.cat([base[m] for m in COMPARE_ROWS]), [caption] * len(COMPARE_ROWS), settings,
+                   big.device,
                    aug_level=0.1)[-1]
     for m, video in zip(COMPARE_ROWS, want):
         assert torch.equal(written[m], video), m
@@ -111,10 +116,11 @@ def test_with_a_cascade_the_page_shows_the_three_videos_upscaled(studio, tmp_pat
 
 @pytest.mark.parametrize("change, words", [
     ({"prompt": " "}, "write a prompt"), ({"steps": 9}, "steps must lie in [1, 8]"),
-    ({"sampler": "euler"}, "unknown sampler"), ({"first": "/no/such.png"}, "does not exist")])
+    ({"sampler": "euler"}, "unknown sampler"), ({"first": "/no/such.png"}, "does not exist"),
+    ({"mix": 1.5}, "--mix in [0, 1]")])
 def test_bad_inputs_are_errors_naming_them(studio, change, words):
     args = {"prompt": "a red square", "first": None, "gamma": 0.1, "guidance": 3.0, "sampler": "ddim", "steps": 2,
-            "seed": 0, "strip": False, **change}
+            "seed": 0, "strip": False, "mix": 0.2, **change}
     with pytest.raises((ValueError, OSError), match=words.replace("[", r"\[").replace("]", r"\]")):
         studio.generate(*args.values())
 
@@ -158,18 +164,23 @@ def test_the_page_in_headless_chromium(browser_page, studio, tmp_path):
     artifacts = REPO / "outputs" / "test-artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, artifacts / "app.png")  # kept after the run, for a person (or CI) to look at
-    assert min(differ(a[m], a[n]) for m, n in (("prior", "adapter"), ("prior", "composed"),
-                                                ("adapter", "composed"))) > 1
+    assert min(differ(a[m], a[n]) for m, n in itertools.combinations(COMPARE_ROWS, 2)) > 1
 
     assert DRIVER.move_slider(page, "gamma", 12) == "0.8"
     second = DRIVER.press_generate(page, first)
     assert "gamma 0.8" in second and "ddim 3 steps" in second
     b = DRIVER.shown_videos(page, base, tmp_path, "b", COMPARE_ROWS)
-    assert differ(a["prior"], b["prior"]) == 0 and differ(a["adapter"], b["adapter"]) == 0  # the same seed
+    assert all(differ(a[m], b[m]) == 0 for m in ("prior", "adapter", "cfg-mix"))  # the same seed
     assert differ(a["composed"], b["composed"]) > 1
+    assert DRIVER.move_slider(page, "mix", 4) == "0.4"  # the recipe's weight moves its video alone
+    third = DRIVER.press_generate(page, second)
+    assert "w 0.4 from log-SNR -2" in third
+    c = DRIVER.shown_videos(page, base, tmp_path, "c2", COMPARE_ROWS)
+    assert all(differ(b[m], c[m]) == 0 for m in ("prior", "adapter", "composed"))
+    assert differ(b["cfg-mix"], c["cfg-mix"]) > 1
 
     page.locator("#prompt textarea").fill("")  # an error is shown on the page, and the page keeps working
-    error = DRIVER.press_generate(page, second)
+    error = DRIVER.press_generate(page, third)
     assert error.startswith("Error:") and "write a prompt" in error
     DRIVER.pick(page, "clip", next(iter(studio.clips)))  # a test clip: its caption and first frame
     page.wait_for_function("() => document.querySelector('#prompt textarea').value !== ''")

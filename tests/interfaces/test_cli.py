@@ -363,10 +363,16 @@ def test_sample_edges(capsys, files, tmp_path):
     ({"--adapter": "PLAIN", "--mcmc": "mala"}, ["needs an energy", "ula or uhmc"]),
     ({"--mcmc": "gibbs"}, ["unknown MCMC kind 'gibbs'", "uhmc"]),
     ({"--mcmc": "ula", "--mcmc-steps": "0"}, ["MCMC steps", "0"]),
-    ({"--mix": "1.5"}, ["--mix in [0, 1]"]),
-    ({"--mix-min-logsnr": "inf"}, ["--mix-min-logsnr", "below inf"]),
-    ({"--mix-min-logsnr": "nan"}, ["--mix-min-logsnr", "nan"]),
-    ({"--strength-decay": "cosine"}, ["decay", "'linear'"]),
+    ({"--adapter": "PLAIN", "--mix": "1.5"}, ["--mix in [0, 1]"]),
+    ({"--adapter": "PLAIN", "--mix-min-logsnr": "inf"}, ["--mix-min-logsnr", "below inf"]),
+    ({"--adapter": "PLAIN", "--mix-min-logsnr": "nan"}, ["--mix-min-logsnr", "nan"]),
+    ({"--adapter": "PLAIN", "--mode": "composed", "--strength-decay": "cosine"}, ["decay", "'linear'"]),
+    # a setting the run's method does not read is an error, not ignored (the default mode is the recipe, cfg-mix)
+    ({"--adapter": "PLAIN", "--prior-strength": "0.3"},
+     ["--prior-strength is set, but --mode cfg-mix does not use it", "pass --mode composed for Algorithm 1"]),
+    ({"--adapter": "PLAIN", "--composition": "paper"}, ["--composition is set, but --mode cfg-mix"]),
+    ({"--adapter": "PLAIN", "--mode": "composed", "--mix": "0.3"}, ["--mix is set, but --mode composed does not"]),
+    ({"--mix-min-logsnr": "-3"}, ["--mix-min-logsnr is set, but --mode prior does not use it"]),
     ({"--dtype": "int8"}, ["--dtype must be auto"]),
     ({"--sampler": "euler"}, ["unknown sampler 'euler'", *SAMPLERS]),
     ({"--out": "OUT/x.png"}, ["--out", ".gif", ".mp4", "x.png"]),
@@ -416,7 +422,7 @@ def test_sample_errors(capsys, files, tmp_path, change, words):
                                          (["--strength-decay", "linear", "--strength-end", "-0.1"],
                                           "--strength-end -0.1")])
 def test_a_negative_prior_strength_needs_asking_for(capsys, files, tmp_path, extra, flag):
-    args = [*sample_args(files, tmp_path / "x.gif"), "--adapter", str(files["prior2"]), *extra]
+    args = [*sample_args(files, tmp_path / "x.gif"), "--adapter", str(files["prior2"]), "--mode", "composed", *extra]
     msg = fails(capsys, *args)
     assert msg == (f"error: {flag} is negative: a negative gamma samples away from the prior, not toward it; pass a "
                    "value of at least 0, or --allow-negative-strength to do this on purpose")
@@ -513,16 +519,17 @@ def compose_args(files, out, *extra):
 
 @pytest.mark.slow
 def test_sample_composed_modes(capsys, files, tmp_path):
-    out = run(capsys, *compose_args(files, tmp_path / "composed.gif", "--prior-strength", "0.5"))
-    assert "adapter/prior = 100.00%" in out and out.strip().endswith(f"wrote {tmp_path / 'composed.gif'}")
+    out = run(capsys, *compose_args(files, tmp_path / "default.gif"))
+    assert "adapter/prior = 100.00%" in out and out.strip().endswith(f"wrote {tmp_path / 'default.gif'}")
     frames = {}
     for mode in ("composed", "adapter", "prior", "cfg-mix", "inverse"):
         path = tmp_path / f"{mode}.gif"
-        run(capsys, *compose_args(files, path, "--mode", mode, "--prior-strength", "0.5"))
+        gamma = ["--prior-strength", "0.5"] if mode in ("composed", "inverse") else []
+        run(capsys, *compose_args(files, path, "--mode", mode, *gamma))
         frames[mode] = gif_frames(path)
     assert len({f.tobytes() for f in frames.values()}) == 5  # every mode samples something different
     # gamma = 0 is the adapter alone through the whole CLI; so is CFG Mix at w = 0
-    run(capsys, *compose_args(files, tmp_path / "zero.gif", "--prior-strength", "0"))
+    run(capsys, *compose_args(files, tmp_path / "zero.gif", "--mode", "composed", "--prior-strength", "0"))
     run(capsys, *compose_args(files, tmp_path / "w0.gif", "--mode", "cfg-mix", "--mix", "0"))
     assert np.array_equal(gif_frames(tmp_path / "zero.gif"), frames["adapter"])
     assert np.array_equal(gif_frames(tmp_path / "w0.gif"), frames["adapter"])
@@ -530,19 +537,30 @@ def test_sample_composed_modes(capsys, files, tmp_path):
     run(capsys, *compose_args(files, tmp_path / "ula.gif", "--mcmc", "ula", "--mcmc-steps", "1"))
     run(capsys, *compose_args(files, tmp_path / "ula2.gif", "--mcmc", "ula", "--mcmc-steps", "1"))
     assert np.array_equal(gif_frames(tmp_path / "ula.gif"), gif_frames(tmp_path / "ula2.gif"))
-    assert not np.array_equal(gif_frames(tmp_path / "ula.gif"), gif_frames(tmp_path / "composed.gif"))
+    assert not np.array_equal(gif_frames(tmp_path / "ula.gif"), gif_frames(tmp_path / "default.gif"))
 
 
-def test_the_default_composition_is_the_normalized_one_everywhere(capsys, files, tmp_path):
-    """The recipe's default (docs/analysis.md): sample composes with the normalized Algorithm 1 unless --composition
-    paper asks for the paper's exact form, and evaluate and demo default to the same."""
-    run(capsys, *compose_args(files, tmp_path / "default.gif", "--prior-strength", "0.5"))
-    run(capsys, *compose_args(files, tmp_path / "norm.gif", "--prior-strength", "0.5", "--composition", "normalized"))
-    run(capsys, *compose_args(files, tmp_path / "paper.gif", "--prior-strength", "0.5", "--composition", "paper"))
-    assert np.array_equal(gif_frames(tmp_path / "default.gif"), gif_frames(tmp_path / "norm.gif"))
-    assert not np.array_equal(gif_frames(tmp_path / "default.gif"), gif_frames(tmp_path / "paper.gif"))
+def test_the_defaults_are_the_recipe_everywhere(capsys, files, tmp_path):
+    """The recipe (docs/analysis.md): with both models, sample is CFG Mix at w 0.2 from log-SNR -2 up, bit for bit;
+    --mode composed is Algorithm 1, normalized unless --composition paper; evaluate and demo default to the same."""
+    def frames(name, *extra):
+        run(capsys, *compose_args(files, tmp_path / f"{name}.gif", *extra))
+        return gif_frames(tmp_path / f"{name}.gif")
+
+    default = frames("default")
+    assert np.array_equal(default, frames("recipe", "--mode", "cfg-mix", "--mix", "0.2", "--mix-min-logsnr", "-2"))
+    assert not np.array_equal(default, frames("no-band", "--mode", "cfg-mix", "--mix-min-logsnr=-inf"))
+    assert not np.array_equal(default, frames("w0.5", "--mode", "cfg-mix", "--mix", "0.5"))
+    algorithm_1 = frames("composed", "--mode", "composed", "--prior-strength", "0.5")
+    assert not np.array_equal(default, algorithm_1)
+    assert np.array_equal(algorithm_1, frames("norm", "--mode", "composed", "--prior-strength", "0.5",
+                                              "--composition", "normalized"))
+    assert not np.array_equal(algorithm_1, frames("paper", "--mode", "composed", "--prior-strength", "0.5",
+                                                  "--composition", "paper"))
     for command in ("evaluate", "demo", "sample"):
-        assert run_json(capsys, command, "--dry-run")["composition"] == "normalized"
+        config = run_json(capsys, command, "--dry-run")
+        assert (config["composition"], config["mix"], config["mix_min_logsnr"]) == ("normalized", 0.2, -2.0)
+    assert run_json(capsys, "sample", "--dry-run")["mode"] == "auto"
 
 
 @pytest.mark.slow
@@ -558,7 +576,7 @@ def test_sample_compare_grid(capsys, files, tmp_path):
     grid = gif_frames(tmp_path / "cmp.gif")
     single = gif_frames(Path(run(capsys, *compose_args(files, tmp_path / "one.gif")).split()[-1]))
     assert grid.shape[0] == single.shape[0] == SAMPLE_CFG.frames
-    assert grid.shape[1] > 2.5 * single.shape[1]  # three rows: prior, adapter, composed
+    assert grid.shape[1] > 3.5 * single.shape[1]  # four rows: prior, adapter, cfg-mix, composed
     assert (tmp_path / "cmp.mp4").stat().st_size > 0
 
 

@@ -42,11 +42,13 @@ def test_demo_writes_grid_and_table(demo):
     captions = json.loads((out / "table.json").read_text())["captions"]
     expected = make_grid([v for row in ROWS for v in result.rows[row]], captions * len(ROWS), nrow=cfg.prompts,
                          row_labels=list(ROWS), upscale=4)
-    assert read_video(out / "compare.gif").shape == expected.shape  # four rows of `prompts` clips
+    assert read_video(out / "compare.gif").shape == expected.shape  # five rows of `prompts` clips
     table = (out / "table.md").read_text()
-    assert [line.split("|")[1].strip() for line in table.splitlines()[2:5]] == list(COMPARE_ROWS)
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:6]] == list(COMPARE_ROWS)
+    assert "cfg-mix (the recipe): the prior's weight w 0.2 from log-SNR -2 up" in table
     methods = {row["method"]: row for row in result.table}
-    assert methods["composed"]["parameters"] == methods["prior"]["parameters"] + methods["adapter"]["parameters"]
+    for composed in ("cfg-mix", "composed"):
+        assert methods[composed]["parameters"] == methods["prior"]["parameters"] + methods["adapter"]["parameters"]
     assert methods["adapter"]["adapter_over_prior"] == methods["adapter"]["parameters"] / methods["prior"]["parameters"]
     assert (out / "data" / "data_card.json").is_file() and (out / "run" / "checkpoint" / "config.json").is_file()
 
@@ -57,15 +59,17 @@ def test_prior_term_changes_the_composition(demo):
     real = result.rows["real"]
     assert real.abs().max() <= 1 and not torch.equal(real[0], real[1])  # distinct test clips
     assert not torch.equal(result.rows["composed"], result.rows["adapter"])
+    assert not torch.equal(result.rows["cfg-mix"], result.rows["adapter"])
 
 
 @pytest.mark.slow
-def test_zero_prior_strength_composes_to_the_adapter_bit_for_bit(demo, capsys):
+def test_zero_prior_weights_compose_to_the_adapter_bit_for_bit(demo, capsys):
     cfg, _ = demo
     # Same out: the data and the finished run are reused, so this only samples again.
-    result = run_demo(replace(cfg, prior_strength=0.0))
+    result = run_demo(replace(cfg, prior_strength=0.0, mix=0.0))
     assert "reusing" in capsys.readouterr().out
     assert torch.equal(result.rows["composed"], result.rows["adapter"])
+    assert torch.equal(result.rows["cfg-mix"], result.rows["adapter"])
     assert not torch.equal(result.rows["prior"], result.rows["adapter"])
 
 

@@ -82,8 +82,9 @@ def diffusers_np(videos: torch.Tensor) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- what it samples
 
 def test_frames_are_what_generate_samples_for_the_same_settings_and_seed(pipe, files):
-    out = pipe(PROMPTS, image=Image.open(files["start.png"]), prior_strength=0.2, guidance_scale=3.0,
-               num_inference_steps=3, generator=torch.Generator().manual_seed(7), num_videos_per_prompt=2)
+    out = pipe(PROMPTS, image=Image.open(files["start.png"]), mode="composed", prior_strength=0.2,
+               guidance_scale=3.0, num_inference_steps=3, generator=torch.Generator().manual_seed(7),
+               num_videos_per_prompt=2)
     assert isinstance(out, VideoAdapterPipelineOutput) and out.seed == 7
     settings = SamplingSettings(sampler="ddim", steps=3, guidance=3.0, strength=PriorStrength(0.2), seed=7)
     rows = [p for p in PROMPTS for _ in range(2)]  # num_videos_per_prompt: each prompt's videos together
@@ -93,8 +94,8 @@ def test_frames_are_what_generate_samples_for_the_same_settings_and_seed(pipe, f
     assert not np.array_equal(out.frames[0], out.frames[1])  # two videos of one prompt: different noise
     # the same image as an array, as a tensor in [0, 1] and as its file: the same first frame, the same videos
     for image in (files["image"], torch.from_numpy(files["image"]).permute(2, 0, 1) / 255, files["start.png"]):
-        again = pipe(PROMPTS, image=image, prior_strength=0.2, guidance_scale=3.0, num_inference_steps=3,
-                     generator=torch.Generator().manual_seed(7), num_videos_per_prompt=2)
+        again = pipe(PROMPTS, image=image, mode="composed", prior_strength=0.2, guidance_scale=3.0,
+                     num_inference_steps=3, generator=torch.Generator().manual_seed(7), num_videos_per_prompt=2)
         assert np.array_equal(again.frames, expected)
 
 
@@ -116,14 +117,15 @@ def test_output_types_are_diffusers_layouts_of_one_sample(pipe):
 
 def test_prior_strength_zero_is_the_adapter_alone(pipe, files):
     kwargs = dict(num_inference_steps=3, guidance_scale=2.0, generator=torch.Generator().manual_seed(5))
-    composed = pipe(PROMPTS, image=files["image"], prior_strength=0.0, **kwargs).frames
+    composed = pipe(PROMPTS, image=files["image"], mode="composed", prior_strength=0.0, **kwargs).frames
     assert np.array_equal(composed, pipe(PROMPTS, image=files["image"], mode="adapter", **kwargs).frames)
     alone = VideoAdapterPipeline.from_pretrained(adapter=files["adapter"], device="cpu")
     alone.set_progress_bar_config(disable=True)
     assert alone.prior is None and np.array_equal(alone(PROMPTS, image=files["image"], **kwargs).frames, composed)
     settings = SamplingSettings(sampler="ddim", steps=3, guidance=2.0, strength=PriorStrength(0.0), seed=5)
     assert np.array_equal(composed, diffusers_np(by_generate(files, "adapter", settings, PROMPTS)))
-    assert not np.array_equal(pipe(PROMPTS, image=files["image"], prior_strength=0.5, **kwargs).frames, composed)
+    assert not np.array_equal(pipe(PROMPTS, image=files["image"], mode="composed", prior_strength=0.5,
+                                   **kwargs).frames, composed)
 
 
 def test_cfg_mix_takes_its_weight_and_band_as_the_command_does(pipe, files):
@@ -134,7 +136,23 @@ def test_cfg_mix_takes_its_weight_and_band_as_the_command_does(pipe, files):
     adapter = pipe(PROMPTS, image=files["image"], mode="adapter", **kwargs).frames
     assert np.array_equal(pipe(PROMPTS, image=files["image"], mode="cfg-mix", mix=0.0, **kwargs).frames, adapter)
     assert not np.array_equal(banded, adapter)
-    assert not np.array_equal(banded, pipe(PROMPTS, image=files["image"], mode="cfg-mix", mix=0.3, **kwargs).frames)
+    assert not np.array_equal(banded, pipe(PROMPTS, image=files["image"], mode="cfg-mix", mix=0.3,
+                                           mix_min_logsnr=-math.inf, **kwargs).frames)
+
+
+def test_the_default_with_both_models_is_the_recipe(pipe, files):
+    """mode "auto" with both models is CFG Mix at w 0.2 from log-SNR -2 (the recipe), as `sample`'s default; a
+    setting the mode does not read is an error, as the command's flags are."""
+    kwargs = dict(num_inference_steps=3, guidance_scale=2.0, generator=torch.Generator().manual_seed(5))
+    default = pipe(PROMPTS, image=files["image"], **kwargs).frames
+    settings = SamplingSettings(sampler="ddim", steps=3, guidance=2.0, mix=0.2, mix_min_logsnr=-2.0, seed=5)
+    assert np.array_equal(default, diffusers_np(by_generate(files, "cfg-mix", settings, PROMPTS)))
+    assert np.array_equal(default, pipe(PROMPTS, image=files["image"], mode="cfg-mix", mix=0.2, mix_min_logsnr=-2,
+                                        **kwargs).frames)
+    with pytest.raises(ValueError, match="prior_strength is set, but mode 'cfg-mix' does not use it .*'composed'"):
+        pipe(PROMPTS, image=files["image"], prior_strength=0.2, **kwargs)
+    with pytest.raises(ValueError, match="mix is set, but mode 'composed' does not use it"):
+        pipe(PROMPTS, image=files["image"], mode="composed", mix=0.2, **kwargs)
 
 
 def test_the_seed_is_the_generators_and_otherwise_torchs_global_generator(pipe):
@@ -191,10 +209,10 @@ def test_the_package_exports_the_pipeline_without_loading_torch_on_import():
     (dict(num_inference_steps=2.5), ValueError, ["num_inference_steps", "2.5"]),
     (dict(num_videos_per_prompt=0), ValueError, ["num_videos_per_prompt", "0"]),
     (dict(guidance_scale=math.inf), ValueError, ["guidance_scale must be a finite number"]),
-    (dict(prior_strength=-0.1), ValueError, ["prior_strength -0.1 is negative", "away from the prior"]),
-    (dict(prior_strength="high"), ValueError, ["prior_strength must be a finite number"]),
+    (dict(mode="composed", prior_strength=-0.1), ValueError, ["prior_strength -0.1 is negative", "away from"]),
+    (dict(mode="composed", prior_strength="high"), ValueError, ["prior_strength must be a finite number"]),
     (dict(sampler="euler"), ValueError, ["unknown sampler 'euler'", "dpmpp-2m"]),
-    (dict(composition="product"), ValueError, ["unknown composition 'product'", "normalized", "paper"]),
+    (dict(mode="composed", composition="product"), ValueError, ["unknown composition 'product'", "normalized"]),
     (dict(output_type="mp4"), ValueError, ["unknown output_type 'mp4'", "np, pt, pil, latent"]),
     (dict(mode="blend"), ValueError, ["unknown mode 'blend'", "cfg-mix"]),
     (dict(mode="cfg-mix", mix=1.5), ValueError, ["mix is CFG Mix's prior weight", "[0, 1]", "1.5"]),
@@ -274,5 +292,5 @@ def test_an_image_to_video_prior_needs_the_image_and_gets_it_beside_a_latent_ada
     models = load_sample_models(cfg)
     conds = sample_conds(models, [PROMPTS[0]], cfg.first_frame, "", False, cfg.video(), CPU)
     assert conds.prior.first_frame.shape == (1, 3, 16, 16) and conds.small.first_frame.shape[1] == 8  # pixels, latents
-    videos = generate(models, conds, ("composed",), cfg.settings(), CPU, progress=False).videos["composed"]
+    videos = generate(models, conds, ("cfg-mix",), cfg.settings(), CPU, progress=False).videos["cfg-mix"]
     assert np.array_equal(out.frames, diffusers_np(to_pixels(models, videos)))

@@ -43,7 +43,7 @@ from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale_rows, 
 from ..generation.generate import SamplingSettings, generate
 from ..generation.loading import load_model
 from ..generation.routing import model_conds, route_conditions
-from ..maths.composition import DEFAULT_COMPOSITION, PriorStrength
+from ..maths.composition import DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR, PriorStrength
 from ..maths.conditioning import sobel_x
 from ..maths.mcmc import MCMCConfig
 from ..models.score_model import ScoreModel, check_compatible
@@ -95,8 +95,8 @@ class EvalConfig:
     composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
     min_logsnr: float = -math.inf         # compose only at or above this log-SNR (and below the paper's cutoff)
-    mix: float = 0.5                      # CFG Mix weight of the prior
-    mix_min_logsnr: float = -math.inf     # CFG Mix only at or above this log-SNR, the adapter alone below
+    mix: float = DEFAULT_MIX              # CFG Mix weight of the prior (the recipe: 0.2)
+    mix_min_logsnr: float = DEFAULT_MIX_MIN_LOGSNR  # CFG Mix from this log-SNR up, the adapter alone below (-inf: none)
     gamma_sweep: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)  # Figure 6: Small (S) + Prior at these gammas
     mix_sweep: tuple[float, ...] = ()     # Figure 6: CFG Mix at these prior weights w (with method cfg-mix)
     real_noise: tuple[float, ...] = ()    # also score the Real row's clips plus Gaussian noise of these std devs

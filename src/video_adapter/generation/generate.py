@@ -1,11 +1,12 @@
 """Generation in one place: the samples of a set of methods from loaded models, their conditions and the settings.
 
-    videos = generate(models, conds, ("prior", "adapter", "composed"), SamplingSettings(steps=25), device).videos
+    videos = generate(models, conds, ("prior", "adapter", "cfg-mix"), SamplingSettings(steps=25), device).videos
 
 `video-adapter sample`, the demo, the evaluation and training's previews all sample through `generate`, so a sampler,
 a composition or an x0 treatment added here reaches every one of them. A method is a `composition.MODES` entry: one
-model alone with its classifier-free guidance (adapter, prior), Video Adapter's composition (composed, sec 3.3,
-Algorithm 1) or a baseline (cfg-mix, inverse). Every method starts from the same noise (`settings.seed`).
+model alone with its classifier-free guidance (adapter, prior), Algorithm 1's composition (composed, sec 3.3), CFG
+Mix (cfg-mix: the paper's baseline, with a band of noise levels, and the package's default recipe) or the roles
+swapped (inverse). Every method starts from the same noise (`settings.seed`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..maths.composition import COMPOSE_IN, COMPOSITIONS, DEFAULT_COMPOSITION, Conds, PriorStrength, mode_fn
+from ..maths.composition import (COMPOSE_IN, COMPOSITIONS, DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR,
+                                 DEFAULT_MODE, Conds, PriorStrength, mode_fn)
 from ..maths.guidance import denoised_range
 from ..maths.mcmc import LangevinCorrector, MCMCConfig
 from ..maths.sampling import SAMPLERS, Callback, sample
 from ..models.score_model import ScoreModel
 
-COMPARE_ROWS = ("prior", "adapter", "composed")  # the paper's Figures 7 and 8: the same seeds, three ways
+# the paper's Figures 7 and 8 from the same seeds: each model alone, the recipe, and Algorithm 1
+COMPARE_ROWS = ("prior", "adapter", DEFAULT_MODE, "composed")
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -34,8 +37,8 @@ class SamplingSettings:
     eta: float = 0.0                      # DDIM stochasticity (ddim only)
     guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: Algorithm 1's alpha)
     strength: PriorStrength = PriorStrength()  # the prior strength gamma per noise level (composed, inverse)
-    mix: float = 0.5                      # cfg-mix: weight w of the prior's guided prediction
-    mix_min_logsnr: float = -math.inf     # cfg-mix: mix only at or above this log-SNR, the adapter alone below
+    mix: float = DEFAULT_MIX              # cfg-mix: weight w of the prior's guided prediction (the recipe: 0.2)
+    mix_min_logsnr: float = DEFAULT_MIX_MIN_LOGSNR  # cfg-mix: mix from this log-SNR up, the adapter alone below
     composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
     mcmc: MCMCConfig | None = None        # MCMC between noise levels (None: none)

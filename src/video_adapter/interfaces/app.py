@@ -4,9 +4,10 @@
     video-adapter app --adapter runs/robot/checkpoint --prior http://127.0.0.1:8765 --prior-token-file prior.token
 
 Inputs: a prompt, a first frame (uploaded, or the first frame of a test clip picked from --data, which also fills in
-its caption), the prior strength gamma, the guidance, the sampler, its steps and the seed. Output: the prior, the
-adapter and the two composed (Video Adapter, sec 3.3), from the same seed side by side as looping videos, and, on
-request, a gamma strip: the composed sample from the same seed at each of --gammas (the paper's Figure 6). With
+its caption), the prior's weight w of the recipe (CFG Mix from log-SNR -2 up), Algorithm 1's prior strength gamma,
+the guidance, the sampler, its steps and the seed. Output: the prior, the adapter and the two composed, by the recipe
+and by Algorithm 1 (sec 3.3), from the same seed side by side as looping videos, and, on request, a gamma strip:
+Algorithm 1's sample from the same seed at each of --gammas (the paper's Figure 6). With
 --cascade STAGE ..., every video is shown upscaled through those super-resolution stages, the prompt their text; the
 composition itself runs at the base resolution, as in the paper. Sampling
 runs through `generation.generate`, the one function `sample`, the demo and the evaluation use; an error is shown on
@@ -35,11 +36,12 @@ from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale, zoom_
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models, parameter_ratio
 from ..generation.routing import model_conds, route_conditions
-from ..maths.composition import PriorStrength
+from ..maths.composition import DEFAULT_MIX, PriorStrength
 from ..maths.sampling import SAMPLERS
 from .sample import pixel_conditions
 
-TITLES = {"prior": "Prior alone", "adapter": "Adapter alone", "composed": "Composed (Video Adapter)"}
+TITLES = {"prior": "Prior alone", "adapter": "Adapter alone", "cfg-mix": "Composed: the recipe (CFG Mix)",
+          "composed": "Composed: Algorithm 1"}
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,9 @@ class Studio:
             Image.fromarray(read_video(path, max_frames=1)[0]).save(image)
         return caption, str(image)
 
-    def settings(self, gamma: float, guidance: float, sampler: str, steps: int, seed: int) -> SamplingSettings:
-        settings = SamplingSettings(sampler=sampler, steps=int(steps), guidance=float(guidance),
+    def settings(self, gamma: float, guidance: float, sampler: str, steps: int, seed: int,
+                 mix: float = DEFAULT_MIX) -> SamplingSettings:
+        settings = SamplingSettings(sampler=sampler, steps=int(steps), guidance=float(guidance), mix=float(mix),
                                     strength=PriorStrength(float(gamma)), seed=int(seed))
         settings.validate()
         if not 1 <= settings.steps <= self.cfg.max_steps:
@@ -119,12 +122,12 @@ class Studio:
         return self.thread.submit(contextvars.copy_context().run, self._generate, *args, **kwargs).result()
 
     def _generate(self, prompt: str, first_frame: str | None, gamma: float, guidance: float, sampler: str,
-                  steps: int, seed: int, strip: bool) -> tuple[dict[str, str], str]:
-        """Videos of the prior, the adapter and the composition from one seed (and the gamma strip): method ->
+                  steps: int, seed: int, strip: bool, mix: float = DEFAULT_MIX) -> tuple[dict[str, str], str]:
+        """Videos of the prior, the adapter and the two compositions from one seed (and the gamma strip): method ->
         mp4 path, and a line of timings."""
         if not prompt or not prompt.strip():
             raise ValueError("write a prompt: what the video should show")
-        settings = self.settings(gamma, guidance, sampler, steps, seed)
+        settings = self.settings(gamma, guidance, sampler, steps, seed, mix)
         pixels = pixel_conditions(self.spec, first_frame or "", "")
         routes = route_conditions(self.models, {"text", *pixels}, self.cfg.partial_conditions)
         conds = model_conds(self.models, [prompt], pixels, routes, self.device, self.encoders)
@@ -146,10 +149,11 @@ class Studio:
                              upscale=self.zoom)
             paths["strip"] = str(write_mp4(out / "strip.mp4", grid, fps=self.cfg.fps, crf=0))
         timing = ", ".join(f"{TITLES[m].lower()} {done.seconds[m]:.1f} s" for m in COMPARE_ROWS)
+        upscaled = f"; upscaled to {self.stages[-1].spec.height}x{self.stages[-1].spec.width} by " \
+            f"{len(self.stages)} SR stage(s)" if self.stages else ""
         return paths, (f"Sampled in {time.perf_counter() - start:.1f} s ({timing}); seed {settings.seed}, "
-                       f"{settings.sampler} {settings.steps} steps, guidance {settings.guidance:g}, "
-                       f"gamma {settings.strength.gamma:g}" + (f"; upscaled to {self.stages[-1].spec.height}x"
-                       f"{self.stages[-1].spec.width} by {len(self.stages)} SR stage(s)" if self.stages else "") + ".")
+                       f"{settings.sampler} {settings.steps} steps, guidance {settings.guidance:g}, w {settings.mix:g} "
+                       f"from log-SNR {settings.mix_min_logsnr:g}, gamma {settings.strength.gamma:g}{upscaled}.")
 
     def shown(self, videos: list[Tensor], prompt: str, settings: SamplingSettings) -> list[Tensor]:
         """Base-size videos [C, F, h, w] as the page shows them, on the CPU: upscaled through --cascade (in one
@@ -195,7 +199,10 @@ def build_page(studio: Studio):
                                        "and the first frame)", elem_id="clip", visible=bool(studio.clips))
                     first = gr.Image(label="First frame", type="filepath", elem_id="first-frame", height=160)
             with gr.Column(scale=2):
-                gamma = gr.Slider(0.0, 1.0, value=0.1, step=0.05, label="Prior strength gamma", elem_id="gamma")
+                mix = gr.Slider(0.0, 1.0, value=DEFAULT_MIX, step=0.05, label="The recipe's prior weight w",
+                                elem_id="mix")
+                gamma = gr.Slider(0.0, 1.0, value=0.1, step=0.05, label="Algorithm 1's prior strength gamma",
+                                  elem_id="gamma")
                 guidance = gr.Slider(1.0, 10.0, value=5.0, step=0.5, label="Guidance alpha", elem_id="guidance")
                 with gr.Row():
                     sampler = gr.Dropdown(choices=list(SAMPLERS), value="dpmpp-2m", label="Sampler",
@@ -203,7 +210,7 @@ def build_page(studio: Studio):
                     steps = gr.Slider(1, cfg.max_steps, value=cfg.steps, step=1, label="Steps", elem_id="steps")
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
                 gammas = ", ".join(f"{g:g}" for g in cfg.gammas)
-                strip = gr.Checkbox(label=f"Gamma strip: the composed sample at gamma {gammas} (Figure 6)",
+                strip = gr.Checkbox(label=f"Gamma strip: Algorithm 1 at gamma {gammas} (Figure 6)",
                                     elem_id="strip")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
         status = gr.Markdown(elem_id="status")
@@ -211,20 +218,20 @@ def build_page(studio: Studio):
             videos = [gr.Video(label=TITLES[m], elem_id=f"video-{m}", autoplay=True, loop=True, interactive=False)
                       for m in COMPARE_ROWS]
         # no label over it: the strip's panels carry their own (gamma 0 would be hidden under it)
-        strip_video = gr.Video(label="Gamma strip (composed)", show_label=False, elem_id="video-strip", autoplay=True,
-                               loop=True, interactive=False)
+        strip_video = gr.Video(label="Gamma strip (Algorithm 1)", show_label=False, elem_id="video-strip",
+                               autoplay=True, loop=True, interactive=False)
 
         # Gradio fills in `progress` (a default it recognises), following the sampler's tqdm bars
-        def run(prompt, first, gamma, guidance, sampler, steps, seed, strip,
+        def run(prompt, first, gamma, guidance, sampler, steps, seed, strip, mix,
                 progress=gr.Progress(track_tqdm=True)):  # noqa: B008
             try:
-                paths, line = studio.generate(prompt, first, gamma, guidance, sampler, steps, seed, strip)
+                paths, line = studio.generate(prompt, first, gamma, guidance, sampler, steps, seed, strip, mix)
             except Exception as e:  # noqa: BLE001 -- the page's boundary: any failure is shown, the page lives on
                 traceback.print_exc()
-                return [None] * 4 + [f"**Error:** {type(e).__name__}: {e}"]
+                return [None] * (len(COMPARE_ROWS) + 1) + [f"**Error:** {type(e).__name__}: {e}"]
             return [paths[m] for m in COMPARE_ROWS] + [paths.get("strip"), line]
 
-        button.click(run, [prompt, first, gamma, guidance, sampler, steps, seed, strip],
+        button.click(run, [prompt, first, gamma, guidance, sampler, steps, seed, strip, mix],
                      [*videos, strip_video, status])
         clip.change(lambda name: studio.clip_frame(name) if name else (gr.update(), gr.update()), clip,
                     [prompt, first])

@@ -6,9 +6,10 @@
    it when a dataset of the same settings is already there;
 2. trains a Small (S) adapter, 1.23% of the prior's parameters, on its train split into `run/` (a finished run of the
    same settings is reused);
-3. samples test-split captions with their first frames from the same seeds three ways, the prior alone, the adapter
-   alone and the two composed (paper sec 3.3, Algorithm 1), and writes `compare.gif` / `compare.mp4` (rows: the real
-   test clip, prior, adapter, composed; columns: captions) and `table.md` / `table.json`.
+3. samples test-split captions with their first frames from the same seeds four ways, the prior alone, the adapter
+   alone, and the two composed by the recipe (cfg-mix: CFG Mix from log-SNR -2 up, docs/analysis.md) and by
+   Algorithm 1 (composed, paper sec 3.3), and writes `compare.gif` / `compare.mp4` (rows: the real test clip, then
+   those four; columns: captions) and `table.md` / `table.json`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..data.video_io import write_grid
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models
 from ..generation.routing import model_conds, route_conditions
-from ..maths.composition import DEFAULT_COMPOSITION, PriorStrength
+from ..maths.composition import DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR, PriorStrength
 from ..models.checkpoint import read_unet_config
 from ..models.score_model import ScoreModel
 from ..models.unet import UNetConfig
@@ -57,7 +58,9 @@ class DemoConfig:
     sampler: str = "dpmpp-2m"             # ddpm | ddim | dpmpp-2m | heun
     sample_steps: int = 25                # denoising steps of each method
     guidance: float = 5.0                 # alpha: each model's classifier-free guidance, Algorithm 1's when composed
-    prior_strength: float = 0.1           # gamma, the prior's weight in the composition (paper: 0.1 on Bridge)
+    mix: float = DEFAULT_MIX              # cfg-mix (the recipe): the prior's weight w
+    mix_min_logsnr: float = DEFAULT_MIX_MIN_LOGSNR  # cfg-mix: mixes from this log-SNR up, the adapter alone below
+    prior_strength: float = 0.1           # Algorithm 1's gamma, the prior's weight (paper: 0.1 on Bridge)
     composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     seed: int = 0                         # data, weights and samples are a deterministic function of it
 
@@ -121,9 +124,10 @@ def run_is_stale(tcfg: TrainConfig, same_data: bool) -> bool:
 
 
 def sampling_settings(cfg: DemoConfig) -> SamplingSettings:
-    """The composition's settings: the paper's cutoff and x0 clipping, the demo's sampler, guidance and gamma."""
-    return SamplingSettings(sampler=cfg.sampler, steps=cfg.sample_steps, guidance=cfg.guidance,
-                            strength=PriorStrength(cfg.prior_strength), composition=cfg.composition, seed=cfg.seed)
+    """The compositions' settings: the paper's cutoff and x0 clipping, the demo's sampler, guidance, w and gamma."""
+    return SamplingSettings(sampler=cfg.sampler, steps=cfg.sample_steps, guidance=cfg.guidance, mix=cfg.mix,
+                            mix_min_logsnr=cfg.mix_min_logsnr, strength=PriorStrength(cfg.prior_strength),
+                            composition=cfg.composition, seed=cfg.seed)
 
 
 def held_out_clips(test_dir: Path, count: int, prior: UNetConfig) -> tuple[Tensor, list[str]]:
@@ -148,7 +152,7 @@ def error_vs_real(videos: Tensor, real: Tensor) -> float:
 
 def method_table(rows: dict[str, Tensor], models: dict[str, ScoreModel], seconds: dict[str, float]) -> list[dict]:
     small, prior = models["small"].spec.parameters, models["prior"].spec.parameters
-    parameters = {"prior": prior, "adapter": small, "composed": small + prior}
+    parameters = {"prior": prior, "adapter": small, "cfg-mix": small + prior, "composed": small + prior}
     return [{"method": method, "parameters": parameters[method],
              "adapter_over_prior": None if method == "prior" else small / prior,
              "sampling_s": round(seconds[method], 2),
@@ -172,10 +176,11 @@ def demo_markdown(table: list[dict], settings: SamplingSettings, prompts: int, f
     header = ["method", "parameters", "adapter / prior", "sampling s (this machine)", "MSE vs real clip (crude)"]
     return table_markdown(header, rows) + (
         f"\n\n{prompts} test captions with their first frames, the same seed ({settings.seed}) for every method; "
-        f"{settings.sampler}, {settings.steps} steps, guidance alpha {settings.guidance:g}, prior strength gamma "
-        f"{settings.strength.gamma:g} below log-SNR {settings.strength.cutoff_logsnr:.3f} (the paper's cutoff), "
-        f"composition {settings.composition}; "
-        f"{sampled_on(device)}. The composed model's parameters are both models', of which only "
+        f"{settings.sampler}, {settings.steps} steps, guidance alpha {settings.guidance:g}; cfg-mix (the recipe): "
+        f"the prior's weight w {settings.mix:g} from log-SNR {settings.mix_min_logsnr:g} up; composed (Algorithm 1, "
+        f"{settings.composition}): prior strength gamma {settings.strength.gamma:g} below log-SNR "
+        f"{settings.strength.cutoff_logsnr:.3f} (the paper's cutoff); "
+        f"{sampled_on(device)}. A composed model's parameters are both models', of which only "
         f"the adapter's were trained on the domain. MSE: mean squared error over frames 2-{frames} against the real "
         "test clip of the same caption and first frame, in [-1, 1] units; a crude proxy (one real clip is one of "
         "many plausible futures, and blur scores well), not FVD.\n")

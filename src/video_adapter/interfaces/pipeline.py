@@ -42,10 +42,10 @@ from ..common.tables import human_count
 from ..data.video_io import image_rgb
 from ..generation.generate import SamplingSettings, generate
 from ..models.remote import is_url
-from ..maths.composition import COMPOSITIONS, DEFAULT_COMPOSITION, MODES, PriorStrength
+from ..maths.composition import COMPOSITIONS, DEFAULT_MODE, MODES, PriorStrength
 from ..maths.sampling import SAMPLERS, Callback
 from ..models.score_model import ScoreModel, check_compatible
-from .sample import SampleConfig, check_decodable, load_sample_models, sample_conds, to_pixels
+from .sample import READS, SampleConfig, check_decodable, load_sample_models, sample_conds, to_pixels
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 # what the routing's errors call each input: the pipeline's arguments, not the command's flags
@@ -148,10 +148,10 @@ class VideoAdapterPipeline:
 
     def check_inputs(self, prompts: Any, prior_strength: Any, guidance_scale: Any,
                      num_inference_steps: Any, generator: Any, output_type: str, sampler: str, composition: str,
-                     mode: str, num_videos_per_prompt: Any, callback: Any, mix: Any = 0.5,
-                     mix_min_logsnr: Any = -math.inf) -> None:
+                     mode: str, num_videos_per_prompt: Any, callback: Any, mix: Any = None,
+                     mix_min_logsnr: Any = None) -> None:
         """Every problem of a call's arguments that can be seen before anything runs, named by argument (the
-        image's are `first_frame`'s)."""
+        image's are `first_frame`'s); None is an argument left at its default."""
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise TypeError(f"prompt must be a string or a non-empty list of strings, got {prompts!r}")
         if any(not p.strip() for p in prompts):
@@ -164,6 +164,14 @@ class VideoAdapterPipeline:
         if missing:
             raise ValueError(f"mode {self._method(mode)!r} needs the {' and the '.join(missing)}: load it with "
                              f"VideoAdapterPipeline.from_pretrained({', '.join(m + '=DIR' for m in missing)}, ...)")
+        given = {"prior_strength": prior_strength, "composition": composition, "mix": mix,
+                 "mix_min_logsnr": mix_min_logsnr}
+        unread = [name for name, value in given.items()
+                  if value is not None and name not in READS.get(self._method(mode), ())]
+        if unread:
+            hint = " (the default with both models is cfg-mix, the recipe: mode='composed' is Algorithm 1)" \
+                if mode == "auto" and unread[0] in ("prior_strength", "composition") else ""
+            raise ValueError(f"{unread[0]} is set, but mode {self._method(mode)!r} does not use it{hint}")
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be an integer of at least 1, got {num_inference_steps!r}")
         if isinstance(num_videos_per_prompt, bool) or not isinstance(num_videos_per_prompt, int) \
@@ -172,20 +180,21 @@ class VideoAdapterPipeline:
         if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale):
             raise ValueError(f"guidance_scale must be a finite number (1: no guidance), got {guidance_scale!r}")
         gamma = prior_strength.gamma if isinstance(prior_strength, PriorStrength) else prior_strength
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma):
+        if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float))
+                                  or not math.isfinite(gamma)):
             raise ValueError(f"prior_strength must be a finite number (or a PriorStrength), got {prior_strength!r}")
-        if gamma < 0:
+        if gamma is not None and gamma < 0:
             raise ValueError(f"prior_strength {gamma} is negative: a negative gamma samples away from the prior, not "
                              "toward it; pass a value of at least 0 (0: the adapter alone)")
-        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1:
+        if mix is not None and (isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1):
             raise ValueError(f"mix is CFG Mix's prior weight, a number in [0, 1], got {mix!r}")
-        if isinstance(mix_min_logsnr, bool) or not isinstance(mix_min_logsnr, (int, float)) \
-                or math.isnan(mix_min_logsnr) or mix_min_logsnr == math.inf:
+        if mix_min_logsnr is not None and (isinstance(mix_min_logsnr, bool) or not isinstance(
+                mix_min_logsnr, (int, float)) or math.isnan(mix_min_logsnr) or mix_min_logsnr == math.inf):
             raise ValueError(f"mix_min_logsnr must be a number below inf (-inf: mix at every level), "
                              f"got {mix_min_logsnr!r}")
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if composition not in COMPOSITIONS:
+        if composition is not None and composition not in COMPOSITIONS:
             raise ValueError(f"unknown composition {composition!r}; choose one of {', '.join(COMPOSITIONS)}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"unknown output_type {output_type!r}; choose one of {', '.join(OUTPUT_TYPES)}")
@@ -197,11 +206,12 @@ class VideoAdapterPipeline:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, as callback(info) at every step, got {callback!r}")
 
-    def __call__(self, prompt: str | Sequence[str], image: Any = None, prior_strength: float | PriorStrength = 0.1,
+    def __call__(self, prompt: str | Sequence[str], image: Any = None,
+                 prior_strength: float | PriorStrength | None = None,
                  guidance_scale: float = 5.0, num_inference_steps: int = 50, generator: torch.Generator | None = None,
                  *, output_type: str = "np", sampler: str = "ddim", eta: float = 0.0,
-                 composition: str = DEFAULT_COMPOSITION, mode: str = "auto", mix: float = 0.5,
-                 mix_min_logsnr: float = -math.inf, num_videos_per_prompt: int = 1,
+                 composition: str | None = None, mode: str = "auto", mix: float | None = None,
+                 mix_min_logsnr: float | None = None, num_videos_per_prompt: int = 1,
                  partial_conditions: bool = False, callback: Callback | None = None,
                  return_dict: bool = True) -> VideoAdapterPipelineOutput | tuple:
         """Videos for `prompt` (one, or a list: `num_videos_per_prompt` each, in order), as `video-adapter sample`
@@ -210,16 +220,18 @@ class VideoAdapterPipeline:
         image: the first frame every video starts from (a PIL image; a numpy uint8 [H, W, 3]; a float tensor
             [3, H, W] in [0, 1]; a file, as `--first-frame` takes), centre-cropped and resized to the model's size
             as `--first-frame` is; an image-to-video prior needs one.
-        prior_strength: gamma, the prior's weight in the composition (paper: 0.1 Bridge, 0.2 Ego4D, 0.4 animation;
-            0: the adapter alone), or a `PriorStrength` (a cutoff, a decay over noise levels).
+        prior_strength: Algorithm 1's gamma, the prior's weight (mode "composed" or "inverse"; paper: 0.1 Bridge,
+            0.2 Ego4D, 0.4 animation; 0: the adapter alone), or a `PriorStrength` (a cutoff, a decay over levels).
         guidance_scale: classifier-free guidance alpha of each model (composed: Algorithm 1's alpha; 1: none).
         num_inference_steps, sampler (ddim | ddpm | dpmpp-2m | heun), eta (DDIM's stochasticity): the sampling.
         generator: its seed, `generator.initial_seed()`, is the run's seed (the module's docstring says why).
         output_type: "np" (default), "pt", "pil" or "latent" (`VideoAdapterPipelineOutput.frames`).
-        composition: "normalized" (the package's default) or "paper"; mode: "auto" (composed with both models,
-            else the one loaded), composed, adapter, prior, cfg-mix or inverse.
-        mix, mix_min_logsnr: cfg-mix's prior weight w, and the log-SNR from which it mixes (below it: the guided
-            adapter alone; -inf: every level), as `--mix` and `--mix-min-logsnr`.
+        mode: "auto" (cfg-mix with both models, the recipe of docs/analysis.md; else the one loaded), cfg-mix,
+            composed (Algorithm 1), adapter, prior or inverse.
+        composition: Algorithm 1's form, "normalized" (the default) or "paper" (modes composed and inverse).
+        mix, mix_min_logsnr: cfg-mix's prior weight w (default 0.2), and the log-SNR from which it mixes (default
+            -2; below it the guided adapter alone; -inf: every level), as `--mix` and `--mix-min-logsnr`.
+        A setting the mode does not use is an error, as the command's flags are (None: not set).
         partial_conditions: give the image only to the models that take it, instead of an error.
         callback: `callback(info)` at every step, as the samplers call it (`maths.sampling`: step i, x, logsnr,
             logsnr_next, denoised).
@@ -237,10 +249,12 @@ class VideoAdapterPipeline:
 
         # 2. The seed and the sampling settings
         seed = generator.initial_seed() if generator is not None else int(torch.randint(2**63 - 1, ()).item())
-        strength = prior_strength if isinstance(prior_strength, PriorStrength) else PriorStrength(float(prior_strength))
+        given = {"strength": prior_strength if isinstance(prior_strength, PriorStrength) or prior_strength is None
+                 else PriorStrength(float(prior_strength)), "composition": composition,
+                 "mix": None if mix is None else float(mix),
+                 "mix_min_logsnr": None if mix_min_logsnr is None else float(mix_min_logsnr)}
         settings = SamplingSettings(sampler=sampler, steps=num_inference_steps, eta=eta, guidance=float(guidance_scale),
-                                    strength=strength, mix=float(mix), mix_min_logsnr=float(mix_min_logsnr),
-                                    composition=composition, seed=seed)
+                                    seed=seed, **{k: v for k, v in given.items() if v is not None})
         settings.validate()
 
         # 3. The conditions: each model's own text embeddings, the first frame in each model's form
@@ -261,10 +275,10 @@ class VideoAdapterPipeline:
         return VideoAdapterPipelineOutput(frames=frames, seed=seed) if return_dict else (frames,)
 
     def _method(self, mode: str) -> str:
-        """The method a mode samples: auto is composed with both models, else the one loaded (as the command's)."""
+        """The method a mode samples: auto is the recipe with both models, else the one loaded (as the command's)."""
         if mode != "auto":
             return mode
-        return "composed" if len(self.models) == 2 else "adapter" if "small" in self.models else "prior"
+        return DEFAULT_MODE if len(self.models) == 2 else "adapter" if "small" in self.models else "prior"
 
 
 def first_frame(image: Any) -> Tensor | str:

@@ -1,5 +1,6 @@
 """`video-adapter sample`: from checkpoints and user inputs (prompts, a first-frame image, an edge video) to a video
-file, for one model alone, or a small adapter composed with a frozen prior (Video Adapter) and the paper's baselines.
+file, for one model alone, or a small adapter composed with a frozen prior (Video Adapter): by default the recipe
+(CFG Mix from log-SNR -2 up, docs/analysis.md), Algorithm 1 with --mode composed, and the paper's other baselines.
 
 The command's options are `SampleConfig`; loading, routing the conditions and sampling are `generation`'s. The Python
 pipeline (`pipeline.VideoAdapterPipeline`) runs the same steps: `load_sample_models`, `sample_conds`, `generate` and
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from torch import Tensor
@@ -23,10 +24,18 @@ from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale_rows, 
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models, parse_video_size, trained_video_size
 from ..generation.routing import FLAGS, model_conds, route_conditions
-from ..maths.composition import DEFAULT_COMPOSITION, MODES, PAPER_CUTOFF_LOGSNR, Conds, PriorStrength
+from ..maths.composition import (DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR, DEFAULT_MODE, MODES,
+                                 PAPER_CUTOFF_LOGSNR, Conds, PriorStrength)
 from ..maths.conditioning import sobel_x
 from ..maths.mcmc import MCMCConfig
 from ..models.score_model import ModelSpec, ScoreModel
+
+
+# The settings only some methods read: Algorithm 1's (composed, inverse) and CFG Mix's.
+ALGORITHM_1_FLAGS = ("prior_strength", "strength_decay", "strength_end", "cutoff_logsnr", "min_logsnr", "composition",
+                     "compose_in")
+CFG_MIX_FLAGS = ("mix", "mix_min_logsnr")
+READS = {"composed": ALGORITHM_1_FLAGS, "inverse": ALGORITHM_1_FLAGS, "cfg-mix": CFG_MIX_FLAGS}
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,7 @@ class SampleConfig:
     adapter: str = ""                     # checkpoint directory of the small domain model
     prior: str = ""                       # the frozen pretrained prior: a model directory, or http://HOST:PORT
     prior_token_file: str = ""            # token of a prior served over HTTP (else $VIDEO_ADAPTER_PRIOR_TOKEN)
-    mode: str = "auto"                    # composed | adapter | prior | cfg-mix | inverse (auto: composed with both)
+    mode: str = "auto"                    # cfg-mix | composed | adapter | prior | inverse (auto: cfg-mix with both)
     prompt: tuple[str, ...] = ()          # one or more text prompts
     prior_prompt_suffix: str = ""         # appended to each prompt for the prior only (e.g. ", at night")
     first_frame: str = ""                 # image or video whose first frame conditions every sample
@@ -49,8 +58,8 @@ class SampleConfig:
     min_logsnr: float = -math.inf         # ... and only at or above this one (a band of noise levels; -inf: none)
     composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
-    mix: float = 0.5                      # cfg-mix: weight w of the prior's guided prediction (0: adapter, 1: prior)
-    mix_min_logsnr: float = -math.inf     # cfg-mix: mix only at or above this log-SNR, the adapter alone below
+    mix: float = DEFAULT_MIX              # cfg-mix: weight w of the prior's guided prediction (0: adapter, 1: prior)
+    mix_min_logsnr: float = DEFAULT_MIX_MIN_LOGSNR  # cfg-mix: mixes from this log-SNR up (-inf: every level)
     guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: sec 3.3, Algorithm 1)
     sampler: str = "ddpm"                 # ddpm | ddim | dpmpp-2m | heun
     steps: int = 1000                     # denoising steps (paper: 1000)
@@ -62,7 +71,7 @@ class SampleConfig:
     dynamic_threshold: float = 0.0        # Imagen's dynamic thresholding at this quantile of |x0| (e.g. 0.995; 0: off)
     video_size: str = ""                  # FRAMESxHEIGHTxWIDTH of a diffusers prior's videos ("": the adapter's)
     seed: int = 0                         # samples are a deterministic function of the seed
-    compare: bool = False                 # one grid of prior / adapter / composed rows from the same seeds (gif + mp4)
+    compare: bool = False                 # one grid of prior / adapter / cfg-mix / composed rows, the same seeds
     out: str = "outputs/sample.gif"       # .gif or .mp4: one labelled grid of all samples
     device: str = "auto"                  # auto | cpu | cuda | cuda:N, for the adapter and the sampler state
     prior_device: str = ""                # device of the prior ("": same as --device)
@@ -79,7 +88,7 @@ class SampleConfig:
     def resolved_mode(self) -> str:
         if self.mode != "auto":
             return self.mode
-        return "composed" if self.adapter and self.prior else "prior" if self.prior else "adapter"
+        return DEFAULT_MODE if self.adapter and self.prior else "prior" if self.prior else "adapter"
 
     def methods(self) -> tuple[str, ...]:
         """The methods this run samples: the compare rows, or its mode."""
@@ -117,7 +126,7 @@ class SampleConfig:
             raise ValueError("pass at least one --prompt")
         if self.prior_prompt_suffix and "prior" not in self.roles():
             raise ValueError(f"--prior-prompt-suffix styles the prior's prompts, but {what} samples without the "
-                             "prior: drop it, or pass --prior DIR with --mode composed")
+                             "prior: drop it, or sample with --prior DIR (--mode cfg-mix or composed)")
         if self.cascade and self.video_size:
             raise ValueError("--cascade upsamples pixel-space samples; a diffusers prior's (--video-size) are decoded "
                              "at their own size: drop --cascade")
@@ -129,7 +138,20 @@ class SampleConfig:
         for name in ("dtype", "prior_dtype"):
             if getattr(self, name) not in ("", "auto", *DTYPES) or (name == "dtype" and not self.dtype):
                 raise ValueError(f"--{name.replace('_', '-')} must be auto, {', '.join(DTYPES)}")
+        for flag in self.unread_flags():
+            hint = "; the default mode with both models is cfg-mix (the recipe): pass --mode composed for Algorithm 1" \
+                if self.mode == "auto" and flag not in CFG_MIX_FLAGS else ""
+            raise ValueError(f"--{flag.replace('_', '-')} is set, but --mode {self.resolved_mode} does not use it"
+                             f"{hint}")
         self.settings().validate(self.allow_negative_strength)
+
+    def unread_flags(self) -> list[str]:
+        """The settings given (other than their defaults) that none of this run's methods reads: an error, rather
+        than a flag silently ignored (e.g. --prior-strength, Algorithm 1's gamma, with the default cfg-mix)."""
+        read = {flag for method in self.methods() for flag in READS.get(method, ())}
+        defaults = {f.name: f.default for f in fields(self)}
+        return [flag for flag in ALGORITHM_1_FLAGS + CFG_MIX_FLAGS if flag not in read
+                and getattr(self, flag) != defaults[flag]]
 
     def video(self) -> tuple[int, int, int] | None:
         """(frames, height, width) of a diffusers prior's videos: --video-size, else the adapter's training size."""
