@@ -448,6 +448,16 @@ def test_heldout_log_scores_the_ema_weights_on_fixed_clips_and_survives_resume(t
     got = [float(v) for v in rows[-1].split(",")[2:]]
     assert got == pytest.approx(expected.tolist(), rel=1e-4)
     assert float(rows[-1].split(",")[1]) == pytest.approx(expected.mean().item(), rel=1e-4)
+    # the curve beside it: heldout.png, redrawn at every scoring from the csv as it stands
+    from PIL import Image
+
+    from video_adapter.evaluation.heldout import last_drop, read_heldout
+
+    steps, means = read_heldout(tmp_path / "run" / "heldout.csv")
+    assert steps == [4, 8, 12] and means == [float(r.split(",")[1]) for r in rows[1:]]
+    assert last_drop(means) == pytest.approx(1 - means[2] / means[1]) and last_drop(means[:1]) is None
+    assert Image.open(tmp_path / "run" / "heldout.png").format == "PNG"
+    assert not list((tmp_path / "run").glob(".heldout*"))  # written atomically: no temp file left
     with pytest.raises(ValueError, match="go together"):
         train_config(toy, tmp_path / "x", heldout=str(toy)).validate()
 

@@ -2,7 +2,7 @@
 
 `heldout_loss` scores one model on fixed clips, levels and noise (two models scored alike differ only by their
 weights); `HeldOutLog` runs it during training every --heldout-every steps on the EMA weights and appends a row to
-the run's heldout.csv, the curve that says when a run has converged.
+the run's heldout.csv, the curve that says when a run has converged, drawn beside it as heldout.png.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..common.files import continue_csv
+from ..common.files import atomic_path, continue_csv
 from ..data.dataset import VideoFolderDataset
 from ..maths.conditioning import Cond, make_cond
 from ..maths.schedule import diffuse, logsnr_cosine, prediction_target
@@ -76,4 +76,38 @@ class HeldOutLog:
         mean = sum(per_level) / len(per_level)
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow([step, f"{mean:.6f}", *(f"{v:.6f}" for v in per_level)])
+        plot_heldout(self.path, self.path.with_suffix(".png"))
         return mean
+
+
+def read_heldout(path: Path) -> tuple[list[int], list[float]]:
+    """The steps and mean held-out losses of a heldout.csv."""
+    with Path(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [int(r["step"]) for r in rows], [float(r["mean"]) for r in rows]
+
+
+def last_drop(means: list[float]) -> float | None:
+    """How much the last scoring lowered the mean held-out loss, as a fraction (0.1: 10% lower; None: one row).
+    Near 0 is what converged looks like."""
+    return None if len(means) < 2 else 1 - means[-1] / means[-2]
+
+
+def plot_heldout(csv_path: Path, png_path: Path) -> None:
+    """heldout.png: the mean held-out loss over training steps (log scale), titled with the last scoring's drop."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, means = read_heldout(csv_path)
+    drop = last_drop(means)
+    fig, ax = plt.subplots(figsize=(4.8, 3.2), dpi=120)
+    ax.plot(steps, means, marker="o")
+    ax.set(xlabel="step", ylabel="held-out loss (mean over 10 levels)", yscale="log",
+           title="held-out loss" + ("" if drop is None else f": last scoring {-100 * drop:+.1f}%"))
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
