@@ -64,8 +64,8 @@ done
 ev() { local out=$1; shift; [ -f "$out/results.json" ] || $va evaluate --domain "$D" --prior "$PRIOR" \
     --small-s "$R/small-s/checkpoint" --small-l "$R/small-l/checkpoint" --encoder "$ENCODER" \
     --classifier "$R/classifier" --prior-strength "$G" --out "$out" "$@"; }
-# First the decision: CFG Mix from log-SNR -2 (the guided adapter alone below), the shape of its MSE-optimal weight
-# in both domains and the setting measured at or below the adapter in both (docs/analysis.md, "CFG Mix with a band")
+# First the recipe, the default since 2026-12-07: CFG Mix from log-SNR -2 (the guided adapter alone below), the shape
+# of its MSE-optimal weight in both domains (docs/analysis.md, "The recipe"), over its weight
 ev "$R/eval-cfg-mix-band" --methods small-s cfg-mix prior --mix 0.2 --mix-min-logsnr -2 --mix-sweep 0.1 0.3 0.5 \
     --gamma-sweep "${@}"
 # (gamma 0 is Small (S) itself, bit for bit: tests/maths/test_composition.py)
@@ -73,16 +73,17 @@ ev "$R/eval-paper" --composition paper --methods small-s small-s+prior small-l s
     --gamma-sweep 0.05 0.1 0.2 "${@}"
 ev "$R/eval-normalized" --composition normalized --methods small-s+prior small-l+prior \
     --gamma-sweep 0.05 0.1 0.2 0.4 "${@}"
-# CFG Mix, the geometric mean of the two guided experts, over its weight: the one combination that beat both experts
-# on egocentric (docs/analysis.md); its experts in the same run, for the paired differences
-ev "$R/eval-cfg-mix" --methods small-s cfg-mix prior --mix 0.5 --mix-sweep 0.1 0.25 0.75 --gamma-sweep "${@}"
+# CFG Mix as the paper runs it, a constant weight at every level (the recipe's band off), over its weight; its
+# experts in the same run, for the paired differences
+ev "$R/eval-cfg-mix" --methods small-s cfg-mix prior --mix 0.5 --mix-min-logsnr=-inf --mix-sweep 0.1 0.25 0.75 \
+    --gamma-sweep "${@}"
 # the band where the diagnosis finds the prior better than the adapter (log-SNR >= 0), at larger gammas
 ev "$R/eval-band" --composition normalized --min-logsnr 0 --methods small-s+prior small-l+prior \
     --gamma-sweep 0.1 0.2 0.4 "${@}"
 ev "$R/eval-paper-x0" --composition paper --compose-in x0 --methods small-s+prior --gamma-sweep "${@}"
 ev "$R/eval-paper-dynamic" --composition paper --dynamic-threshold 0.995 --methods small-s+prior --gamma-sweep "${@}"
-# the paper's sampler: ancestral DDPM over 1,000 steps
-ev "$R/eval-ddpm" --sampler ddpm --steps 1000 --methods small-s small-s+prior prior --gamma-sweep "${@}"
+# the paper's sampler: ancestral DDPM over 1,000 steps, for the recipe (evaluate's default CFG Mix) and Algorithm 1
+ev "$R/eval-ddpm" --sampler ddpm --steps 1000 --methods small-s cfg-mix small-s+prior prior --gamma-sweep "${@}"
 for n in $SIZES; do
   ev "$R/eval-size-$n" --small-s "$R/small-s-$n/checkpoint" --composition normalized \
       --methods small-s small-s+prior --gamma-sweep "${@}"
