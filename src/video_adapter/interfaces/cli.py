@@ -291,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
     _config_command(sub, "sample", SampleConfig, cmd_sample, "sample one model, or an adapter composed with a prior",
                     "Sample videos for prompts (optionally a first frame or edges) from one checkpoint or from "
-                    "an adapter composed with a prior (Video Adapter), and write gif/mp4.")
+                    "an adapter composed with a prior (Video Adapter: by default the recipe, CFG Mix at w 0.2 from "
+                    "log-SNR -2; --mode composed for Algorithm 1), and write gif/mp4.")
 
     p = sub.add_parser("info", help="config and parameter count of a checkpoint or preset",
                        description="Print the config and parameter count of a checkpoint directory or a preset "
@@ -334,10 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "needs the token of --token-file; bodies, batches and waiting are capped; concurrent requests "
                     "share forwards.", ("prior", "a checkpoint directory or a local diffusers pipeline directory"))
     _config_command(sub, "app", AppConfig, cmd_app,
-                    "a local web page: prior, adapter and composed side by side, with a gamma slider",
+                    "a local web page: prior, adapter, the recipe and Algorithm 1 side by side, with their weights",
                     "Serve a Gradio page on 127.0.0.1 by default: a prompt, a first frame (uploaded or from a test "
-                    "clip of --data), gamma, guidance, sampler, steps and seed in; the prior, the adapter and the "
-                    "composition from the same seed out as looping videos, and optionally a gamma strip (Figure 6). "
+                    "clip of --data), the recipe's w, Algorithm 1's gamma, guidance, sampler, steps and seed in; the "
+                    "prior, the adapter and both compositions from the same seed out as looping videos, and "
+                    "optionally a gamma strip (Figure 6). "
                     "--cascade STAGE ... shows them upscaled through super-resolution stages (composed at the base "
                     "resolution).")
     p = sub.add_parser("embed-captions", help="a text table: every caption of some datasets, embedded once",
@@ -366,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_command(sub, "demo", DemoConfig, cmd_demo,
                     "Video Adapter end to end on the CPU in minutes: domain data, an adapter, composed samples",
                     "Render a small robot domain, train a Small adapter on it on the CPU, and sample test captions "
-                    "with the prior alone, the adapter alone and the two composed (Algorithm 1): a comparison grid "
+                    "with the prior alone, the adapter alone and the two composed (the recipe and Algorithm 1): a "
+                    "comparison grid "
                     "(gif and mp4) and a table of parameters, sampling time and a crude error.")
     return parser
 
