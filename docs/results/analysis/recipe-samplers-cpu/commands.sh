@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Issue 23 (c), on the CPU: does the recipe's gain depend on the sampler? The demo and the README's quick start
+# sample with DPM-Solver++(2M) at 25 steps; the GPU tables used DDIM 100. Robot, the shipped 2,450-step Small (S),
+# 32 conditions with the same seeds for every row, evaluate's defaults (the recipe: CFG Mix w 0.2 from log-SNR -2).
+# From the repository root, in the project's environment; about 15 minutes a run on 2 cores.
+set -euo pipefail
+export HF_HUB_OFFLINE=1 VIDEO_ADAPTER_TEXT_TABLE=data/text-robot.safetensors
+D=docs/results/analysis/recipe-samplers-cpu
+robot() {  # robot SAMPLER OUT
+  video-adapter evaluate --domain data/robot --prior checkpoints/prior \
+    --small-s checkpoints/adapters/robot/small-s/checkpoint --classifier checkpoints/adapters/robot/classifier \
+    --metrics fvd-va accuracy --num 32 --batch-size 16 --sampler $1 --steps 25 --device cpu --gamma-sweep \
+    --methods small-s cfg-mix prior --out $2
+}
+robot ddim $D/robot-ddim25
+robot dpmpp-2m $D/robot-dpmpp25
