@@ -14,3 +14,8 @@ robot() {  # robot SAMPLER OUT
 }
 robot ddim $D/robot-ddim25
 robot dpmpp-2m $D/robot-dpmpp25
+# egocentric with the demo's sampler (the shipped 1,450-step Small (S))
+VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate --domain data/egocentric \
+  --prior checkpoints/prior --small-s checkpoints/adapters/egocentric/small-s/checkpoint \
+  --classifier checkpoints/adapters/egocentric/classifier --metrics fvd-va accuracy --num 32 --batch-size 16 \
+  --sampler dpmpp-2m --steps 25 --device cpu --gamma-sweep --methods small-s cfg-mix prior --out $D/ego-dpmpp25
