@@ -45,7 +45,7 @@ from ..models.remote import is_url
 from ..maths.composition import COMPOSITIONS, DEFAULT_MODE, MODES, PriorStrength
 from ..maths.sampling import SAMPLERS, Callback
 from ..models.score_model import ScoreModel, check_compatible
-from .sample import READS, SampleConfig, check_decodable, load_sample_models, sample_conds, to_pixels
+from .sample import CFG_MIX_FLAGS, SampleConfig, check_decodable, load_sample_models, sample_conds, to_pixels, unread
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 # what the routing's errors call each input: the pipeline's arguments, not the command's flags
@@ -166,12 +166,11 @@ class VideoAdapterPipeline:
                              f"VideoAdapterPipeline.from_pretrained({', '.join(m + '=DIR' for m in missing)}, ...)")
         given = {"prior_strength": prior_strength, "composition": composition, "mix": mix,
                  "mix_min_logsnr": mix_min_logsnr}
-        unread = [name for name, value in given.items()
-                  if value is not None and name not in READS.get(self._method(mode), ())]
-        if unread:
+        ignored = unread((self._method(mode),), [name for name, value in given.items() if value is not None])
+        if ignored:
             hint = " (the default with both models is cfg-mix, the recipe: mode='composed' is Algorithm 1)" \
-                if mode == "auto" and unread[0] in ("prior_strength", "composition") else ""
-            raise ValueError(f"{unread[0]} is set, but mode {self._method(mode)!r} does not use it{hint}")
+                if mode == "auto" and ignored[0] not in CFG_MIX_FLAGS else ""
+            raise ValueError(f"{ignored[0]} is set, but mode {self._method(mode)!r} does not use it{hint}")
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be an integer of at least 1, got {num_inference_steps!r}")
         if isinstance(num_videos_per_prompt, bool) or not isinstance(num_videos_per_prompt, int) \

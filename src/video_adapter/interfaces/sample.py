@@ -38,6 +38,13 @@ CFG_MIX_FLAGS = ("mix", "mix_min_logsnr")
 READS = {"composed": ALGORITHM_1_FLAGS, "inverse": ALGORITHM_1_FLAGS, "cfg-mix": CFG_MIX_FLAGS}
 
 
+def unread(methods: tuple[str, ...], given: list[str]) -> list[str]:
+    """The settings of `given` (those a user set) that none of `methods` reads: an error for the command and the
+    pipeline alike, rather than a setting silently ignored."""
+    read = {flag for method in methods for flag in READS.get(method, ())}
+    return [flag for flag in given if flag not in read]
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     adapter: str = ""                     # checkpoint directory of the small domain model
@@ -148,10 +155,9 @@ class SampleConfig:
     def unread_flags(self) -> list[str]:
         """The settings given (other than their defaults) that none of this run's methods reads: an error, rather
         than a flag silently ignored (e.g. --prior-strength, Algorithm 1's gamma, with the default cfg-mix)."""
-        read = {flag for method in self.methods() for flag in READS.get(method, ())}
         defaults = {f.name: f.default for f in fields(self)}
-        return [flag for flag in ALGORITHM_1_FLAGS + CFG_MIX_FLAGS if flag not in read
-                and getattr(self, flag) != defaults[flag]]
+        return unread(self.methods(), [flag for flag in ALGORITHM_1_FLAGS + CFG_MIX_FLAGS
+                                       if getattr(self, flag) != defaults[flag]])
 
     def video(self) -> tuple[int, int, int] | None:
         """(frames, height, width) of a diffusers prior's videos: --video-size, else the adapter's training size."""

@@ -240,7 +240,7 @@ def cfg_mix_fn(small: EpsFn, prior: EpsFn, alpha: float, w: float, min_logsnr: f
 
     def mixed(x: Tensor, logsnr: Tensor, cond: Conds) -> Tensor:
         small_eps = small_cfg(x, logsnr, cond.small)
-        active = None if min_logsnr == -math.inf else logsnr.cpu() >= min_logsnr  # no host sync without a band
+        active = None if min_logsnr == -math.inf else logsnr.cpu() >= min_logsnr  # samplers pass it on the CPU: no sync
         if active is None or bool(active.all()):
             return cfg_mix(small_eps, prior_cfg(x, logsnr, cond.prior), w)
         prior_eps = where_active(prior_cfg, x, logsnr, cond.prior, active)
