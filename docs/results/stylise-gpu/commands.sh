@@ -33,3 +33,17 @@ VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate
   --style-classifier $R/toon-classifier --style-label toon --num 128 --batch-size 64 --steps 50 \
   --out docs/results/stylise-gpu
 
+
+# CPU follow-up (2 cores), the same adapter and classifier (checkpoints/adapters/animation), N = 32, DDIM 25, the same
+# seeds in every run: Video Adapter at gamma 0.1 and 0.4 beside the adapter alone, (1) normalized at alpha 5 as above,
+# (2) the paper's exact form, (3) dynamic thresholding instead of static x0 clipping, (4) no guidance (alpha 1)
+AD=checkpoints/adapters/animation/small-s-edges/checkpoint; C=checkpoints/adapters/animation/toon-classifier
+common=(--domain data/egocentric --prior checkpoints/prior --encoder checkpoints/video-encoder --small-s $AD
+        --condition edges --metrics style edge-fidelity fvd-va --real data/animation3k --style-classifier $C
+        --style-label toon --num 32 --batch-size 16 --steps 25 --device cpu --methods small-s small-s+prior
+        --prior-strength 0.4 --gamma-sweep 0.1)
+D=docs/results/stylise-gpu
+video-adapter evaluate "${common[@]}" --out $D/cpu-normalized-alpha5
+video-adapter evaluate "${common[@]}" --composition paper --out $D/cpu-paper-alpha5
+video-adapter evaluate "${common[@]}" --dynamic-threshold 0.995 --out $D/cpu-normalized-alpha5-dynamic-threshold
+video-adapter evaluate "${common[@]}" --guidance 1 --out $D/cpu-normalized-alpha1
