@@ -281,14 +281,18 @@ def test_every_sampling_setting_reaches_each_method():
     from video_adapter.maths.mcmc import MCMCConfig
 
     cfg = EvalConfig(domain="d", composition="paper", compose_in="x0", min_logsnr=-4.0, dynamic_threshold=0.99,
-                     clip_x0=0.5, mcmc="ula", mcmc_steps=3, mcmc_step_size=0.05, sampler="dpmpp-2m", steps=7)
+                     clip_x0=0.5, mcmc="ula", mcmc_steps=3, mcmc_step_size=0.05, sampler="dpmpp-2m", steps=7,
+                     guided_conditions=("text",))
     settings = sampling_settings(cfg, 0.3)
+    assert settings.guided_conditions == ("text",)
+    assert sampling_settings(EvalConfig(domain="d"), 0.3).guided_conditions == ("text", "first_frame", "edges")
     assert (settings.strength, settings.composition, settings.compose_in) == \
         (PriorStrength(0.3, min_logsnr=-4.0), "paper", "x0")
     assert (settings.dynamic_threshold, settings.clip_x0, settings.mcmc) == \
         (0.99, 0.5, MCMCConfig("ula", steps=3, step_size=0.05))
     assert (settings.sampler, settings.steps) == ("dpmpp-2m", 7)
-    for bad in (dict(composition="sum"), dict(min_logsnr=5.0), dict(dynamic_threshold=2.0)):
+    for bad in (dict(composition="sum"), dict(min_logsnr=5.0), dict(dynamic_threshold=2.0),
+                dict(guided_conditions=("caption",)), dict(guided_conditions=())):
         with pytest.raises(ValueError):
             replace(cfg, small_s="s", **bad).validate()
 

@@ -318,3 +318,36 @@ def test_models_in_different_precisions_compose(native_pair, tiny_cfg_module):
     full, mixed = fn(prior)(x, logsnr, pair), fn(half)(x, logsnr, pair)
     assert mixed.dtype == torch.float32
     assert (mixed - full).abs().max() < 0.05 * full.abs().max()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_guided_conditions_reach_every_null_pass_of_every_mode(mode):
+    """guided=("text",) keeps the edges in every unconditional pass of every mode (the default drops them), and the
+    composed eps is Algorithm 1's normalized equation with that null: for eps = x + 1 [text] + 10 [edges] (small)
+    and x + 100 [text] + 1000 [edges] (prior), each guided model is x + its edge term + alpha times its text term."""
+    from video_adapter.maths.conditioning import Cond
+
+    calls = []
+
+    def expert(text_weight, edge_weight):
+        def eps(x, logsnr, cond):
+            calls.append(cond.has_edges.clone())
+            return x + (text_weight * cond.has_text.to(x) + edge_weight * cond.has_edges.to(x)).view(-1, 1)
+        return eps
+
+    x, logsnr = torch.randn(4, 2, dtype=torch.float64), torch.full((4,), -1.0, dtype=torch.float64)
+    cond = Cond.make(text=torch.zeros(4, 3, 2), edges=torch.zeros(4, 1))
+    small, prior = expert(1.0, 10.0), expert(100.0, 1000.0)
+    strength, alpha, gamma = PriorStrength(0.2, cutoff_logsnr=NO_CUTOFF), 3.0, 0.2
+    kwargs = dict(alpha=alpha, strength=strength, mix=0.25, composition="normalized")
+    out = mode_fn(mode, small, prior, guided=("text",), **kwargs)(x, logsnr, Conds(cond, cond))
+    assert all(bool(c.all()) for c in calls)
+    small_cfg, prior_cfg = x + 10 + alpha * 1, x + 1000 + alpha * 100
+    want = {"adapter": small_cfg, "prior": prior_cfg, "cfg-mix": 0.75 * small_cfg + 0.25 * prior_cfg,
+            # u + alpha ((1 - gamma) c + gamma p - u), u the null pass of the base, c its conditional, p the expert's
+            "composed": x + 10 + alpha * (0.8 * 11 + gamma * 1100 - 10),
+            "inverse": x + 1000 + alpha * (0.8 * 1100 + gamma * 11 - 1000)}[mode]
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-9)
+    calls.clear()
+    mode_fn(mode, small, prior, **kwargs)(x, logsnr, Conds(cond, cond))
+    assert any(not bool(c.all()) for c in calls)  # by default the null pass drops the edges too

@@ -255,6 +255,22 @@ def test_cfg_scale_0_is_unconditional_and_1_is_one_conditional_forward():
     assert fn.batches == [len(x)]
 
 
+def test_cfg_guides_only_the_named_conditions():
+    """guided=("text",): the null pass keeps the edges, so guidance scales the caption's part of eps alone. With
+    eps = x + 1 [text] + 10 [edges]: x + 10 + scale, where guiding both gives x + 11 scale."""
+    x, logsnr, _ = cfg_inputs()
+    cond = Cond.make(text=torch.zeros(3, 2, 4, dtype=torch.float64), edges=torch.zeros_like(x))
+
+    def eps(x, logsnr, cond):
+        return x + broadcast(cond.has_text.to(x) + 10 * cond.has_edges.to(x), x)
+
+    fn = Counting(eps)
+    torch.testing.assert_close(with_guidance(fn, 3.0, guided=("text",))(x, logsnr, cond), x + 13, rtol=0, atol=1e-12)
+    assert fn.batches == [2 * len(x)]
+    torch.testing.assert_close(with_guidance(eps, 3.0)(x, logsnr, cond), x + 33, rtol=0, atol=1e-12)
+    torch.testing.assert_close(with_guidance(eps, 3.0, guided=("edges",))(x, logsnr, cond), x + 31, rtol=0, atol=1e-12)
+
+
 def test_cfg_leaves_samples_without_a_condition_unguided():
     x, logsnr, cond = cfg_inputs()
     cond = cond.with_flags(text=torch.tensor([True, False, True]))

@@ -44,7 +44,7 @@ from ..generation.generate import SamplingSettings, generate
 from ..generation.loading import load_model
 from ..generation.routing import model_conds, route_conditions
 from ..maths.composition import DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR, PriorStrength
-from ..maths.conditioning import sobel_x
+from ..maths.conditioning import CONDITIONS, sobel_x
 from ..maths.mcmc import MCMCConfig
 from ..models.score_model import ScoreModel, check_compatible
 
@@ -92,6 +92,7 @@ class EvalConfig:
     batch_size: int = 16                  # samples per batch; results depend on it (each batch has its own seed)
     prior_strength: float = 0.1           # gamma (paper: 0.1 Bridge, 0.2 Ego4D)
     guidance: float = 5.0                 # alpha, each method's classifier-free guidance
+    guided_conditions: tuple[str, ...] = CONDITIONS  # what guidance drops in its null pass (text: keep edges in both)
     composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
     min_logsnr: float = -math.inf         # compose only at or above this log-SNR (and below the paper's cutoff)
@@ -217,7 +218,8 @@ def sampling_settings(cfg: EvalConfig, prior_strength: float) -> SamplingSetting
     return SamplingSettings(sampler=cfg.sampler, steps=cfg.steps, guidance=cfg.guidance,
                             strength=PriorStrength(prior_strength, min_logsnr=cfg.min_logsnr), mix=cfg.mix,
                             mix_min_logsnr=cfg.mix_min_logsnr,
-                            composition=cfg.composition, compose_in=cfg.compose_in, mcmc=mcmc, clip_x0=cfg.clip_x0,
+                            guided_conditions=cfg.guided_conditions, composition=cfg.composition,
+                            compose_in=cfg.compose_in, mcmc=mcmc, clip_x0=cfg.clip_x0,
                             dynamic_threshold=cfg.dynamic_threshold, seed=cfg.seed)
 
 

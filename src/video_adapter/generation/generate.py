@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..maths.composition import (COMPOSE_IN, COMPOSITIONS, DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR,
                                  DEFAULT_MODE, Conds, PriorStrength, mode_fn)
+from ..maths.conditioning import CONDITIONS
 from ..maths.guidance import denoised_range
 from ..maths.mcmc import LangevinCorrector, MCMCConfig
 from ..maths.sampling import SAMPLERS, Callback, sample
@@ -36,6 +37,9 @@ class SamplingSettings:
     steps: int = 1000                     # denoising steps (paper: 1000)
     eta: float = 0.0                      # DDIM stochasticity (ddim only)
     guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: Algorithm 1's alpha)
+    # the conditions guidance drops in its unconditional pass; ("text",) keeps edges or the first frame in both, so
+    # alpha sharpens the caption without multiplying the pull of the edges
+    guided_conditions: tuple[str, ...] = CONDITIONS
     strength: PriorStrength = PriorStrength()  # the prior strength gamma per noise level (composed, inverse)
     mix: float = DEFAULT_MIX              # cfg-mix: weight w of the prior's guided prediction (the recipe: 0.2)
     mix_min_logsnr: float = DEFAULT_MIX_MIN_LOGSNR  # cfg-mix: mix from this log-SNR up, the adapter alone below
@@ -67,6 +71,10 @@ class SamplingSettings:
         if self.composition not in COMPOSITIONS or self.compose_in not in COMPOSE_IN:
             raise ValueError(f"--composition must be one of {', '.join(COMPOSITIONS)} and --compose-in one of "
                              f"{', '.join(COMPOSE_IN)}; got {self.composition!r} and {self.compose_in!r}")
+        unknown = [c for c in self.guided_conditions if c not in CONDITIONS]
+        if unknown or not self.guided_conditions:
+            raise ValueError(f"--guided-conditions takes one or more of {', '.join(CONDITIONS)}; got "
+                             f"{' '.join(self.guided_conditions) or 'none'}")
         if not 0 <= self.dynamic_threshold <= 1:
             raise ValueError(f"--dynamic-threshold is a quantile in (0, 1] (0: off), got {self.dynamic_threshold}")
         if self.mcmc and self.mcmc.kind in ("mala", "hmc") and self.compose_in != "eps":
@@ -104,7 +112,7 @@ def _sample(method: str, models: dict[str, ScoreModel], conds: Conds, settings: 
         fns = {role: getattr(model, attribute) for role, model in models.items()}
         return mode_fn(method, fns.get("small"), fns.get("prior"), alpha=settings.guidance, strength=settings.strength,
                        mix=settings.mix, mix_min_logsnr=settings.mix_min_logsnr, composition=settings.composition,
-                       compose_in=settings.compose_in)
+                       compose_in=settings.compose_in, guided=settings.guided_conditions)
 
     corrector = None
     if settings.mcmc:

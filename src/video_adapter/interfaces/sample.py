@@ -26,7 +26,7 @@ from ..generation.loading import load_models, parse_video_size, trained_video_si
 from ..generation.routing import FLAGS, model_conds, route_conditions
 from ..maths.composition import (DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR, DEFAULT_MODE, MODES,
                                  PAPER_CUTOFF_LOGSNR, Conds, PriorStrength)
-from ..maths.conditioning import sobel_x
+from ..maths.conditioning import CONDITIONS, sobel_x
 from ..maths.mcmc import MCMCConfig
 from ..models.score_model import ModelSpec, ScoreModel
 
@@ -68,6 +68,7 @@ class SampleConfig:
     mix: float = DEFAULT_MIX              # cfg-mix: weight w of the prior's guided prediction (0: adapter, 1: prior)
     mix_min_logsnr: float = DEFAULT_MIX_MIN_LOGSNR  # cfg-mix: mixes from this log-SNR up (-inf: every level)
     guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: sec 3.3, Algorithm 1)
+    guided_conditions: tuple[str, ...] = CONDITIONS  # what guidance drops in its null pass (text: keep edges in both)
     sampler: str = "ddpm"                 # ddpm | ddim | dpmpp-2m | heun
     steps: int = 1000                     # denoising steps (paper: 1000)
     eta: float = 0.0                      # DDIM stochasticity (ddim only)
@@ -114,7 +115,8 @@ class SampleConfig:
         mcmc = MCMCConfig(kind=self.mcmc, steps=self.mcmc_steps, step_size=self.mcmc_step_size) if self.mcmc else None
         return SamplingSettings(sampler=self.sampler, steps=self.steps, eta=self.eta, guidance=self.guidance,
                                 strength=strength, mix=self.mix, mix_min_logsnr=self.mix_min_logsnr,
-                                composition=self.composition, compose_in=self.compose_in, mcmc=mcmc,
+                                guided_conditions=self.guided_conditions, composition=self.composition,
+                                compose_in=self.compose_in, mcmc=mcmc,
                                 clip_x0=self.clip_x0, dynamic_threshold=self.dynamic_threshold, seed=self.seed)
 
     def validate(self) -> None:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .conditioning import Cond
+from .conditioning import CONDITIONS, Cond
 from .guidance import classifier_free, cond_uncond, with_guidance
 from .sampling import EpsFn
 from .schedule import (
@@ -183,24 +183,24 @@ def where_active(fn: EpsFn, x: Tensor, logsnr: Tensor, cond: Cond, active: Tenso
 
 # -- eps_fns (EpsFn over Conds), one per sampling mode
 
-def adapter_only(small: EpsFn, alpha: float) -> EpsFn:
+def adapter_only(small: EpsFn, alpha: float, guided: tuple[str, ...] = CONDITIONS) -> EpsFn:
     """Baseline: the small model alone, with its own guidance."""
-    small_cfg = with_guidance(small, alpha)
+    small_cfg = with_guidance(small, alpha, guided)
     return lambda x, logsnr, cond: small_cfg(x, logsnr, cond.small)
 
 
-def prior_only(prior: EpsFn, alpha: float) -> EpsFn:
+def prior_only(prior: EpsFn, alpha: float, guided: tuple[str, ...] = CONDITIONS) -> EpsFn:
     """Baseline: the prior alone, with its own guidance."""
-    prior_cfg = with_guidance(prior, alpha)
+    prior_cfg = with_guidance(prior, alpha, guided)
     return lambda x, logsnr, cond: prior_cfg(x, logsnr, cond.prior)
 
 
 def _low_temperature_fn(base: EpsFn, expert: EpsFn, alpha: float, strength: PriorStrength, base_role: str,
-                        composition: str, compose_in: str) -> EpsFn:
+                        composition: str, compose_in: str, guided: tuple[str, ...]) -> EpsFn:
     expert_role = "prior" if base_role == "small" else "small"
     if composition not in COMPOSITIONS:
         raise ValueError(f"unknown composition {composition!r}; choose one of {', '.join(COMPOSITIONS)}")
-    guided, unguided = (in_prediction(eq, compose_in) for eq in COMPOSITIONS[composition])
+    guided_eq, unguided_eq = (in_prediction(eq, compose_in) for eq in COMPOSITIONS[composition])
 
     def composed(x: Tensor, logsnr: Tensor, cond: Conds) -> Tensor:
         gamma = strength(logsnr)
@@ -209,34 +209,35 @@ def _low_temperature_fn(base: EpsFn, expert: EpsFn, alpha: float, strength: Prio
         base_cond = getattr(cond, base_role)
         if alpha == 1:  # sec 3.2 without guidance: no unconditional pass at all
             base_eps = base(x, logsnr, base_cond)
-            return unguided(x, logsnr, (base_eps, expert_eps), broadcast(gamma, base_eps).to(base_eps.dtype))
-        c, u = cond_uncond(base, x, logsnr, base_cond)
-        return guided(x, logsnr, (u, c, expert_eps), alpha, broadcast(gamma, c).to(c.dtype))
+            return unguided_eq(x, logsnr, (base_eps, expert_eps), broadcast(gamma, base_eps).to(base_eps.dtype))
+        c, u = cond_uncond(base, x, logsnr, base_cond, guided)
+        return guided_eq(x, logsnr, (u, c, expert_eps), alpha, broadcast(gamma, c).to(c.dtype))
 
     return composed
 
 
 def video_adapter(small: EpsFn, prior: EpsFn, alpha: float, strength: PriorStrength, composition: str = "paper",
-                  compose_in: str = "eps") -> EpsFn:
+                  compose_in: str = "eps", guided: tuple[str, ...] = CONDITIONS) -> EpsFn:
     """Video Adapter (sec 3.3, Algorithm 1): `low_temperature` with the prior weighted by `strength` per level;
     `composition` "normalized" uses `normalized_low_temperature`, and `compose_in` "x0" or "v" combines those
-    predictions instead of eps."""
-    return _low_temperature_fn(small, prior, alpha, strength, "small", composition, compose_in)
+    predictions instead of eps. The small model's unconditional pass drops the `guided` conditions only."""
+    return _low_temperature_fn(small, prior, alpha, strength, "small", composition, compose_in, guided)
 
 
 def inverse_adapter(small: EpsFn, prior: EpsFn, alpha: float, strength: PriorStrength, composition: str = "paper",
-                    compose_in: str = "eps") -> EpsFn:
+                    compose_in: str = "eps", guided: tuple[str, ...] = CONDITIONS) -> EpsFn:
     """Baseline with the roles swapped: the prior with its guidance is the base, the small model the added expert,
     eps_prior(x) + alpha (eps_prior(x|text) + gamma eps_small(x|text) - eps_prior(x))."""
-    return _low_temperature_fn(prior, small, alpha, strength, "prior", composition, compose_in)
+    return _low_temperature_fn(prior, small, alpha, strength, "prior", composition, compose_in, guided)
 
 
-def cfg_mix_fn(small: EpsFn, prior: EpsFn, alpha: float, w: float, min_logsnr: float = -math.inf) -> EpsFn:
+def cfg_mix_fn(small: EpsFn, prior: EpsFn, alpha: float, w: float, min_logsnr: float = -math.inf,
+               guided: tuple[str, ...] = CONDITIONS) -> EpsFn:
     """Baseline "CFG Mix" (Fig. 6, Table 9): both models guided with alpha, then interpolated with weight w, at
     log-SNR >= `min_logsnr`; below it the guided small model alone, and no prior call. Where the prior lays out a
     domain's scene worse than the adapter, the weight that minimises the error is near 0 at low SNR and 0.4-0.65
     from log-SNR 0 up (`diagnose`, docs/analysis.md): this band is that shape's simplest form."""
-    small_cfg, prior_cfg = with_guidance(small, alpha), with_guidance(prior, alpha)
+    small_cfg, prior_cfg = with_guidance(small, alpha, guided), with_guidance(prior, alpha, guided)
 
     def mixed(x: Tensor, logsnr: Tensor, cond: Conds) -> Tensor:
         small_eps = small_cfg(x, logsnr, cond.small)
@@ -255,14 +256,15 @@ MODES = ("composed", "adapter", "prior", "cfg-mix", "inverse")
 
 def mode_fn(mode: str, small: EpsFn | None, prior: EpsFn | None, *, alpha: float,
             strength: PriorStrength = PriorStrength(), mix: float = 0.5, mix_min_logsnr: float = -math.inf,
-            composition: str = "paper", compose_in: str = "eps") -> EpsFn:
-    """The eps_fn (over `Conds`) of one sampling mode; `small` and `prior` are model eps (or energy) functions."""
+            composition: str = "paper", compose_in: str = "eps", guided: tuple[str, ...] = CONDITIONS) -> EpsFn:
+    """The eps_fn (over `Conds`) of one sampling mode; `small` and `prior` are model eps (or energy) functions, and
+    guidance drops the `guided` conditions in its unconditional passes (`Cond.null`)."""
     builders = {
-        "composed": lambda: video_adapter(small, prior, alpha, strength, composition, compose_in),
-        "adapter": lambda: adapter_only(small, alpha),
-        "prior": lambda: prior_only(prior, alpha),
-        "cfg-mix": lambda: cfg_mix_fn(small, prior, alpha, mix, mix_min_logsnr),
-        "inverse": lambda: inverse_adapter(small, prior, alpha, strength, composition, compose_in),
+        "composed": lambda: video_adapter(small, prior, alpha, strength, composition, compose_in, guided),
+        "adapter": lambda: adapter_only(small, alpha, guided),
+        "prior": lambda: prior_only(prior, alpha, guided),
+        "cfg-mix": lambda: cfg_mix_fn(small, prior, alpha, mix, mix_min_logsnr, guided),
+        "inverse": lambda: inverse_adapter(small, prior, alpha, strength, composition, compose_in, guided),
     }
     if mode not in builders:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")

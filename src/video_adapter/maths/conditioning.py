@@ -73,9 +73,10 @@ class Cond:
             out[f"has_{name}"] = (value.to(current) if isinstance(value, Tensor) else torch.full_like(current, value)) & current
         return replace(self, **out)
 
-    def null(self) -> Cond:
-        """Every condition absent: the null condition of classifier-free guidance."""
-        return self.with_flags(**{n: False for n in CONDITIONS})
+    def null(self, conditions: tuple[str, ...] = CONDITIONS) -> Cond:
+        """The null condition of classifier-free guidance: `conditions` absent (by default every one), the others
+        kept. Keeping a pixel condition (edges) guides towards the caption alone, at the given edges."""
+        return self.with_flags(**{n: False for n in conditions})
 
     def map(self, fn) -> Cond:
         return Cond(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)})

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from .conditioning import Cond
+from .conditioning import CONDITIONS, Cond
 from .sampling import EpsFn
 from .schedule import eps_from_x0, x0_from_eps
 
@@ -19,22 +19,25 @@ def classifier_free(uncond: Tensor, cond: Tensor, scale: float) -> Tensor:
     return uncond + scale * (cond - uncond)
 
 
-def cond_uncond(eps_fn: EpsFn, x: Tensor, logsnr: Tensor, cond: Cond) -> tuple[Tensor, Tensor]:
-    """eps_fn(x | cond) and eps_fn(x | null) from one batched forward (works for energies [B] as well)."""
-    both = eps_fn(torch.cat([x, x]), torch.cat([logsnr, logsnr]), cond.cat(cond.null()))
+def cond_uncond(eps_fn: EpsFn, x: Tensor, logsnr: Tensor, cond: Cond,
+                guided: tuple[str, ...] = CONDITIONS) -> tuple[Tensor, Tensor]:
+    """eps_fn(x | cond) and eps_fn(x | null) from one batched forward (works for energies [B] as well); the null
+    condition drops the `guided` conditions and keeps the others (`Cond.null`)."""
+    both = eps_fn(torch.cat([x, x]), torch.cat([logsnr, logsnr]), cond.cat(cond.null(guided)))
     return both.chunk(2)
 
 
-def with_guidance(eps_fn: EpsFn, scale: float) -> EpsFn:
-    """`eps_fn` with classifier-free guidance `scale`; scale = 1 is the conditional model alone and one plain call."""
+def with_guidance(eps_fn: EpsFn, scale: float, guided: tuple[str, ...] = CONDITIONS) -> EpsFn:
+    """`eps_fn` with classifier-free guidance `scale` towards the `guided` conditions (the others are in both
+    passes); scale = 1 is the conditional model alone and one plain call."""
     if scale == 1:
         return eps_fn
 
-    def guided(x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
-        c, u = cond_uncond(eps_fn, x, logsnr, cond)
+    def guided_fn(x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
+        c, u = cond_uncond(eps_fn, x, logsnr, cond, guided)
         return classifier_free(u, c, scale)
 
-    return guided
+    return guided_fn
 
 
 def clip_denoised(eps_fn: EpsFn, limit: float) -> EpsFn:
