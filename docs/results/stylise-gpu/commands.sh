@@ -47,3 +47,14 @@ video-adapter evaluate "${common[@]}" --out $D/cpu-normalized-alpha5
 video-adapter evaluate "${common[@]}" --composition paper --out $D/cpu-paper-alpha5
 video-adapter evaluate "${common[@]}" --dynamic-threshold 0.995 --out $D/cpu-normalized-alpha5-dynamic-threshold
 video-adapter evaluate "${common[@]}" --guidance 1 --out $D/cpu-normalized-alpha1
+# (5) guidance towards the caption alone (--guided-conditions text: the edges stay in the null pass), alpha 5
+video-adapter evaluate "${common[@]}" --guided-conditions text --out $D/cpu-text-alpha5
+
+# 2026-12-07, fifth session, one H100 (beside the sim-to-real line of docs/results/sim2real-gpu/commands.sh): the GPU
+# run above again at N = 128 with --guided-conditions text, the same adapter, classifier, seeds and rows
+VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate --domain data/egocentric \
+  --prior checkpoints/prior --encoder checkpoints/video-encoder --small-s $AD --condition edges \
+  --metrics style edge-fidelity fvd-va --real data/animation3k --style-classifier $C --style-label toon \
+  --num 128 --batch-size 64 --steps 50 --methods small-s small-s+prior cfg-mix --guided-conditions text \
+  --prior-strength 0.4 --gamma-sweep 0.1 0.2 0.8 --mix 0.5 --mix-min-logsnr=-inf --mix-sweep 0.25 0.75 \
+  --out $D/gpu-text-alpha5
