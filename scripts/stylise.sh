@@ -90,6 +90,9 @@ if [ "$STAGES" != sr ]; then
     [ -f "$R/eval/downstream-$task.json" ] || $va score-classifier --classifier "$R/$task" \
         --data "$D/robot-real/test" --out "$R/eval/downstream-$task.json"
   done
+  # arm (b) minus arm (a) on the same real clips: the paired difference and its interval
+  [ -f "$R/eval/downstream-paired.json" ] || $va score-classifier --classifier "$R/robot-task-sim+real" \
+      --against "$R/robot-task" --data "$D/robot-real/test" --out "$R/eval/downstream-paired.json"
 fi
 
 # 6. super-resolution stages 24x40 -> 48x80 -> 96x160, then PSNR / SSIM against bicubic on held-out clips

@@ -74,3 +74,30 @@ def test_errors_name_the_fix(folder, tmp_path):
     with pytest.raises(SystemExit) as e:  # argparse formats each help with %: a bare "%" in one breaks --help
         main(["score-classifier", "--help"])
     assert e.value.code == 0
+
+
+def test_against_adds_the_paired_difference_over_the_same_clips_and_resamples(folder, tmp_path):
+    """Two arms on one folder: "push red" is right on the 3 red clips, "push blue" on the 2 blue ones; their paired
+    difference is the mean of the per-clip differences, with the interval of the same resamples."""
+    labels = ("push blue", "push green", "push red")
+    red = save_video_net(tmp_path / "red", always("push red", labels, ("slide=>push",)))
+    blue = save_video_net(tmp_path / "blue", always("push blue", labels, ("slide=>push",)))
+    with pytest.warns(UserWarning):
+        got = score_classifier(ClassifierScoreConfig(classifier=str(red), against=str(blue), data=str(folder),
+                                                     bootstrap=500, device="cpu"))
+    assert got["accuracy"] == pytest.approx(3 / 6) and got["against"]["accuracy"] == pytest.approx(2 / 6)
+    per_clip = np.array([1, 1, 1, -1, -1, 0], dtype=np.float64)  # red right, blue right, neither ("push green")
+    want = mean_with_ci(per_clip, 500, 0)
+    assert got["difference"] == {"value": pytest.approx(1 / 6), "ci95": [want.low, want.high]}
+    assert (got["only_this_right"], got["only_against_right"]) == (3, 2)
+    assert got["against"]["ci95"] == [mean_with_ci(np.array([0, 0, 0, 1, 1, 0.0]), 500, 0).low,
+                                      mean_with_ci(np.array([0, 0, 0, 1, 1, 0.0]), 500, 0).high]
+
+
+def test_against_refuses_arms_that_would_score_different_clips(folder, tmp_path):
+    labels = ("push blue", "push green", "push red")
+    with_rewrite = save_video_net(tmp_path / "a", always("push red", labels, ("slide=>push",)))
+    without = save_video_net(tmp_path / "b", always("push red", labels))  # "slide red" is no label of this one
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="know different captions.*--caption-rewrites"):
+        score_classifier(ClassifierScoreConfig(classifier=str(with_rewrite), against=str(without), data=str(folder),
+                                               device="cpu"))

@@ -52,5 +52,8 @@ for t in task-sim task-sim+gen; do
   video-adapter score-classifier --classifier $R/$t --data data/robot-real/test --out $D/downstream/$t.json
   video-adapter score-classifier --classifier $R/$t --data data/robot/test --out $D/downstream/$t-on-sim.json
 done
+# the paired difference of the two arms on the same real clips (run on the CPU afterwards, from the shipped nets)
+video-adapter score-classifier --classifier $R/task-sim+gen --against $R/task-sim --data data/robot-real/test \
+  --out $D/downstream/task-sim+gen-against-task-sim.json
 s2r_eval $D/real-a5-text --small-s $R/real-s/checkpoint --methods small-s small-s+prior --prior-strength 0.2 \
   --gamma-sweep 0.1 0.4 --guided-conditions text  # its table.md is from the log: the hold ended before results.json came back

@@ -364,7 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "a caption classifier's accuracy on a labelled folder, with a bootstrap 95%% interval",
                     "Score a train-video-net caption classifier on a folder of captioned clips (each caption its "
                     "label, rewritten by the classifier's own caption rewrites): accuracy with a bootstrap 95% "
-                    "interval, the number scored and left out, and chance; printed as JSON and written to --out.")
+                    "interval, the number scored and left out, and chance; printed as JSON and written to --out. "
+                    "--against OTHER scores a second classifier on the same clips and adds the paired difference "
+                    "(this minus it) with its interval: the downstream test's two arms.")
     _config_command(sub, "demo", DemoConfig, cmd_demo,
                     "Video Adapter end to end on the CPU in minutes: domain data, an adapter, composed samples",
                     "Render a small robot domain, train a Small adapter on it on the CPU, and sample test captions "
