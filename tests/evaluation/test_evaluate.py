@@ -120,6 +120,17 @@ def test_the_table_names_the_cfg_mix_weight_when_cfg_mix_ran(setup):
     assert f"CFG Mix weight w {cfg.mix:g} from log-SNR -1.5 up" in banded
 
 
+def test_the_table_says_when_guidance_leaves_conditions_in_its_null_pass(setup):
+    from video_adapter.evaluation.evaluate import results_markdown
+
+    cfg, results = setup
+    assert f"guidance {cfg.guidance:g}, gamma" in results_markdown(results, cfg)  # the default: every condition
+    text_only = results_markdown(results, replace(cfg, guided_conditions=("text",)))
+    assert f"guidance {cfg.guidance:g} towards the text alone, gamma" in text_only
+    both = results_markdown(results, replace(cfg, guided_conditions=("text", "first_frame")))
+    assert "towards the text and first frame alone" in both
+
+
 def test_sweep_curves_add_the_main_rows_and_the_adapter_at_strength_0(setup):
     from video_adapter.evaluation.evaluate import sweep_curves
 

@@ -290,6 +290,8 @@ def results_markdown(results: dict, cfg: EvalConfig) -> str:
                  "and the classifier's accuracy on real video at this N" +
                  ("; Real + noise: the same clips with Gaussian pixel noise of that std (videos in [-1, 1])"
                   if results.get("real_noised") else "") + ".") if "real" in results else ""
+    guided_note = "" if set(cfg.guided_conditions) == set(CONDITIONS) else \
+        f" towards the {' and '.join(c.replace('_', ' ') for c in cfg.guided_conditions)} alone"
     mix_note = "" if "cfg-mix" not in results["methods"] else f", CFG Mix weight w {cfg.mix:g}" + (
         f" from log-SNR {cfg.mix_min_logsnr:g} up" if cfg.mix_min_logsnr > -math.inf else "")
     return table + (
@@ -297,7 +299,7 @@ def results_markdown(results: dict, cfg: EvalConfig) -> str:
         f"{'' if cfg.condition == 'none' else ' and ' + cfg.condition.replace('_', ' ')} of test clips of "
         f"{cfg.domain}"
         f"{f' (the prior: each caption + {cfg.prior_prompt_suffix!r})' if cfg.prior_prompt_suffix else ''}"
-        f", the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, "
+        f", the same seeds for every method; {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}{guided_note}, "
         f"gamma {cfg.prior_strength:g}, composition {cfg.composition} in {cfg.compose_in}"
         f"{mix_note}. Brackets: bootstrap 95% "
         "intervals over the generated set "
