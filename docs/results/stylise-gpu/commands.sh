@@ -58,3 +58,18 @@ VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate
   --num 128 --batch-size 64 --steps 50 --methods small-s small-s+prior cfg-mix --guided-conditions text \
   --prior-strength 0.4 --gamma-sweep 0.1 0.2 0.8 --mix 0.5 --mix-min-logsnr=-inf --mix-sweep 0.25 0.75 \
   --out $D/gpu-text-alpha5
+
+# CPU follow-up, fifth session (N = 32, DDIM 25, the same seeds): (6) the paper's exact form at alpha 1, the product
+# eps_s(x|c) + gamma eps_p(x|c), which differs from CFG Mix there; (7) alpha 2, every condition guided, and (8) the
+# caption alone; (9) other domains' edges (robot, broad-bullet) at alpha 1, Video Adapter's product against CFG Mix
+video-adapter evaluate "${common[@]}" --guidance 1 --composition paper --out $D/cpu-paper-alpha1
+video-adapter evaluate "${common[@]}" --guidance 2 --out $D/cpu-normalized-alpha2
+video-adapter evaluate "${common[@]}" --guidance 2 --guided-conditions text --out $D/cpu-text-alpha2
+[ -d data/robot ] || video-adapter make-data robot --out data/robot --num 5000 --seed 0
+for src in robot bb4; do
+  video-adapter evaluate --domain data/$src --prior checkpoints/prior --encoder checkpoints/video-encoder \
+    --small-s $AD --condition edges --metrics style edge-fidelity fvd-va --real data/animation3k --style-classifier $C \
+    --style-label toon --num 32 --batch-size 16 --steps 25 --device cpu --methods small-s small-s+prior cfg-mix \
+    --guidance 1 --composition paper --prior-strength 0.4 --gamma-sweep --mix 0.4 --mix-min-logsnr=-inf --mix-sweep \
+    --out $D/cpu-$src-edges-alpha1
+done
