@@ -73,3 +73,7 @@ for src in robot bb4; do
     --guidance 1 --composition paper --prior-strength 0.4 --gamma-sweep --mix 0.4 --mix-min-logsnr=-inf --mix-sweep \
     --out $D/cpu-$src-edges-alpha1
 done
+# (10) does the toon classifier read noise or blur as the style? 64 real test clips of each domain, clean, with
+# Gaussian pixel noise and blurred
+python docs/results/stylise-gpu/classifier_probe.py $C toon $D/toon-classifier-probe.json data/animation3k/test \
+  data/egocentric/test data/robot/test data/bb4/test
