@@ -296,6 +296,7 @@ def test_every_sampling_setting_reaches_each_method():
                      guided_conditions=("text",))
     settings = sampling_settings(cfg, 0.3)
     assert settings.guided_conditions == ("text",)
+    replace(cfg, small_s="s", condition="edges", guided_conditions=("edges",)).validate()  # edges given: fine
     assert sampling_settings(EvalConfig(domain="d"), 0.3).guided_conditions == ("text", "first_frame", "edges")
     assert (settings.strength, settings.composition, settings.compose_in) == \
         (PriorStrength(0.3, min_logsnr=-4.0), "paper", "x0")
@@ -303,7 +304,8 @@ def test_every_sampling_setting_reaches_each_method():
         (0.99, 0.5, MCMCConfig("ula", steps=3, step_size=0.05))
     assert (settings.sampler, settings.steps) == ("dpmpp-2m", 7)
     for bad in (dict(composition="sum"), dict(min_logsnr=5.0), dict(dynamic_threshold=2.0),
-                dict(guided_conditions=("caption",)), dict(guided_conditions=())):
+                dict(guided_conditions=("caption",)), dict(guided_conditions=()),
+                dict(guided_conditions=("edges",))):  # with --condition first_frame: guidance would do nothing
         with pytest.raises(ValueError):
             replace(cfg, small_s="s", **bad).validate()
 

@@ -433,6 +433,15 @@ def test_a_negative_prior_strength_needs_asking_for(capsys, files, tmp_path, ext
         SampleConfig(prior_strength=-0.1).settings().validate()
 
 
+def test_sample_refuses_guidance_that_drops_no_given_condition(capsys, files, tmp_path):
+    """--guided-conditions edges without --edges-from: the null pass would equal the conditional one."""
+    msg = fails(capsys, *sample_args(files, tmp_path / "x.gif"), "--guided-conditions", "edges")
+    assert "names no condition these samples are given (first_frame, text)" in msg
+    assert list(tmp_path.iterdir()) == []
+    out = run(capsys, *sample_args(files, tmp_path / "x.gif"), "--guided-conditions", "first_frame")
+    assert out.strip().endswith(f"wrote {tmp_path / 'x.gif'}")
+
+
 def test_sample_warns_of_a_first_frame_far_below_the_model_size(capsys, files, tmp_path):
     for size, factor in (((1, 1), "8.0"), ((3, 4), "2.7")):
         Image.new("RGB", size[::-1], (200, 10, 10)).save(tmp_path / "tiny.png")

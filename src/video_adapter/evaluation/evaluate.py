@@ -40,7 +40,7 @@ from ..data.captioned import safe_name, write_captioned_folder
 from ..data.dataset import VideoFolderDataset
 from ..data.video_io import write_grid
 from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale_rows, zoom_after
-from ..generation.generate import SamplingSettings, generate
+from ..generation.generate import SamplingSettings, check_guided, generate
 from ..generation.loading import load_model
 from ..generation.routing import model_conds, route_conditions
 from ..maths.composition import DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR, PriorStrength
@@ -142,6 +142,7 @@ class EvalConfig:
         if self.num < 2 or self.batch_size < 1:
             raise ValueError(f"--num must be at least 2 and --batch-size at least 1, got {self.num}, {self.batch_size}")
         sampling_settings(self, self.prior_strength).validate()
+        check_guided(self.guided_conditions, {"text"} | ({self.condition} - {"none"}))
         if "edge-fidelity" in self.metrics and self.condition != "edges":
             raise ValueError("metric edge-fidelity compares outputs with their input edges: pass --condition edges")
         if "style" in self.metrics and not (self.style_classifier and self.style_label):

@@ -81,6 +81,14 @@ class SamplingSettings:
             raise ValueError(f"--mcmc {self.mcmc.kind} composes energies, which have no x0 or v: use --compose-in eps")
 
 
+def check_guided(guided: tuple[str, ...], given: set[str]) -> None:
+    """An error when guidance would drop none of the conditions the samples are given (`given`): its null pass would
+    equal the conditional one, and alpha would do nothing."""
+    if not set(guided) & given:
+        raise ValueError(f"--guided-conditions {' '.join(guided)} names no condition these samples are given "
+                         f"({', '.join(sorted(given))}), so guidance would change nothing; name one of those")
+
+
 class Generated(NamedTuple):
     videos: dict[str, Tensor]   # method -> [B, C, F, H, W] float32 on the sampling device (pixels in [-1, 1])
     seconds: dict[str, float]   # method -> seconds spent sampling it

@@ -21,7 +21,7 @@ from ..common.files import make_out_dir
 from ..data.dataset import center_crop_resize
 from ..data.video_io import from_uint8, is_video_path, read_image, read_video, write_grid
 from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale_rows, zoom_after
-from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
+from ..generation.generate import COMPARE_ROWS, SamplingSettings, check_guided, generate
 from ..generation.loading import load_models, parse_video_size, trained_video_size
 from ..generation.routing import FLAGS, model_conds, route_conditions
 from ..maths.composition import (DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR, DEFAULT_MODE, MODES,
@@ -153,6 +153,9 @@ class SampleConfig:
             raise ValueError(f"--{flag.replace('_', '-')} is set, but --mode {self.resolved_mode} does not use it"
                              f"{hint}")
         self.settings().validate(self.allow_negative_strength)
+        pixels = {"first_frame": self.first_frame, "edges": self.edges_from}
+        given = {"text"} | {name for name, path in pixels.items() if path}
+        check_guided(self.guided_conditions, given)
 
     def unread_flags(self) -> list[str]:
         """The settings given (other than their defaults) that none of this run's methods reads: an error, rather
