@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from video_adapter.common.files import atomic_write_text
 from video_adapter.maths.conditioning import Cond
 from video_adapter.maths.schedule import diffuse, logsnr_cosine
+from video_adapter.models.unet import preset
 
 FRAMES, HEIGHT, WIDTH = 16, 24, 40
 CHANNELS = 3
@@ -55,10 +56,13 @@ class Batch:
     cond: Cond
 
 
-def make_batch(batch: int, device: torch.device, channels_last: bool) -> Batch:
+def make_batch(batch: int, device: torch.device, channels_last: bool, cfg=None) -> Batch:
+    """A random batch at 16x24x40, or at the shape of `cfg` (our UNetConfig) with the conditions it cannot train
+    without: a super-resolution stage's upsampled input and, trained with noise augmentation, that input's level."""
+    shape = (cfg.frames, cfg.height, cfg.width) if cfg is not None else (FRAMES, HEIGHT, WIDTH)
     t = torch.rand(batch, device=device)
     logsnr = logsnr_cosine(t)
-    x0 = torch.rand(batch, CHANNELS, FRAMES, HEIGHT, WIDTH, device=device) * 2 - 1
+    x0 = torch.rand(batch, CHANNELS, *shape, device=device) * 2 - 1
     eps = torch.randn_like(x0)
     x_t = diffuse(x0, eps, logsnr)
     if channels_last:
@@ -66,7 +70,12 @@ def make_batch(batch: int, device: torch.device, channels_last: bool) -> Batch:
     text = torch.randn(batch, TEXT_LEN, TEXT_DIM, device=device)
     mask = torch.ones(batch, TEXT_LEN, dtype=torch.bool, device=device)
     timestep = (t * (PEER_TIMESTEPS - 1)).round().long()
-    return Batch(x_t, eps, logsnr, timestep, text, Cond.make(text=text, text_mask=mask))
+    lowres = {}
+    if cfg is not None and cfg.lowres_factor:
+        lowres["lowres"] = torch.rand_like(x_t) * 2 - 1
+        if cfg.lowres_aug:
+            lowres["lowres_level"] = torch.rand(batch, device=device) * cfg.lowres_aug
+    return Batch(x_t, eps, logsnr, timestep, text, Cond.make(text=text, text_mask=mask, **lowres))
 
 
 def ours_loss(model: nn.Module, b: Batch) -> Tensor:
@@ -78,7 +87,7 @@ def peer_loss(model: nn.Module, b: Batch) -> Tensor:
 
 
 def build_ours(preset_name: str) -> nn.Module:
-    from video_adapter.models.unet import SpaceTimeUNet, preset
+    from video_adapter.models.unet import SpaceTimeUNet
 
     return SpaceTimeUNet(preset(preset_name))
 
@@ -124,9 +133,10 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn, b: Batch, 
     opt.step()
 
 
-def time_steps(model, opt, loss_fn, batch: int, channels_last: bool, args, device) -> tuple[float, float] | None:
+def time_steps(model, opt, loss_fn, batch: int, channels_last: bool, args, device,
+               cfg=None) -> tuple[float, float] | None:
     """(seconds of warmup, including compilation; seconds per timed step), or None when out of GPU memory."""
-    b = make_batch(batch, device, channels_last)
+    b = make_batch(batch, device, channels_last, cfg)
     try:
         start = time.perf_counter()
         for _ in range(args.warmup):
@@ -144,7 +154,7 @@ def time_steps(model, opt, loss_fn, batch: int, channels_last: bool, args, devic
 def benchmark(name: str, model: nn.Module, loss_fn, batches: list[int], compile_model: bool, channels_last: bool,
               args, device) -> list[dict]:
     """One row per batch size; the model and its optimizer are shared across the rows."""
-    params = sum(p.numel() for p in model.parameters())
+    params, cfg = sum(p.numel() for p in model.parameters()), getattr(model, "cfg", None)  # the peer has none
     model = model.to(device).train()
     if channels_last:
         to_channels_last(model)
@@ -154,7 +164,7 @@ def benchmark(name: str, model: nn.Module, loss_fn, batches: list[int], compile_
     for batch in batches:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        timing = time_steps(fwd, opt, loss_fn, batch, channels_last, args, device)
+        timing = time_steps(fwd, opt, loss_fn, batch, channels_last, args, device, cfg)
         opt.zero_grad(set_to_none=True)
         peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else None
         free_memory(device)
@@ -186,7 +196,7 @@ def profile_steps(model: nn.Module, loss_fn, batch: int, channels_last: bool, st
     if channels_last:
         to_channels_last(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    b = make_batch(batch, device, channels_last)
+    b = make_batch(batch, device, channels_last, getattr(model, "cfg", None))
     for _ in range(2):
         train_step(model, opt, loss_fn, b, device)
     sync(device)
@@ -288,7 +298,12 @@ def run(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     torch.set_float32_matmul_precision("high")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device {device_name}, torch {torch.__version__}, video {FRAMES}x{HEIGHT}x{WIDTH}, "
+    ours_cfg = preset(args.preset)
+    if (ours_cfg.frames, ours_cfg.height, ours_cfg.width) != (FRAMES, HEIGHT, WIDTH) and not args.skip_peer:
+        raise SystemExit(f"--preset {args.preset} trains at {ours_cfg.frames}x{ours_cfg.height}x{ours_cfg.width}, the "
+                         f"peer at {FRAMES}x{HEIGHT}x{WIDTH}: their ratio would compare different work; pass --skip-peer")
+    print(f"device {device_name}, torch {torch.__version__}, video {FRAMES}x{HEIGHT}x{WIDTH} (ours: "
+          f"{ours_cfg.frames}x{ours_cfg.height}x{ours_cfg.width}), "
           f"{args.warmup} warmup + {args.steps} timed steps", flush=True)
 
     rows = []

@@ -6,6 +6,7 @@
 # 0.2) and the prior; DDIM 100, alpha 5, batch 64. 4.5 minutes on the GPU, shared with the stylisation run.
 set -euo pipefail
 export HF_HUB_OFFLINE=1
+git checkout 3fe09c2 -- checkpoints/adapters/egocentric/small-s  # the 1,450-step adapter (later sessions resumed it)
 mkdir -p runs/egocentric && cp -a checkpoints/adapters/egocentric/. runs/egocentric/
 VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate --domain data/egocentric \
   --prior checkpoints/prior --encoder checkpoints/video-encoder --classifier runs/egocentric/classifier \
