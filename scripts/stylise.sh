@@ -5,8 +5,8 @@
 #
 #   DATA=data RUN=runs/issue28 MINUTES=20 scripts/stylise.sh --num 128 --batch-size 64
 #
-# Needs: $DATA/{animation,robot,robot-real,egocentric,broad} from make-data at 24x40, and $DATA/sr-{48x80,96x160}
-# (make-data broad --size HxW: the generators render at the larger sizes). Extra arguments go to every evaluate.
+# Needs: $DATA/{animation,robot,robot-real,egocentric,broad} from make-data at 24x40, and $DATA/sr-mix: clips at
+# 96x160 (make-data KIND --size 96x160, merged by scripts/merge_datasets.py; docs/results/sr-gpu/commands.sh). Extra arguments go to every evaluate.
 # STAGES="train" stops after the trainings; STAGES="sr" runs only the super-resolution stages. DOWN_NUM sim train clips
 # get generated real versions for the downstream test, and augmented ones, one per STYLES="suffix;..." entry (the
 # prior's captions end in it); REWRITES="old=>new;..." merges synonymous task captions.
@@ -96,7 +96,10 @@ if [ "$STAGES" != sr ]; then
 fi
 
 # 6. super-resolution stages 24x40 -> 48x80 -> 96x160, then PSNR / SSIM against bicubic on held-out clips
-train "$R/sr-48x80" sr-48x80 "$D/sr-48x80/train" --cond-drop 0.1
-train "$R/sr-96x160" sr-96x160 "$D/sr-96x160/train" --cond-drop 0.1 --batch-size $((BATCH / 4))
-python3 scripts/sr_eval.py --data "$D/sr-96x160/test" --stages "$R/sr-48x80/checkpoint" "$R/sr-96x160/checkpoint" \
-    --num 128 --steps 50 --out "$R/eval/sr"
+# (both read the 96x160 clips, the 48x80 stage averaged down; at batch 64 the 48x80 stage alone takes 50 GB)
+train "$R/sr-48x80" sr-48x80 "$D/sr-mix/train" --cond-drop 0.1 --batch-size $((BATCH / 8))
+train "$R/sr-96x160" sr-96x160 "$D/sr-mix/train" --cond-drop 0.1 --batch-size $((BATCH / 16))
+for part in "$D"/sr-mix/test/*/; do  # per part: the merged split lists its parts one after another
+  python3 scripts/sr_eval.py --data "$part" --stages "$R/sr-48x80/checkpoint" "$R/sr-96x160/checkpoint" \
+      --num 64 --steps 50 --out "$R/eval/sr-$(basename "$part")"
+done
