@@ -62,3 +62,6 @@ for aug in 0.2 0; do
   python scripts/sr_eval.py --data data/sr-robot/test --stages checkpoints/sr/sr-48x80 --num 8 --steps 25 \
     --aug-level $aug --batch-size 8 --out docs/results/sr-gpu/cpu-stage1-robot/aug$aug
 done
+# and both stages on the same 8 robot clips (the GPU run's robot score was cut off)
+python scripts/sr_eval.py --data data/sr-robot/test --stages checkpoints/sr/sr-48x80 checkpoints/sr/sr-96x160 --num 8 \
+  --steps 25 --batch-size 8 --out docs/results/sr-gpu/cpu-cascade-robot
