@@ -6,7 +6,8 @@
 #   DATA=data RUN=runs/issue28 MINUTES=20 scripts/stylise.sh --num 128 --batch-size 64
 #
 # Needs: $DATA/{animation,robot,robot-real,egocentric,broad} from make-data at 24x40, and $DATA/sr-mix: clips at
-# 96x160 (make-data KIND --size 96x160, merged by scripts/merge_datasets.py; docs/results/sr-gpu/commands.sh). Extra arguments go to every evaluate.
+# 96x160 (make-data KIND --size 96x160, merged by scripts/merge_datasets.py; docs/results/sr-gpu/commands.sh).
+# Extra arguments go to every evaluate.
 # STAGES="train" stops after the trainings; STAGES="sr" runs only the super-resolution stages. DOWN_NUM sim train clips
 # get generated real versions for the downstream test, and augmented ones, one per STYLES="suffix;..." entry (the
 # prior's captions end in it); REWRITES="old=>new;..." merges synonymous task captions.
