@@ -62,6 +62,8 @@ for aug in 0.2 0; do
   python scripts/sr_eval.py --data data/sr-robot/test --stages checkpoints/sr/sr-48x80 --num 8 --steps 25 \
     --aug-level $aug --batch-size 8 --out docs/results/sr-gpu/cpu-stage1-robot/aug$aug
 done
-# and both stages on the same 8 robot clips (the GPU run's robot score was cut off)
-python scripts/sr_eval.py --data data/sr-robot/test --stages checkpoints/sr/sr-48x80 checkpoints/sr/sr-96x160 --num 8 \
-  --steps 25 --batch-size 8 --out docs/results/sr-gpu/cpu-cascade-robot
+# and both stages on 8 robot and 8 egocentric test clips (the GPU run's scores there were cut off)
+for d in robot ego; do
+  python scripts/sr_eval.py --data data/sr-$d/test --stages checkpoints/sr/sr-48x80 checkpoints/sr/sr-96x160 \
+    --num 8 --steps 25 --batch-size 8 --out docs/results/sr-gpu/cpu-cascade-$d
+done
