@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from video_adapter.common.files import atomic_write_text
+from video_adapter.common.files import atomic_dir
 from video_adapter.data.dataset import CAPTIONS_FILE, read_captions_jsonl
 
 SPLITS = ("train", "test")
@@ -48,18 +48,20 @@ def parse_parts(specs: list[str]) -> dict[str, Path]:
 
 
 def merge(parts: dict[str, Path], out: Path) -> dict[str, int]:
-    """Write the merged dataset into `out` (which must not exist yet); returns the videos per split."""
+    """Write the merged dataset into `out` (which must not exist yet), whole or not at all (it is built beside `out`
+    and renamed into place); returns the videos per split."""
     if out.exists():
         raise SystemExit(f"error: {out} exists; pass a new --out (merging into a dataset would mix its captions)")
     counts = {}
-    for split in SPLITS:
-        lines = []
-        for name, folder in parts.items():
-            shutil.copytree(folder / split, out / split / name, copy_function=_link_or_copy)
-            for video, caption in read_captions_jsonl(folder / split / CAPTIONS_FILE).items():
-                lines.append(json.dumps({"video": f"{name}/{video}", "caption": caption}))
-        atomic_write_text(out / split / CAPTIONS_FILE, "\n".join(lines) + "\n")
-        counts[split] = len(lines)
+    with atomic_dir(out) as tmp:
+        for split in SPLITS:
+            lines = []
+            for name, folder in parts.items():
+                shutil.copytree(folder / split, tmp / split / name, copy_function=_link_or_copy)
+                for video, caption in read_captions_jsonl(folder / split / CAPTIONS_FILE).items():
+                    lines.append(json.dumps({"video": f"{name}/{video}", "caption": caption}))
+            (tmp / split / CAPTIONS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+            counts[split] = len(lines)
     return counts
 
 

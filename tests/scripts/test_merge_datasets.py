@@ -1,10 +1,12 @@
 """scripts/merge_datasets.py: the merged splits read as one dataset with every caption at its video, each part stays a
 dataset of its own, the sources are untouched, and bad input is refused before anything is written."""
 
+import shutil
+
 import pytest
 
 from helpers import load_script
-from video_adapter.data.dataset import VideoFolderDataset
+from video_adapter.data.dataset import DatasetError, VideoFolderDataset
 from video_adapter.data.toy import make_toy_dataset
 
 
@@ -56,3 +58,14 @@ def test_bad_parts_and_an_existing_out_are_refused(merger, roots, tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(SystemExit, match="exists"):
         merger.merge(merger.parse_parts([f"a={roots / 'a'}"]), tmp_path / "taken")
+
+
+def test_a_corrupt_part_stops_the_merge_with_its_line_and_leaves_no_output(merger, roots, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(roots / "b", bad)
+    with open(bad / "test" / "captions.jsonl", "a") as f:
+        f.write("not json\n")
+    out = tmp_path / "mix"
+    with pytest.raises(DatasetError, match=r"captions.jsonl:2"):
+        merger.merge(merger.parse_parts([f"a={roots / 'a'}", f"b={bad}"]), out)
+    assert not out.exists() and not list(tmp_path.glob(".mix.*"))  # nothing half-written, no temp left
