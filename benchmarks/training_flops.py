@@ -31,7 +31,9 @@ def training_flops(name: str, lora_rank: int = 0) -> int:
     cond = Cond.make(text=torch.randn(1, TEXT_LEN, cfg.text_dim, generator=gen),
                      text_mask=torch.ones(1, TEXT_LEN, dtype=torch.bool), pooled=torch.randn(1, cfg.text_dim),
                      first_frame=x[:, :, 0] if cfg.first_frame_cond else None,
-                     edges=torch.randn_like(x) if cfg.edge_cond else None)
+                     edges=torch.randn_like(x) if cfg.edge_cond else None,
+                     lowres=torch.randn_like(x) if cfg.lowres_factor else None,  # an SR stage's upsampled input
+                     lowres_level=torch.zeros(1) if cfg.lowres_factor and cfg.lowres_aug else None)
     model = SpaceTimeUNet(cfg)
     if lora_rank:
         add_lora(model, lora_rank)
