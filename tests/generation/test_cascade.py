@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -149,7 +150,7 @@ def test_sr_eval_script_scores_the_cascade_beside_bicubic(stages, tmp_path):
 
     data = make_toy_dataset(tmp_path / "hi", num=3, frames=4, size=(32, 64), seed=0, progress=False)
     load_script("sr_eval").main(["--data", str(data), "--stages", *stages, "--num", "3", "--steps", "2",
-                                 "--bootstrap", "10", "--device", "cpu", "--out", str(tmp_path / "out")])
+                                 "--bootstrap", "10", "--device", "cpu", "--grid", "2", "--out", str(tmp_path / "out")])
     result = json.loads((tmp_path / "out" / "sr_eval.json").read_text())
     clips = VideoFolderDataset(data, frames=4, size=(32, 64), random_crop=False)
     real = torch.stack([clips[i]["video"] for i in range(3)])
@@ -157,6 +158,15 @@ def test_sr_eval_script_scores_the_cascade_beside_bicubic(stages, tmp_path):
     assert result["metrics"]["bicubic"]["psnr"]["value"] == pytest.approx(float(psnr(bicubic, real).mean()), rel=1e-6)
     assert result["base"] == [4, 8] and set(result["metrics"]["cascade"]) == {"psnr", "ssim"}
     assert "| bicubic |" in (tmp_path / "out" / "sr_eval.md").read_text()
+    # the comparison grid: 2 clips a row, rows real / bicubic / cascade, each 32x64 zoomed 2x; the png its last frame
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / "compare.gif") as gif:
+        assert gif.n_frames == 4 and gif.width >= 2 * 128 and gif.height >= 3 * 64
+        gif.seek(3)
+        last = np.asarray(gif.convert("RGB"))
+    png = np.asarray(Image.open(tmp_path / "out" / "compare.png").convert("RGB"))
+    assert png.shape == last.shape and np.abs(png.astype(int) - last.astype(int)).mean() < 8
 
 
 # ------------------------------------------------------------------------------------- noise conditioning augmentation
@@ -271,3 +281,37 @@ def test_sample_command_takes_the_augmentation_level(aug_stages, tmp_path):
     assert (tmp_path / "a.gif").stat().st_size > 0
     with pytest.raises(SystemExit, match="up to 0.5"):
         main(args + ["--cascade-aug-level", "0.7", "--out", str(tmp_path / "b.gif")])
+
+
+def test_a_stage_started_near_the_clean_end_returns_about_its_upsampled_input(stages):
+    """SDEdit start (`start` < 1): each stage starts from its clean upsampled input diffused to that level. Near the
+    clean end (t 0.01, sigma about 0.016) the stage can move it by about sigma only; from pure noise it cannot
+    stay near it."""
+    device = torch.device("cpu")
+    models = load_stages(stages[:1], device)
+    settings = SamplingSettings(sampler="ddim", steps=3, guidance=2.0, seed=0)
+    base, prompts = torch.rand(2, 3, 4, 4, 8) * 2 - 1, ["a red square moves left"] * 2
+    lowres = resize_video(base, (8, 16), "bicubic").clamp(-1, 1)
+    near = upscale(models, base, prompts, settings, device, start=0.01)[-1]
+    assert (near - lowres).abs().max() < 0.1
+    assert (upscale(models, base, prompts, settings, device)[-1] - lowres).abs().mean() > 0.2
+
+
+def test_sample_command_takes_the_cascade_start(stages, tmp_path, monkeypatch):
+    import video_adapter.interfaces.sample as sample_module
+    from video_adapter.interfaces.cli import main
+
+    torch.manual_seed(0)
+    base = save_model(tmp_path / "base", randomize(SpaceTimeUNet(BASE), scale=0.05), "minilm")
+    args = ["sample", "--adapter", str(base), "--prompt", "a red square moves left", "--sampler", "ddim", "--steps",
+            "2", "--cascade", *stages, "--upscale", "1", "--device", "cpu"]
+    starts = []
+    real = sample_module.upscale_rows
+    monkeypatch.setattr(sample_module, "upscale_rows",
+                        lambda *a, **k: (starts.append(k.get("start")), real(*a, **k))[1])
+    main(args + ["--cascade-start", "0.4", "--out", str(tmp_path / "a.gif")])
+    assert starts == [0.4] and (tmp_path / "a.gif").stat().st_size > 0
+    for bad in ("0", "1.5"):
+        with pytest.raises(SystemExit, match="--cascade-start is a cosine time in \\(0, 1\\]"):
+            main(args + ["--cascade-start", bad, "--out", str(tmp_path / "b.gif")])
+    assert not (tmp_path / "b.gif").exists()

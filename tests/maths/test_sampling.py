@@ -353,3 +353,44 @@ def test_dynamic_threshold_rescales_each_sample_by_its_own_quantile():
     assert denoised_range(oracle, 0.0, 0.0) is oracle
     with pytest.raises(ValueError, match="percentile"):
         dynamic_threshold(oracle, 1.5)
+
+
+# SDEdit: a walk that starts from a clean init diffused to an intermediate level.
+
+def test_sdedit_starts_from_the_init_diffused_to_t_start_and_walks_the_rest_of_the_grid():
+    """The first x the sampler sees is alpha init + sigma noise at t_start's level, the noise the seed's own first
+    draw, and the walk takes its steps on the cosine grid from t_start to the clean end."""
+    init = torch.randn((2, *ELEMENT), generator=torch.Generator().manual_seed(3))
+    seen = []
+    sample(gaussian_eps, (2, *ELEMENT), Cond(), sampler="ddim", steps=4, seed=7, init=init, t_start=0.4,
+           callback=seen.append)
+    grid = logsnr_grid(4, t_start=0.4)
+    torch.testing.assert_close(grid, logsnr_cosine(torch.linspace(0.4, 0, 5, dtype=torch.float64)))
+    alpha, sigma = alpha_sigma(grid[0])
+    noise = torch.randn((2, *ELEMENT), generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(seen[0]["x"], (alpha * init.double() + sigma * noise.double()).float())
+    assert [info["logsnr"] for info in seen] == grid[:-1].tolist()
+
+
+def test_sdedit_from_data_samples_the_data():
+    """Started from exact data samples diffused to t_start, an exact sampler with the Bayes-optimal denoiser keeps
+    the data distribution: x_t of a data sample is a sample of the marginal at t."""
+    g = torch.Generator().manual_seed(11)
+    init = MU + S * torch.randn((N_SAMPLES, *ELEMENT), generator=g)
+    x = sample(gaussian_eps, (N_SAMPLES, *ELEMENT), Cond(), sampler="ddpm", steps=500, seed=2, init=init, t_start=0.5)
+    assert_matches_data(x, 0.01)
+    # and it moves them: the output is not the init
+    assert (x - init).abs().mean() > 0.1
+
+
+def test_sdedit_needs_both_an_init_and_a_start_below_1():
+    shape = (2, *ELEMENT)
+    with pytest.raises(ValueError, match="SDEdit takes both"):
+        sample(gaussian_eps, shape, Cond(), sampler="ddim", steps=2, t_start=0.5)
+    with pytest.raises(ValueError, match="SDEdit takes both"):
+        sample(gaussian_eps, shape, Cond(), sampler="ddim", steps=2, init=torch.zeros(shape))
+    with pytest.raises(ValueError, match="init has shape"):
+        sample(gaussian_eps, shape, Cond(), sampler="ddim", steps=2, init=torch.zeros(3, *ELEMENT), t_start=0.5)
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match="cosine time in \\(0, 1\\]"):
+            logsnr_grid(4, t_start=bad)

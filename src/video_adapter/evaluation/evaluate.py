@@ -117,6 +117,7 @@ class EvalConfig:
     save_samples: str = ""                # also write each row's clips as a training folder DIR/<row>/ ("": off)
     cascade: tuple[str, ...] = ()         # SR stages, smallest first: the grid only is upscaled (metrics: base size)
     cascade_aug_level: float = DEFAULT_AUG_LEVEL  # noise augmentation level (cosine time) of the stages trained with it
+    cascade_start: float = 1.0            # each stage from its upsampled input noised to this time (1: pure noise)
 
     def selected(self) -> list[str]:
         """The methods to run: as given, else those whose checkpoints are set; an error for a missing one."""
@@ -366,7 +367,8 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     models, names = Models(cfg, device), cfg.selected()
     spec = models(cfg.prior if cfg.prior else getattr(cfg, METHODS[names[0]].model)).spec
     tests = test_set(cfg, spec)
-    stages = load_cascade(cfg.cascade, spec, device, resolve_dtype(cfg.dtype, device), cfg.cascade_aug_level) \
+    stages = load_cascade(cfg.cascade, spec, device, resolve_dtype(cfg.dtype, device), cfg.cascade_aug_level,
+                          cfg.cascade_start) \
         if state.is_main_process else []  # only the grid is upscaled, on the main process
     for name in names:  # every pair compatible and every condition taken, before anything is sampled
         route_conditions(models.of(name), {"text", *tests.pixels}, partial=False)
@@ -442,7 +444,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     rows = {"real": tests.real[:shown], **{n: v[:shown] for n, v in samples.items()}}
     if stages:
         rows = upscale_rows(stages, rows, tests.captions[:shown], sampling_settings(cfg, cfg.prior_strength), device,
-                            cfg.cascade_aug_level, models.text_encoders)
+                            cfg.cascade_aug_level, models.text_encoders, cfg.cascade_start)
     paths += write_grid(out / "qualitative.gif", [v for row in rows.values() for v in row],
                         labels=tests.captions[:shown] * len(rows), nrow=shown, row_labels=list(rows),
                         upscale=zoom_after(stages, 4), formats=("gif", "mp4"))

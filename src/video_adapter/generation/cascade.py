@@ -13,7 +13,8 @@ without it gets the clean input.
     stages = load_stages(["runs/sr-48x80/checkpoint", "runs/sr-96x160/checkpoint"], device)
     videos = upscale(stages, base_videos, prompts, SamplingSettings(sampler="ddim", steps=50), device)[-1]
 
-`sample`, `evaluate` (its qualitative grid) and `app` take `--cascade STAGE ...` and `--cascade-aug-level`.
+`sample`, `evaluate` (its qualitative grid) and `app` take `--cascade STAGE ...`, `--cascade-aug-level` and
+`--cascade-start` (below 1: each stage starts from its upsampled input, SDEdit, rather than from pure noise).
 """
 
 from __future__ import annotations
@@ -38,11 +39,15 @@ from .routing import encode_prompts
 DEFAULT_AUG_LEVEL = 0.2
 
 
-def check_stages(stages: list[ScoreModel], base: tuple[int, int], aug_level: float = DEFAULT_AUG_LEVEL) -> None:
-    """Each stage must be an SR model whose input size is the previous output's, and `aug_level` within the levels
-    of every stage trained with noise augmentation: an error naming the stage if not."""
+def check_stages(stages: list[ScoreModel], base: tuple[int, int], aug_level: float = DEFAULT_AUG_LEVEL,
+                 start: float = 1.0) -> None:
+    """Each stage must be an SR model whose input size is the previous output's, `aug_level` within the levels of
+    every stage trained with noise augmentation and `start` a cosine time in (0, 1]: an error naming the stage if
+    not."""
     if not (math.isfinite(aug_level) and 0.0 <= aug_level <= 1.0):
         raise ValueError(f"--cascade-aug-level is a cosine time in [0, 1], got {aug_level}")
+    if not 0.0 < start <= 1.0:
+        raise ValueError(f"--cascade-start is a cosine time in (0, 1] (1: from pure noise), got {start}")
     height, width = base
     for i, stage in enumerate(stages):
         spec = stage.spec
@@ -66,7 +71,7 @@ def load_stages(paths: list[str], device: torch.device, dtype: torch.dtype = tor
 
 
 def load_cascade(paths: list[str], base: ModelSpec, device: torch.device, dtype: torch.dtype = torch.float32,
-                 aug_level: float = DEFAULT_AUG_LEVEL) -> list[ScoreModel]:
+                 aug_level: float = DEFAULT_AUG_LEVEL, start: float = 1.0) -> list[ScoreModel]:
     """The stages of `--cascade` for samples of a base model of spec `base`, checked (`check_stages`) before
     anything is sampled; [] for no paths."""
     if not paths:
@@ -74,7 +79,7 @@ def load_cascade(paths: list[str], base: ModelSpec, device: torch.device, dtype:
     if base.space != "pixels":
         raise ValueError(f"--cascade upsamples pixel videos; these models work in {base.space}: drop --cascade")
     stages = load_stages(list(paths), device, dtype)
-    check_stages(stages, (base.height, base.width), aug_level)
+    check_stages(stages, (base.height, base.width), aug_level, start)
     return stages
 
 
@@ -92,15 +97,17 @@ def augmentation_noise(seed: int, stage: int, shape: tuple[int, ...]) -> Tensor:
 
 
 def upscale(stages: list[ScoreModel], videos: Tensor, prompts: list[str], settings: SamplingSettings,
-            device: torch.device, encoders: dict | None = None, aug_level: float = DEFAULT_AUG_LEVEL) -> list[Tensor]:
+            device: torch.device, encoders: dict | None = None, aug_level: float = DEFAULT_AUG_LEVEL,
+            start: float = 1.0) -> list[Tensor]:
     """`videos` [B, C, F, h, w] in [-1, 1] (base samples for `prompts`) through every stage: each stage's output,
     [B, C, F, H, W] float32 on `device`, the last the largest. Every stage samples from `settings.seed` with its own
     classifier-free guidance on the text (the low-resolution input stays in the null condition); a stage trained with
     noise augmentation gets its input noised to `aug_level` (`augment_lowres`), once, for every step and both
-    guidance branches."""
+    guidance branches. `start` < 1 (a cosine time) starts each stage from its clean upsampled input diffused to that
+    level instead of pure noise (SDEdit): the input's layout is kept and only the finer detail is sampled."""
     if len(prompts) != len(videos):
         raise ValueError(f"{len(videos)} videos but {len(prompts)} prompts; pass the prompt of each video")
-    check_stages(stages, tuple(videos.shape[-2:]), aug_level)
+    check_stages(stages, tuple(videos.shape[-2:]), aug_level, start)
     outputs, current = [], videos.to(device).float()
     for index, stage in enumerate(stages):
         models = {"small": stage}
@@ -109,21 +116,22 @@ def upscale(stages: list[ScoreModel], videos: Tensor, prompts: list[str], settin
         if frames != stage.spec.frames:
             raise ValueError(f"the videos have {frames} frames, the stage takes {stage.spec.frames}")
         lowres = resize_video(current, (stage.spec.height, stage.spec.width), "bicubic").clamp(-1, 1)
+        init = lowres if start < 1.0 else None
         level = None
         if stage.spec.lowres_aug:
             level = torch.full((len(lowres),), float(aug_level), device=device)
             lowres = augment_lowres(lowres, level, augmentation_noise(settings.seed, index, tuple(lowres.shape)))
         cond = text.to_cond(lowres=lowres, lowres_level=level)
         current = generate(models, Conds(small=cond, prior=Cond()), ("adapter",), settings, device,
-                           progress=False).videos["adapter"]
+                           progress=False, init=init, t_start=start).videos["adapter"]
         outputs.append(current)
     return outputs
 
 
 def upscale_rows(stages: list[ScoreModel], rows: dict[str, Tensor], prompts: list[str], settings: SamplingSettings,
                  device: torch.device, aug_level: float = DEFAULT_AUG_LEVEL,
-                 encoders: dict | None = None) -> dict[str, Tensor]:
+                 encoders: dict | None = None, start: float = 1.0) -> dict[str, Tensor]:
     """Each row of videos [N, C, F, h, w] (a grid's row, the videos of `prompts`) through the cascade, one row per
     call so a row's upscale is independent of the others: the last stage's output, on the CPU."""
-    return {name: upscale(stages, videos, prompts, settings, device, encoders, aug_level)[-1].cpu()
+    return {name: upscale(stages, videos, prompts, settings, device, encoders, aug_level, start)[-1].cpu()
             for name, videos in rows.items()}

@@ -95,19 +95,22 @@ class Generated(NamedTuple):
 
 
 def generate(models: dict[str, ScoreModel], conds: Conds, methods: Sequence[str], settings: SamplingSettings,
-             device: torch.device, progress: bool = True, callback: Callback | None = None) -> Generated:
+             device: torch.device, progress: bool = True, callback: Callback | None = None,
+             init: Tensor | None = None, t_start: float = 1.0) -> Generated:
     """Samples of each of `methods` for the conditions `conds` (one row per sample), all from `settings.seed`.
 
     `models` holds the roles the methods need ("small", "prior"), checked compatible by the caller
     (`loading.load_models`); the sampler's state lives on `device`. `callback(info)` is the samplers' per-step
-    callback (`maths.sampling`), called at every step of every method. A non-finite sample is an error, never a
+    callback (`maths.sampling`), called at every step of every method. `init` and `t_start` < 1 start every method
+    from `init` diffused to that cosine time (SDEdit, `maths.sampling.sample`). A non-finite sample is an error, never a
     black video."""
     spec = next(iter(models.values())).spec
     batch = conds.small.batch_size or conds.prior.batch_size
     videos, seconds = {}, {}
     for method in methods:
         start = time.perf_counter()
-        videos[method] = _sample(method, models, conds, settings, (batch, *spec.shape), device, progress, callback)
+        videos[method] = _sample(method, models, conds, settings, (batch, *spec.shape), device, progress, callback,
+                                 init, t_start)
         if device.type == "cuda":  # the clock stops when the GPU is done, not when its kernels are queued
             torch.cuda.synchronize(device)
         seconds[method] = time.perf_counter() - start
@@ -115,7 +118,8 @@ def generate(models: dict[str, ScoreModel], conds: Conds, methods: Sequence[str]
 
 
 def _sample(method: str, models: dict[str, ScoreModel], conds: Conds, settings: SamplingSettings,
-            shape: tuple[int, ...], device: torch.device, progress: bool, callback: Callback | None) -> Tensor:
+            shape: tuple[int, ...], device: torch.device, progress: bool, callback: Callback | None,
+            init: Tensor | None, t_start: float) -> Tensor:
     def composed(attribute: str):
         fns = {role: getattr(model, attribute) for role, model in models.items()}
         return mode_fn(method, fns.get("small"), fns.get("prior"), alpha=settings.guidance, strength=settings.strength,
@@ -134,7 +138,8 @@ def _sample(method: str, models: dict[str, ScoreModel], conds: Conds, settings: 
     eps_fn = denoised_range(composed("eps"), settings.clip_x0, settings.dynamic_threshold) if pixel_space \
         else composed("eps")
     x = sample(eps_fn, shape, conds, sampler=settings.sampler, steps=settings.steps, seed=settings.seed,
-               device=device, progress=progress, corrector=corrector, callback=callback, **kwargs)
+               device=device, progress=progress, corrector=corrector, callback=callback, init=init, t_start=t_start,
+               **kwargs)
     if corrector is not None and corrector.mean_acceptance is not None:
         print(f"{method}: MCMC acceptance {corrector.mean_acceptance:.3f} (mean over noise levels)")
     if not bool(torch.isfinite(x).all()):  # clamped, NaN would write a black video as if it were a sample

@@ -63,6 +63,7 @@ class AppConfig:
     upscale: int = 4                      # nearest-neighbour zoom of the base-size videos (less after --cascade)
     cascade: tuple[str, ...] = ()         # SR stages, smallest first: every video shown upscaled through them
     cascade_aug_level: float = DEFAULT_AUG_LEVEL  # noise augmentation level (cosine time) of the stages trained with it
+    cascade_start: float = 1.0            # each stage from its upsampled input noised to this time (1: pure noise)
 
     def validate(self) -> None:
         if not self.adapter or not self.prior:
@@ -88,7 +89,7 @@ class Studio:
         if self.spec.space != "pixels":
             raise ValueError(f"the app shows pixel videos; these models work in {self.spec.space}")
         self.ratio = parameter_ratio(self.models["small"], self.models["prior"])
-        self.stages = load_cascade(cfg.cascade, self.spec, *placement, cfg.cascade_aug_level)
+        self.stages = load_cascade(cfg.cascade, self.spec, *placement, cfg.cascade_aug_level, cfg.cascade_start)
         self.zoom = zoom_after(self.stages, cfg.upscale)
         self.encoders, self.runs = {}, 0
         self.thread = ThreadPoolExecutor(1, "sampling", initializer=torch.set_num_threads,
@@ -161,7 +162,7 @@ class Studio:
         if not self.stages:
             return [v.cpu() for v in videos]
         big = upscale(self.stages, torch.stack([v.to(self.device) for v in videos]), [prompt] * len(videos), settings,
-                      self.device, self.encoders, self.cfg.cascade_aug_level)[-1]
+                      self.device, self.encoders, self.cfg.cascade_aug_level, self.cfg.cascade_start)[-1]
         return list(big.cpu())
 
     def _next_folder(self) -> Path:

@@ -91,6 +91,7 @@ class SampleConfig:
     upscale: int = 4                      # nearest-neighbour zoom of 24x40 videos (less after --cascade)
     cascade: tuple[str, ...] = ()         # super-resolution stage checkpoints, smallest first, applied to every sample
     cascade_aug_level: float = DEFAULT_AUG_LEVEL  # noise augmentation level (cosine time) of the stages trained with it
+    cascade_start: float = 1.0            # each stage from its upsampled input noised to this time (1: pure noise)
 
     @property
     def resolved_mode(self) -> str:
@@ -279,7 +280,7 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     models = load_sample_models(cfg)
     spec = next(iter(models.values())).spec
     stages = load_cascade(cfg.cascade, spec, device, resolve_dtype(cfg.dtype, device),
-                          cfg.cascade_aug_level)  # checked before anything is sampled
+                          cfg.cascade_aug_level, cfg.cascade_start)  # checked before anything is sampled
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
     conds = sample_conds(models, prompts, cfg.first_frame, cfg.edges_from, cfg.partial_conditions, cfg.video(), device,
                          prior_suffix=cfg.prior_prompt_suffix)  # labels (and the cascade's text) keep the prompts
@@ -287,7 +288,8 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     videos = generate(models, conds, cfg.methods(), cfg.settings(), device).videos
     rows = {method: to_pixels(models, videos[method]) for method in cfg.methods()}
     if stages:  # the composition ran at the base size; the stages only upsample its samples (the paper's way)
-        rows = upscale_rows(stages, rows, prompts, cfg.settings(), device, cfg.cascade_aug_level)
+        rows = upscale_rows(stages, rows, prompts, cfg.settings(), device, cfg.cascade_aug_level,
+                            start=cfg.cascade_start)
     zoom, rows = zoom_after(stages, cfg.upscale), list(rows.values())  # shown about as large as a base sample
     if cfg.compare:
         return write_grid(out, [v for row in rows for v in row], labels=prompts * len(rows), nrow=len(prompts),

@@ -34,13 +34,17 @@ Callback = Callable[[dict], None]
 STEP_INFO = ("i", "x", "logsnr", "logsnr_next", "denoised")  # step index, VP x at logsnr, levels, its x0 estimate
 
 
-def logsnr_grid(steps: int, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX) -> Tensor:
-    """The cosine schedule at t = linspace(1, 0, steps + 1): float64 [steps + 1], from logsnr_min up to logsnr_max."""
+def logsnr_grid(steps: int, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX,
+                t_start: float = 1.0) -> Tensor:
+    """The cosine schedule at t = linspace(t_start, 0, steps + 1): float64 [steps + 1], from the level of t_start (1:
+    logsnr_min) up to logsnr_max."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if not logsnr_min < logsnr_max:
         raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min} and {logsnr_max}")
-    return logsnr_cosine(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), logsnr_min, logsnr_max)
+    if not 0.0 < t_start <= 1.0:
+        raise ValueError(f"t_start is a cosine time in (0, 1] (1: from pure noise), got {t_start}")
+    return logsnr_cosine(torch.linspace(t_start, 0.0, steps + 1, dtype=torch.float64), logsnr_min, logsnr_max)
 
 
 def _steps(logsnrs: Tensor, progress: bool) -> Iterable[tuple[float, float]]:
@@ -224,19 +228,31 @@ DEFAULT_LOGSNR_MIN = {"heun": -2 * math.log(80.0)}
 def sample(eps_fn: EpsFn, shape: tuple[int, ...], cond: Cond, *, sampler: str = "ddpm", steps: int = 1000,
            seed: int = 0, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
            progress: bool = False, corrector: Corrector | None = None, callback: Callback | None = None,
-           **kwargs) -> Tensor:
+           init: Tensor | None = None, t_start: float = 1.0, **kwargs) -> Tensor:
     """Draw x ~ N(0, I) at logsnr_min and run `SAMPLERS[sampler]` over `logsnr_grid(steps)`.
 
     Deterministic given `seed`: the initial noise and every ancestral draw come from one CPU generator seeded with it,
     so a seed also gives the same noise on every device, MCMC noise of a `corrector` included. `kwargs` go to the
     sampler (e.g. `eta` for "ddim").
     "heun" starts at EDM's sigma_max = 80 instead (`DEFAULT_LOGSNR_MIN`), where its first step is accurate.
+
+    SDEdit (Meng et al. 2022, "SDEdit: guided image synthesis and editing with SDEs"): with `init` (a clean x of
+    `shape`) and a cosine time t_start < 1, the walk starts from init diffused to t_start, alpha init + sigma noise
+    (the same seeded noise), and takes its `steps` from there: only the detail finer than that level is sampled.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if (init is None) != (t_start == 1.0):
+        raise ValueError(f"SDEdit takes both a clean init and a start time t_start < 1; got init "
+                         f"{'none' if init is None else 'given'} and t_start {t_start}")
+    if init is not None and tuple(init.shape) != tuple(shape):
+        raise ValueError(f"init has shape {tuple(init.shape)}, the samples {tuple(shape)}")
     fn = SAMPLERS[sampler]
-    logsnrs = logsnr_grid(steps, logsnr_min=DEFAULT_LOGSNR_MIN.get(sampler, LOGSNR_MIN))
+    logsnrs = logsnr_grid(steps, logsnr_min=DEFAULT_LOGSNR_MIN.get(sampler, LOGSNR_MIN), t_start=t_start)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
+    if init is not None:
+        alpha, sigma = _alpha_sigma(logsnrs[0].item())
+        x = alpha * init.to(device, dtype) + sigma * x
     return fn(eps_fn, x, logsnrs, cond, generator=generator, progress=progress, corrector=corrector, callback=callback,
               **kwargs)
