@@ -39,6 +39,9 @@ done
 # both stages (the 96x160 one as the sixth session left it) on the 8 robot test clips (45 minutes of 2 CPU cores)
 python scripts/sr_eval.py --data data/sr-robot/test --stages checkpoints/sr/sr-48x80 checkpoints/sr/sr-96x160 \
   --num 8 --steps 25 --batch-size 8 --device cpu --out docs/results/sr-gpu2/cpu-cascade-robot
+# the same, each stage started from its upsampled input at t 0.3, with a picture of the first 4 clips
+python scripts/sr_eval.py --data data/sr-robot/test --stages checkpoints/sr/sr-48x80 checkpoints/sr/sr-96x160 \
+  --num 8 --steps 25 --batch-size 8 --device cpu --start 0.3 --grid 4 --out docs/results/sr-gpu2/cpu-cascade-robot-start0.3
 # a picture: 4 robot test clips, rows the real clip, bicubic and the 48x80 stage (--grid is new)
 python scripts/sr_eval.py --data data/sr-robot/test --stages checkpoints/sr/sr-48x80 --num 4 --steps 25 \
   --batch-size 4 --device cpu --grid 4 --out docs/results/sr-gpu2/cpu-grid-robot
