@@ -226,7 +226,8 @@ def progress_line(row: dict) -> str:
     if row["oom"]:
         return f"[{row['model']}] batch {row['batch']}: out of memory"
     return (f"[{row['model']}] {row['params'] / 1e6:.1f}M params, batch {row['batch']}: "
-            f"{row['samples_per_s']:.1f} samples/s, {row['step_ms']:.1f} ms/step, peak {fmt(row['peak_gib'], '.2f')} GiB, "
+            f"{row['samples_per_s']:.1f} samples/s, {row['step_ms']:.1f} ms/step, "
+            f"peak {fmt(row['peak_gib'], '.2f')} GiB, "
             f"warmup {row['warmup_s']:.1f} s")
 
 
@@ -300,16 +301,17 @@ def run(args: argparse.Namespace) -> None:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     ours_cfg = preset(args.preset)
     if (ours_cfg.frames, ours_cfg.height, ours_cfg.width) != (FRAMES, HEIGHT, WIDTH) and not args.skip_peer:
-        raise SystemExit(f"--preset {args.preset} trains at {ours_cfg.frames}x{ours_cfg.height}x{ours_cfg.width}, the "
-                         f"peer at {FRAMES}x{HEIGHT}x{WIDTH}: their ratio would compare different work; pass --skip-peer")
+        raise SystemExit(f"--preset {args.preset} trains at {ours_cfg.frames}x{ours_cfg.height}x{ours_cfg.width}, "
+                         f"the peer at {FRAMES}x{HEIGHT}x{WIDTH}: their ratio would compare different work; "
+                         "pass --skip-peer")
     print(f"device {device_name}, torch {torch.__version__}, video {FRAMES}x{HEIGHT}x{WIDTH} (ours: "
           f"{ours_cfg.frames}x{ours_cfg.height}x{ours_cfg.width}), "
           f"{args.warmup} warmup + {args.steps} timed steps", flush=True)
 
     rows = []
     if not args.skip_ours:
-        rows += benchmark("ours", build_ours(args.preset), ours_loss, args.ours_batches, args.compile, args.channels_last,
-                          args, device)
+        rows += benchmark("ours", build_ours(args.preset), ours_loss, args.ours_batches, args.compile,
+                          args.channels_last, args, device)
         free_memory(device)
         if args.profile:
             print(profile_steps(build_ours(args.preset), ours_loss, args.ours_batches[0], args.channels_last,

@@ -38,6 +38,8 @@ def evaluate(data: str, stages: list[str], num: int, steps: int, guidance: float
              grid: int = 0, out: Path | None = None) -> dict:
     """The scores (sr_eval.json's content); with `grid` > 0 the comparison grid of the first `grid` clips into
     `out` too."""
+    if grid > 0 and out is None:
+        raise ValueError("a comparison grid needs a folder to go to: pass out")
     dev = resolve_device(device)
     models = load_stages(stages, dev)
     top, factor = models[-1].spec, int(np.prod([m.spec.lowres_factor for m in models]))

@@ -330,7 +330,8 @@ def test_cascade_upscales_every_grid_row_and_leaves_the_metrics_at_the_base_size
     monkeypatch.setattr(evaluate, "write_grid", lambda path, videos, **kw: (grids.append((videos, kw)),
                                                                              write_grid(path, videos, **kw))[1])
     plain = run_evaluation(replace(cfg, out=str(tmp_path / "plain")))
-    got = run_evaluation(replace(cfg, out=str(tmp_path / "cascade"), cascade=(stage,), cascade_aug_level=0.1))
+    got = run_evaluation(replace(cfg, out=str(tmp_path / "cascade"), cascade=(stage,), cascade_aug_level=0.1,
+                                 cascade_start=0.5))
     assert got["methods"]["small-s"]["metrics"] == plain["methods"]["small-s"]["metrics"]
     (base, base_kw), (big, big_kw) = grids
     assert [tuple(v.shape) for v in base] == [(3, 4, 8, 16)] * 4 and base_kw["upscale"] == 4
@@ -340,7 +341,7 @@ def test_cascade_upscales_every_grid_row_and_leaves_the_metrics_at_the_base_size
     stages = load_stages([stage], torch.device("cpu"))
     for row in range(2):  # each row upscaled on its own, from the evaluation's seed, with its captions as text
         want = upscale(stages, torch.stack(base[2 * row:2 * row + 2]), base_kw["labels"][:2], settings,
-                       torch.device("cpu"), aug_level=0.1)[-1]
+                       torch.device("cpu"), aug_level=0.1, start=0.5)[-1]  # --cascade-start reaches the stages
         assert torch.equal(torch.stack(big[2 * row:2 * row + 2]), want)
     frames = read_video(tmp_path / "cascade" / "qualitative.gif")
     assert frames.shape[1] >= 2 * 2 * EVAL_SHAPE["height"] * 2 and frames.shape[2] >= 2 * 2 * EVAL_SHAPE["width"] * 2

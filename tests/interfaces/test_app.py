@@ -85,7 +85,7 @@ def test_with_a_cascade_the_page_shows_its_videos_upscaled(studio, tmp_path, mon
     sr = replace(CFG, height=16, width=16, attention_resolutions=(), first_frame_cond=False, lowres_factor=2,
                  lowres_aug=0.5)
     stage = str(save_model(tmp_path / "sr", randomize(SpaceTimeUNet(sr), seed=2, scale=0.1), "minilm"))
-    big = Studio(replace(studio.cfg, cascade=(stage,), cascade_aug_level=0.1, upscale=1))
+    big = Studio(replace(studio.cfg, cascade=(stage,), cascade_aug_level=0.1, cascade_start=0.6, upscale=1))
     caption, first = studio.clip_frame(next(iter(studio.clips)))
     written, write_mp4 = {}, app.write_mp4  # what the page encodes (its mp4s are yuv420p: not the pixels exactly)
     monkeypatch.setattr(app, "write_mp4", lambda path, frames, **kw: (written.__setitem__(Path(path).stem, frames),
@@ -100,8 +100,7 @@ def test_with_a_cascade_the_page_shows_its_videos_upscaled(studio, tmp_path, mon
                         big.device)
     base = generate(big.models, conds, COMPARE_ROWS, settings, big.device).videos
     want = upscale(big.stages, torch.cat([base[m] for m in COMPARE_ROWS]), [caption] * len(COMPARE_ROWS), settings,
-                   big.device,
-                   aug_level=0.1)[-1]
+                   big.device, aug_level=0.1, start=0.6)[-1]  # --cascade-start reaches the stages
     for m, video in zip(COMPARE_ROWS, want):
         assert torch.equal(written[m], video), m
     strip = read_video(a["strip"])
