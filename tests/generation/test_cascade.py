@@ -315,3 +315,59 @@ def test_sample_command_takes_the_cascade_start(stages, tmp_path, monkeypatch):
         with pytest.raises(SystemExit, match="--cascade-start is a cosine time in \\(0, 1\\]"):
             main(args + ["--cascade-start", bad, "--out", str(tmp_path / "b.gif")])
     assert not (tmp_path / "b.gif").exists()
+
+
+SR1_RES = replace(SR1, lowres_aug=0.5, lowres_residual=0.25)
+
+
+def test_presets_diffuse_their_detail_and_only_an_sr_stage_has_one():
+    assert all(preset(name).lowres_residual == 0.2 for name in ("sr-48x80", "sr-96x160", "sr-192x320"))
+    assert preset("prior").lowres_residual == 0.0
+    with pytest.raises(ValueError, match="lowres_residual 0.2 must be 0"):
+        replace(BASE, lowres_residual=0.2)  # no input to add a detail to
+    with pytest.raises(ValueError, match="lowres_residual -1"):
+        replace(SR1, lowres_residual=-1.0)
+
+
+def test_a_residual_stage_samples_the_detail_unclipped_and_adds_it_to_its_clean_input(tmp_path, monkeypatch):
+    """The stage's sample is read as detail: the output is clip(bicubic input + scale * detail) exactly, the
+    sampler runs with x0 clipping off (the detail's range depends on the input) while the network still sees the
+    noise-augmented input, and an SDEdit start begins from zero detail."""
+    import video_adapter.generation.cascade as cascade
+
+    device = torch.device("cpu")
+    stage = load_stages([str(save_model(tmp_path / "res", randomize(SpaceTimeUNet(SR1_RES)), "minilm"))], device)
+    base, prompts = torch.rand(2, 3, 4, 4, 8) * 2 - 1, ["a red square moves left"] * 2
+    lowres = resize_video(base, (8, 16), "bicubic").clamp(-1, 1)
+    detail = torch.randn(2, 3, 4, 8, 16, generator=torch.Generator().manual_seed(2)) * 3
+    calls = []
+
+    def fake_generate(models, conds, methods, settings, device, progress, init, t_start):
+        calls.append((settings, conds.small, init, t_start))
+        return type("Out", (), {"videos": {"adapter": detail}})
+
+    monkeypatch.setattr(cascade, "generate", fake_generate)
+    settings = SamplingSettings(sampler="ddim", steps=3, guidance=2.0, seed=0, clip_x0=1.0, dynamic_threshold=0.9)
+    out = upscale(stage, base, prompts, settings, device, aug_level=0.2)[-1]
+    assert torch.equal(out, (lowres + 0.25 * detail).clamp(-1, 1))
+    assert 0 < float((out.abs() == 1).float().mean()) < 1  # the clamp acted on some values, not all
+    used, cond, init, start = calls[0]
+    assert used.clip_x0 == 0.0 and used.dynamic_threshold == 0.0 and used.steps == 3 and init is None
+    assert not torch.equal(cond.lowres, lowres) and torch.equal(cond.lowres_level, torch.full((2,), 0.2))
+    upscale(stage, base, prompts, settings, device, start=0.3)
+    assert torch.equal(calls[-1][2], torch.zeros_like(lowres)) and calls[-1][3] == 0.3
+
+
+def test_a_residual_stage_runs_end_to_end_and_its_near_clean_start_keeps_the_input():
+    device = torch.device("cpu")
+    stage = [NativeScoreModel(randomize(SpaceTimeUNet(SR1_RES), seed=5).eval())]
+    stage[0].spec = replace(stage[0].spec, text_encoder="minilm")
+    settings = SamplingSettings(sampler="ddim", steps=3, guidance=2.0, seed=0)
+    base, prompts = torch.rand(2, 3, 4, 4, 8) * 2 - 1, ["a red square moves left"] * 2
+    lowres = resize_video(base, (8, 16), "bicubic").clamp(-1, 1)
+    out = upscale(stage, base, prompts, settings, device)[-1]
+    assert out.shape == (2, 3, 4, 8, 16) and bool(torch.isfinite(out).all()) and out.abs().max() <= 1
+    assert (out - lowres).abs().mean() > 1e-3
+    # near the clean end the detail stays about zero: the input comes back to within the scaled noise
+    near = upscale(stage, base, prompts, settings, device, start=0.01)[-1]
+    assert (near - lowres).abs().max() < 0.25 * 0.1

@@ -60,3 +60,19 @@ def test_make_cond_noises_an_augmented_stage_input_and_gives_its_level():
     assert make_cond(video, text, plain).lowres_level is None
     with pytest.raises(ValueError, match="lowres_aug > 0"):
         make_cond(video, text, plain, (level, noise))
+
+
+def test_a_residual_stage_diffuses_its_scaled_detail_and_video_from_residual_puts_it_back():
+    from dataclasses import replace
+
+    from video_adapter.maths.conditioning import diffusion_target, lowres_condition, video_from_residual
+
+    cfg = UNetConfig(frames=2, height=8, width=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(),
+                     head_dim=8, emb_dim=16, first_frame_cond=False, lowres_factor=2, lowres_residual=0.25)
+    video = torch.rand(2, 3, 2, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    lowres = lowres_condition(video, 2)
+    detail = diffusion_target(video, cfg)
+    torch.testing.assert_close(detail, (video - lowres) / 0.25)
+    torch.testing.assert_close(video_from_residual(detail, lowres, 0.25), video)
+    assert diffusion_target(video, replace(cfg, lowres_residual=0.0)) is video  # any other model: the video
+    assert float(video_from_residual(torch.full_like(video, 100.0), lowres, 0.25).max()) == 1.0

@@ -316,9 +316,9 @@ def test_weight_shape_fields_are_exactly_those_that_change_the_weights(tiny_cfg)
               "edge_cond": {"edge_cond": False}, "temporal_attention": {"temporal_attention": False},
               "dropout": {"dropout": 0.5}, "norm_groups": {"norm_groups": 4}, "prediction": {"prediction": "eps"},
               "space": {"space": "latent:vae"}, "lowres_factor": {"lowres_factor": 2},
-              "lowres_aug": {"lowres_aug": 0.5}}
+              "lowres_aug": {"lowres_aug": 0.5}, "lowres_residual": {"lowres_residual": 0.2}}
     assert others.keys() == {f.name for f in fields(UNetConfig)}  # a new field must be sorted in too
-    bases = {"lowres_aug": {"lowres_factor": 2}}  # a field that exists only on top of another: changed from there
+    bases = {"lowres_aug": {"lowres_factor": 2}, "lowres_residual": {"lowres_factor": 2}}  # a field that exists only on top of another: changed from there
 
     def shapes(cfg):
         with torch.device("meta"):
@@ -358,6 +358,20 @@ def test_an_sr_stage_written_before_lowres_aug_loads_unchanged_without_a_warning
     again, _ = load_model(save_model(tmp_path / "aug", aug, "minilm"))
     assert again.cfg.lowres_aug == 0.5 and "aug_proj.weight" in again.state_dict()
     assert_state_equal(again.state_dict(), aug.state_dict())
+
+
+def test_an_sr_stage_written_before_lowres_residual_loads_as_a_video_denoiser_without_a_warning(tiny_cfg, tmp_path):
+    """The stages shipped before the residual form denoise the video: lacking lowres_residual, they load with 0."""
+    import warnings
+
+    sr = randomize(SpaceTimeUNet(replace(tiny_cfg, lowres_factor=2)), seed=2)
+    out = saved_without(sr, tmp_path / "ck", "lowres_residual")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded, _ = load_model(out)
+    assert loaded.cfg == sr.cfg and loaded.cfg.lowres_residual == 0.0
+    residual = SpaceTimeUNet(replace(tiny_cfg, lowres_factor=2, lowres_residual=0.2))
+    assert load_model(save_model(tmp_path / "res", residual, "minilm"))[0].cfg.lowres_residual == 0.2
 
 
 # ------------------------------------------------------------------------------------------------- atomicity

@@ -63,10 +63,11 @@ def test_verify_model_dir_accepts_it():
 def test_config_is_the_prior_preset_and_sizes_match_the_paper(score):
     config = read_config(PRIOR)
     assert UNetConfig.from_dict(config["unet"]) == PRESETS["prior"]
-    # field by field, nothing extra; fields added since it shipped (ADDED_SHAPE_FIELDS) load at their recorded value
-    from video_adapter.models.unet import ADDED_SHAPE_FIELDS
+    # field by field, nothing extra; fields added since it shipped (ADDED_*_FIELDS) load at their recorded value
+    from video_adapter.models.unet import ADDED_MEANING_FIELDS, ADDED_SHAPE_FIELDS
 
-    assert {**ADDED_SHAPE_FIELDS, **config["unet"]} == json.loads(json.dumps(PRESETS["prior"].to_dict()))
+    recorded = {**ADDED_SHAPE_FIELDS, **ADDED_MEANING_FIELDS, **config["unet"]}
+    assert recorded == json.loads(json.dumps(PRESETS["prior"].to_dict()))
     model, loaded_config = load_model(PRIOR)
     assert loaded_config == config and model.cfg == PRESETS["prior"]
     params = count_parameters(model)

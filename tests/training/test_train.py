@@ -501,3 +501,35 @@ def test_an_augmented_sr_stage_trains_on_the_levels_drawn_for_each_step(toy, tmp
     seen.clear()
     train(train_config(toy, tmp_path / "plain", model={**model, "lowres_aug": 0.0}, steps=1, save_every=1))
     assert seen[0][1] is None
+
+
+def test_a_residual_sr_stage_trains_and_is_scored_on_its_scaled_detail(toy, tmp_path, monkeypatch):
+    """A stage with lowres_residual s learns (video - lowres_condition(video)) / s, in training and in its
+    held-out score; the network still sees the (noise-augmented) input."""
+    import video_adapter.evaluation.heldout as heldout
+    import video_adapter.training.steps as steps
+    from video_adapter.maths.conditioning import lowres_condition
+    from video_adapter.training.train import train
+
+    videos, targets, scored = [], [], []
+    make_cond, loss, heldout_loss = steps.make_cond, steps.denoising_loss, heldout.heldout_loss
+    monkeypatch.setattr(steps, "make_cond", lambda video, text, cfg, augment=None: (
+        videos.append(video), make_cond(video, text, cfg, augment))[1])
+    monkeypatch.setattr(steps, "denoising_loss", lambda net, target, cond, *a: (
+        targets.append((target, cond)), loss(net, target, cond, *a))[1])
+    monkeypatch.setattr(heldout, "heldout_loss", lambda model, target, cond, *a: (
+        scored.append((target, cond)), heldout_loss(model, target, cond, *a))[1])
+    model = {**TINY, "first_frame_cond": False, "lowres_factor": 2, "lowres_aug": 0.5, "lowres_residual": 0.25}
+    train(train_config(toy, tmp_path / "sr", model=model, steps=2, save_every=2, heldout=str(toy),
+                       heldout_every=2, heldout_num=4))
+    assert len(targets) == 2
+    for video, (target, cond) in zip(videos, targets):
+        torch.testing.assert_close(target, (video - lowres_condition(video, 2)) / 0.25)
+        assert not torch.allclose(cond.lowres, lowres_condition(video, 2))  # the input itself noise-augmented
+    from video_adapter.data.dataset import VideoFolderDataset
+
+    clips = VideoFolderDataset(str(toy), frames=4, size=(8, 16), random_crop=False, progress=False)
+    real = torch.stack([clips[i]["video"] for i in range(4)])
+    target, cond = scored[0]
+    torch.testing.assert_close(target, (real - lowres_condition(real, 2)) / 0.25)
+    torch.testing.assert_close(cond.lowres, lowres_condition(real, 2))  # scored on the clean input

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..common.files import atomic_path, continue_csv
 from ..data.dataset import VideoFolderDataset
-from ..maths.conditioning import Cond, make_cond
+from ..maths.conditioning import Cond, diffusion_target, make_cond
 from ..maths.schedule import diffuse, logsnr_cosine, prediction_target
 
 # Ten levels at the midpoints of ten equal slices of the cosine schedule's time: their mean is the training
@@ -58,7 +58,7 @@ class HeldOutLog:
             items = [data[i] for i in range(start, min(n, start + batch_size))]
             video = torch.stack([item["video"] for item in items]).to(device)
             text = text_encoder.encode([item["caption"] for item in items], device=device)
-            self.batches.append((video, make_cond(video, text, model_cfg)))
+            self.batches.append((diffusion_target(video, model_cfg), make_cond(video, text, model_cfg)))
         self.path, self.seed, self.prediction, self.clips = path, seed, model_cfg.prediction, n
         header = "step,mean," + ",".join(f"logsnr_{v:.2f}" for v in HELDOUT_LOGSNRS.tolist()) + "\n"
         continue_csv(path, header, resumed_at)

@@ -20,13 +20,14 @@ without it gets the clean input.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..maths.composition import Conds
-from ..maths.conditioning import Cond, augment_lowres, resize_video
+from ..maths.conditioning import Cond, augment_lowres, resize_video, video_from_residual
 from ..models.score_model import ModelSpec, ScoreModel
 from .generate import SamplingSettings, generate
 from .loading import load_model
@@ -116,16 +117,30 @@ def upscale(stages: list[ScoreModel], videos: Tensor, prompts: list[str], settin
         if frames != stage.spec.frames:
             raise ValueError(f"the videos have {frames} frames, the stage takes {stage.spec.frames}")
         lowres = resize_video(current, (stage.spec.height, stage.spec.width), "bicubic").clamp(-1, 1)
-        init = lowres if start < 1.0 else None
-        level = None
+        given, level = lowres, None
         if stage.spec.lowres_aug:
             level = torch.full((len(lowres),), float(aug_level), device=device)
-            lowres = augment_lowres(lowres, level, augmentation_noise(settings.seed, index, tuple(lowres.shape)))
-        cond = text.to_cond(lowres=lowres, lowres_level=level)
-        current = generate(models, Conds(small=cond, prior=Cond()), ("adapter",), settings, device,
-                           progress=False, init=init, t_start=start).videos["adapter"]
+            given = augment_lowres(lowres, level, augmentation_noise(settings.seed, index, tuple(lowres.shape)))
+        current = sample_stage(stage, text.to_cond(lowres=given, lowres_level=level), lowres, settings, device,
+                               start)
         outputs.append(current)
     return outputs
+
+
+def sample_stage(stage: ScoreModel, cond: Cond, lowres: Tensor, settings: SamplingSettings, device: torch.device,
+                 start: float = 1.0) -> Tensor:
+    """One stage's videos [B, C, F, H, W] in [-1, 1] for `cond` (the text and the stage's input as it sees it,
+    noise-augmented or not), given that input's clean upsampled form `lowres`. A residual stage (lowres_residual > 0)
+    samples the detail, its x0 unclipped (the detail's range depends on `lowres`), and puts it back on `lowres`;
+    `start` < 1 starts it from no detail at all diffused to that level. Any other stage samples the video itself,
+    from `lowres` diffused to `start` when below 1 (SDEdit)."""
+    scale = stage.spec.lowres_residual
+    init = None if start >= 1.0 else torch.zeros_like(lowres) if scale else lowres
+    if scale:
+        settings = replace(settings, clip_x0=0.0, dynamic_threshold=0.0)
+    made = generate({"small": stage}, Conds(small=cond, prior=Cond()), ("adapter",), settings, device,
+                    progress=False, init=init, t_start=start).videos["adapter"]
+    return video_from_residual(made, lowres, scale) if scale else made
 
 
 def upscale_rows(stages: list[ScoreModel], rows: dict[str, Tensor], prompts: list[str], settings: SamplingSettings,

@@ -156,6 +156,22 @@ def lowres_condition(video: Tensor, factor: int) -> Tensor:
     return resize_video(small, (h, w), "bicubic").clamp(-1, 1)
 
 
+def diffusion_target(video: Tensor, model_cfg) -> Tensor:
+    """What a model (`model_cfg`: its UNetConfig) learns to denoise for the clean `video`: the video itself, or for a
+    residual super-resolution stage (lowres_residual > 0; SRDiff, Li et al. 2022) the detail its clean input leaves
+    out, (video - lowres_condition(video)) / lowres_residual. `video_from_residual` inverts it."""
+    if not model_cfg.lowres_residual:
+        return video
+    return (video - lowres_condition(video, model_cfg.lowres_factor)) / model_cfg.lowres_residual
+
+
+def video_from_residual(detail: Tensor, lowres: Tensor, scale: float) -> Tensor:
+    """A residual stage's sample `detail` put back on its clean upsampled input `lowres`, in the data range [-1, 1]:
+    clip(lowres + scale * detail). Its x0 predictions are not clipped on the way (their range depends on `lowres`),
+    so the range is enforced here, once."""
+    return (lowres + scale * detail).clamp(-1, 1)
+
+
 def augment_lowres(lowres: Tensor, level: Tensor, noise: Tensor) -> Tensor:
     """Noise conditioning augmentation (Ho et al. 2021, "Cascaded Diffusion Models"; Imagen Video): a super-resolution
     stage's input [B, C, F, H, W] noised to a per-sample level [B] in [0, 1], the time u of the unclipped cosine

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..common.files import atomic_dir, atomic_write_text, is_disk_full
-from .unet import ADDED_SHAPE_FIELDS, WEIGHT_SHAPE_FIELDS, SpaceTimeUNet, UNetConfig
+from .unet import ADDED_MEANING_FIELDS, ADDED_SHAPE_FIELDS, WEIGHT_SHAPE_FIELDS, SpaceTimeUNet, UNetConfig
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -294,7 +294,7 @@ def read_unet_config(directory: str | Path) -> tuple[UNetConfig, dict]:
                               "weights (a default would build a model of another size); write the value(s) the "
                               "model was trained with into it")
     if isinstance(unet, dict):
-        unet = {**ADDED_SHAPE_FIELDS, **unet}  # what checkpoints written before these fields were built with
+        unet = {**ADDED_SHAPE_FIELDS, **ADDED_MEANING_FIELDS, **unet}  # what checkpoints before these fields had
     try:
         cfg = UNetConfig.from_dict(unet)
     except (ValueError, TypeError) as e:

@@ -40,6 +40,7 @@ class ModelSpec:
                                                   # latent space (an image-to-video prior encodes it its own way)
     lowres_factor: int = 0                        # a super-resolution stage from 1/this size (cond.lowres); 0: none
     lowres_aug: float = 0.0                       # its largest noise augmentation level (cond.lowres_level); 0: none
+    lowres_residual: float = 0.0                  # >0: x is its detail over the clean cond.lowres, / this; 0: the video
 
     def __post_init__(self):
         if unknown := sorted(set(self.conditions) - set(CONDITIONS)):
@@ -109,7 +110,7 @@ class NativeScoreModel(ScoreModel):
                               width=cfg.width, conditions=conditions, value_range=value_range,
                               prediction=cfg.prediction, time="logsnr", parameters=count_parameters(unet),
                               text_encoder=text_encoder, lowres_factor=cfg.lowres_factor,
-                              lowres_aug=cfg.lowres_aug)
+                              lowres_aug=cfg.lowres_aug, lowres_residual=cfg.lowres_residual)
 
     def _forward(self, x: Tensor, logsnr: Tensor, cond: Cond) -> Tensor:
         # no autocast weight cache: a CUDA graph must not capture casts that a later call would skip

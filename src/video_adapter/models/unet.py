@@ -48,6 +48,8 @@ class UNetConfig:
     space: str = "pixels"                             # what x is: "pixels", or a prior's "latent:<vae>" (diffusers)
     lowres_factor: int = 0                            # >0: a super-resolution stage from 1/this size (cond.lowres)
     lowres_aug: float = 0.0                           # >0: noise augmentation of cond.lowres, levels in [0, this]
+    lowres_residual: float = 0.0                      # >0: diffuse the detail over the clean cond.lowres, divided by
+                                                      # this (SRDiff), not the video (0)
 
     def __post_init__(self):
         levels = len(self.channel_mults)
@@ -71,6 +73,10 @@ class UNetConfig:
         if not 0.0 <= self.lowres_aug <= 1.0 or (self.lowres_aug and not self.lowres_factor):
             raise ValueError(f"lowres_aug {self.lowres_aug} must be 0 (off) or the largest noise augmentation level, "
                              "a cosine time in (0, 1], of a super-resolution stage (lowres_factor >= 2)")
+        if not (math.isfinite(self.lowres_residual) and self.lowres_residual >= 0) or (
+                self.lowres_residual and not self.lowres_factor):
+            raise ValueError(f"lowres_residual {self.lowres_residual} must be 0 (off) or the positive scale of a "
+                             "super-resolution stage's residual (lowres_factor >= 2)")
 
     @property
     def in_channels(self) -> int:
@@ -95,6 +101,9 @@ WEIGHT_SHAPE_FIELDS = ("channels", "frames", "height", "base_channels", "channel
 # and without a warning: not a guessed default.
 ADDED_SHAPE_FIELDS = {"lowres_factor": 0,  # no super-resolution input before the SR cascade (issue 28)
                       "lowres_aug": 0.0}    # and no noise augmentation of it before issue 28's item 3
+# Fields added since that change what the weights mean, not their shapes: likewise exactly what every checkpoint
+# lacking them was trained with.
+ADDED_MEANING_FIELDS = {"lowres_residual": 0.0}  # SR stages denoised the video itself before their residual form
 
 
 PRESETS: dict[str, UNetConfig] = {
@@ -118,16 +127,19 @@ PRESETS: dict[str, UNetConfig] = {
     # output upsampled bicubically and concatenated on channels; no first frame, no edges (they came in at the base
     # resolution), spatial attention only at the lowest level: at these sizes it would cost the most. Noise
     # conditioning augmentation (Cascaded Diffusion Models): trained on inputs noised to levels in [0, 0.5], sampled
-    # at the cascade's fixed level (generation.cascade.DEFAULT_AUG_LEVEL, 0.2), robust to the base model's artefacts
+    # at the cascade's fixed level (generation.cascade.DEFAULT_AUG_LEVEL, 0.2), robust to the base model's artefacts.
+    # Each diffuses its detail over the bicubic input (SRDiff), scaled by 1/0.2: that detail's std is 0.06-0.10 on
+    # the broad and animation clips against a video's 0.5-0.6, so scaled it spans about what a video does; a stage
+    # learns the detail alone, and an untrained one returns its input, not noise
     "sr-48x80": UNetConfig(height=48, width=80, base_channels=32, channel_mults=(1, 2, 4), num_res_blocks=2,
                            attention_resolutions=(12,), emb_dim=128, first_frame_cond=False, lowres_factor=2,
-                           lowres_aug=0.5),
+                           lowres_aug=0.5, lowres_residual=0.2),
     "sr-96x160": UNetConfig(height=96, width=160, base_channels=24, channel_mults=(1, 2, 4, 4), num_res_blocks=2,
                             attention_resolutions=(12,), emb_dim=128, first_frame_cond=False, lowres_factor=2,
-                            lowres_aug=0.5),
+                            lowres_aug=0.5, lowres_residual=0.2),
     "sr-192x320": UNetConfig(height=192, width=320, base_channels=16, channel_mults=(1, 2, 4, 8, 8),
                              num_res_blocks=2, attention_resolutions=(12,), emb_dim=128, first_frame_cond=False,
-                             lowres_factor=4, lowres_aug=0.5),
+                             lowres_factor=4, lowres_aug=0.5, lowres_residual=0.2),
     "paper-5.6b": UNetConfig(base_channels=1024, channel_mults=(1, 2, 4), num_res_blocks=3,
                              attention_resolutions=(6, 12, 24), head_dim=64, emb_dim=1024, text_dim=4096,
                              edge_cond=True),

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..data.video_io import write_grid
+from ..generation.cascade import sample_stage
 from ..generation.generate import SamplingSettings, generate
 from ..maths.composition import Conds
 from ..maths.conditioning import Cond, make_cond
@@ -38,9 +39,14 @@ def write_preview(model, text_encoder, dataset, path: Path, *, seed: int, num: i
     score = {"small": NativeScoreModel(model, autocast=torch.bfloat16 if device.type == "cuda" else None)}
     settings = SamplingSettings(sampler="ddim", steps=steps, guidance=guidance, seed=seed)
     show = decode or (lambda v: v)
-    rows = {name: show(generate(score, Conds(small=cond.with_flags(**flags), prior=Cond()), ("adapter",), settings,
-                                device, progress=False).videos["adapter"]).cpu()
-            for name, flags in condition_sets(model.cfg).items()}
+
+    def draw(c: Cond) -> torch.Tensor:
+        if model.cfg.lowres_factor:  # an SR stage: through the cascade's own path (a residual stage's detail)
+            return sample_stage(score["small"], c, cond.lowres, settings, device)
+        return generate(score, Conds(small=c, prior=Cond()), ("adapter",), settings, device,
+                        progress=False).videos["adapter"]
+
+    rows = {name: show(draw(cond.with_flags(**flags))).cpu() for name, flags in condition_sets(model.cfg).items()}
     real = show(real)
     model.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..common.lr_schedule import warmup_cosine
-from ..maths.conditioning import CONDITIONS, Cond, drop_conditions, make_cond
+from ..maths.conditioning import CONDITIONS, Cond, diffusion_target, drop_conditions, make_cond
 from ..maths.schedule import diffuse, logsnr_cosine, prediction_target
 from ..models.unet import SpaceTimeUNet
 
@@ -86,7 +86,8 @@ def optimizer_step(run, cfg, acc, batch: dict, step: int) -> tuple[Tensor, Tenso
     for group in run.opt.param_groups:
         group["lr"] = lr_at(step, cfg)
     with acc.autocast():
-        loss = denoising_loss(run.net, video, cond, t, eps, run.model_cfg.prediction)
+        target = diffusion_target(video, run.model_cfg)  # the video, or an SR stage's detail over its input
+        loss = denoising_loss(run.net, target, cond, t, eps, run.model_cfg.prediction)
     acc.backward(loss)
     grad_norm = acc.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
     # fp16's loss scaler skips the update of a step whose gradients overflow: that is no divergence
