@@ -5,6 +5,10 @@ on that input upsampled bicubically and concatenated on channels (`Cond.lowres`)
 Adapter's composition happens only at the base resolution, as in the paper: the stages see the composed sample as
 their input, never the adapter or the prior.
 
+A residual stage (`lowres_residual` s > 0, the sr-* presets; SRDiff, Li et al. 2022) denoises the detail its input
+leaves out, (video - input) / s, and its output is input + s * detail: it learns only what bicubic misses, and its
+errors land on that detail (scaled by s), not on the whole frame. Stages without it denoise the video itself.
+
 A stage trained with noise conditioning augmentation (`lowres_aug` > 0; Ho et al. 2021, "Cascaded Diffusion Models")
 gets its input noised to one fixed level, `aug_level` (a cosine time; DEFAULT_AUG_LEVEL), with that level as its
 `Cond.lowres_level`: the noise hides the base sample's artefacts, which the stage never saw in training. A stage

@@ -130,7 +130,7 @@ PRESETS: dict[str, UNetConfig] = {
     # at the cascade's fixed level (generation.cascade.DEFAULT_AUG_LEVEL, 0.2), robust to the base model's artefacts.
     # Each diffuses its detail over the bicubic input (SRDiff), scaled by 1/0.2: that detail's std is 0.06-0.10 on
     # the broad and animation clips against a video's 0.5-0.6, so scaled it spans about what a video does; a stage
-    # learns the detail alone, and an untrained one returns its input, not noise
+    # learns the detail alone, and its errors land on that detail, not on the whole frame
     "sr-48x80": UNetConfig(height=48, width=80, base_channels=32, channel_mults=(1, 2, 4), num_res_blocks=2,
                            attention_resolutions=(12,), emb_dim=128, first_frame_cond=False, lowres_factor=2,
                            lowres_aug=0.5, lowres_residual=0.2),
