@@ -23,3 +23,6 @@ for form in residual video; do
       --batch-size 16 --device cpu --grid 4 --out $D/$form-$d
   done
 done
+# the residual stage at the cascade's default noise augmentation level (0.2) instead of none
+python scripts/sr_eval.py --data data/robot/test --stages $R/residual/checkpoint --num 64 --steps 25 --aug-level 0.2 \
+  --batch-size 16 --device cpu --out $D/residual-robot-aug0.2
