@@ -398,6 +398,20 @@ def test_init_with_another_text_encoder_is_an_error(toy, tmp_path):
     assert not (tmp_path / "run" / "checkpoint").exists()
 
 
+def test_init_of_a_residual_sr_stage_from_a_video_denoiser_is_an_error(toy, tmp_path):
+    """The same shapes, another meaning: a stage that denoised the video cannot start one that denoises the detail."""
+    from video_adapter.models.checkpoint import save_model
+    from video_adapter.models.unet import SpaceTimeUNet, UNetConfig
+
+    sr = {**TINY, "first_frame_cond": False, "lowres_factor": 2}
+    init = save_model(tmp_path / "init", SpaceTimeUNet(UNetConfig(**sr)), "minilm?max_length=32")
+    with pytest.raises(ValueError, match=r"denoises the video itself .*pass --model lowres_residual=0 ") as e:
+        train(train_config(toy, tmp_path / "run", model={**sr, "lowres_residual": 0.2}, init=str(init), steps=1))
+    assert "the detail over its input (lowres_residual 0.2)" in str(e.value)
+    assert not (tmp_path / "run" / "checkpoint").exists()
+    train(train_config(toy, tmp_path / "same", model=sr, init=str(init), steps=1, save_every=1))  # its own form
+
+
 @pytest.mark.parametrize("dropped", ["text", "first_frame", "edges"])
 def test_each_dropout_probability_reaches_its_own_condition(dropped):
     from video_adapter.maths.conditioning import drop_conditions

@@ -26,3 +26,20 @@ done
 # the residual stage at the cascade's default noise augmentation level (0.2) instead of none
 python scripts/sr_eval.py --data data/robot/test --stages $R/residual/checkpoint --num 64 --steps 25 --aug-level 0.2 \
   --batch-size 16 --device cpu --out $D/residual-robot-aug0.2
+
+# the scale 0.2 of the sr-* presets: the detail's spread against the video's, on the first 64 training clips of each
+# part of the SR data (make-data KIND --size 96x160 --seed 11: broad-procedural 2,000, animation 600, robot 800,
+# egocentric 400, as docs/results/sr-gpu/commands.sh makes them at other counts), into detail_std.txt
+python - data/sr-broad/train data/sr-anim/train data/sr-robot/train data/sr-ego/train > $D/detail_std.txt <<'PY'
+# the SR detail's spread: std of (video - lowres_condition(video, 2)) against the video's, at 48x80 and 96x160
+import sys
+import torch
+from video_adapter.data.dataset import VideoFolderDataset
+from video_adapter.maths.conditioning import lowres_condition, resize_video
+for folder in sys.argv[1:]:
+    clips = VideoFolderDataset(folder, frames=16, size=(96, 160), random_crop=False, progress=False)
+    video = torch.stack([clips[i]["video"] for i in range(min(64, len(clips)))])
+    for size in ((48, 80), (96, 160)):
+        x = resize_video(video, size, "area")
+        print(f"{folder} {size[0]}x{size[1]}: video std {x.std():.3f}, detail std {(x - lowres_condition(x, 2)).std():.3f}")
+PY

@@ -31,9 +31,9 @@ VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors train data/egocentric 
 VIDEO_ADAPTER_TEXT_TABLE=data/text-robot.safetensors train data/robot runs/robot/small-s &
 
 # issue 28: both SR stages at once, beside the adapters, then exported as the shipped bf16 shards
-sr_train() {  # sr_train PRESET BATCH
+sr_train() {  # sr_train PRESET BATCH (lowres_residual=0: the video form, the presets' until the eighth session)
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True video-adapter train --data data/sr-mix/train --out runs/sr/$1 \
-    --preset $1 --batch-size $2 --lr 5e-4 --warmup-steps 200 --ema-decay 0.995 --steps 100000 --max-minutes 7.5 \
+    --preset $1 --model lowres_residual=0 --batch-size $2 --lr 5e-4 --warmup-steps 200 --ema-decay 0.995 --steps 100000 --max-minutes 7.5 \
     --save-every 500 --sample-every 0 --log-every 50 --heldout data/sr-mix/test --heldout-every 500 \
     --heldout-num 256 --cond-drop 0.1 --cache-videos --num-workers 3 --seed 0
   video-adapter export runs/sr/$1/checkpoint --out runs/sr/$1-bf16

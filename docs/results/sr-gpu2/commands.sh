@@ -11,8 +11,9 @@ export HF_HUB_OFFLINE=1
 # the data: data/sr-mix, made exactly as the sixth session made it (its make-data and merge_datasets.py lines at the
 # top of docs/results/sr-gpu/commands.sh, the same seeds)
 git checkout 5c00df4 -- checkpoints/sr/sr-48x80  # the stage as the sixth session left it
+# (lowres_residual=0: the stage denoises the video, as the presets did until the eighth session)
 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True video-adapter train --data data/sr-mix/train --out runs/sr/sr-48x80 \
-  --preset sr-48x80 --init checkpoints/sr/sr-48x80 --batch-size 32 --lr 5e-4 --warmup-steps 100 --ema-decay 0.995 \
+  --preset sr-48x80 --model lowres_residual=0 --init checkpoints/sr/sr-48x80 --batch-size 32 --lr 5e-4 --warmup-steps 100 --ema-decay 0.995 \
   --steps 100000 --max-minutes 6.3 --save-every 500 --sample-every 0 --log-every 50 --heldout data/sr-mix/test \
   --heldout-every 500 --heldout-num 256 --cond-drop 0.1 --cache-videos --num-workers 4 --seed 1 --compile
 video-adapter export runs/sr/sr-48x80/checkpoint --out runs/sr/sr-48x80-bf16   # shipped as checkpoints/sr/sr-48x80

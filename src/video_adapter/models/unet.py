@@ -128,9 +128,9 @@ PRESETS: dict[str, UNetConfig] = {
     # resolution), spatial attention only at the lowest level: at these sizes it would cost the most. Noise
     # conditioning augmentation (Cascaded Diffusion Models): trained on inputs noised to levels in [0, 0.5], sampled
     # at the cascade's fixed level (generation.cascade.DEFAULT_AUG_LEVEL, 0.2), robust to the base model's artefacts.
-    # Each diffuses its detail over the bicubic input (SRDiff), scaled by 1/0.2: that detail's std is 0.06-0.10 on
-    # the broad and animation clips against a video's 0.5-0.6, so scaled it spans about what a video does; a stage
-    # learns the detail alone, and its errors land on that detail, not on the whole frame
+    # Each diffuses its detail over the bicubic input (SRDiff), scaled by 1/0.2: that detail's std is 0.04-0.09 on
+    # the SR data's parts against a video's 0.23-0.59 (docs/results/sr-cpu-residual/detail_std.txt), so scaled it
+    # spans about what a video does; a stage learns the detail alone, and its errors land on that detail
     "sr-48x80": UNetConfig(height=48, width=80, base_channels=32, channel_mults=(1, 2, 4), num_res_blocks=2,
                            attention_resolutions=(12,), emb_dim=128, first_frame_cond=False, lowres_factor=2,
                            lowres_aug=0.5, lowres_residual=0.2),

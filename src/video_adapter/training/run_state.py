@@ -122,10 +122,22 @@ def init_weights(cfg, model: SpaceTimeUNet, ema: SpaceTimeUNet, text_spec: str) 
     if config.get("text_encoder") != text_spec:
         raise ValueError(f"--init {cfg.init} was trained with text encoder {config.get('text_encoder')!r}, this run "
                          f"uses {text_spec!r}; pass --text-encoder {config.get('text_encoder')}")
+    # the same shapes can mean other things: a video denoiser's weights would start a residual SR stage
+    init_cfg, _ = ckpt.read_unet_config(cfg.init)
+    if init_cfg.lowres_residual != model.cfg.lowres_residual:
+        raise ValueError(f"--init {cfg.init} denoises {_target(init_cfg)}, this run's model {_target(model.cfg)}; "
+                         f"pass --model lowres_residual={init_cfg.lowres_residual:g} to continue it in its own form, "
+                         "or drop --init to train this form from scratch")
     state = ckpt.load_tensors(Path(cfg.init))
     ckpt.check_state(model, state, cfg.init)
     model.load_state_dict(state)
     ema.load_state_dict(state)
+
+
+def _target(cfg: UNetConfig) -> str:
+    """What a model denoises, in words, for errors."""
+    return f"the detail over its input (lowres_residual {cfg.lowres_residual:g})" if cfg.lowres_residual \
+        else "the video itself (lowres_residual 0)"
 
 
 @contextmanager
