@@ -338,6 +338,8 @@ def test_cascade_upscales_every_grid_row_and_leaves_the_metrics_at_the_base_size
     assert [tuple(v.shape) for v in big] == [(3, 4, 16, 32)] * 4 and big_kw["upscale"] == 2
     assert big_kw["row_labels"] == ["real", "small-s"] and big_kw["labels"] == base_kw["labels"]
     settings = evaluate.sampling_settings(cfg, cfg.prior_strength)
+    assert settings.guidance != 1.0  # the stages' own guidance (1 by default), not the evaluation's
+    settings = replace(settings, guidance=1.0)
     stages = load_stages([stage], torch.device("cpu"))
     for row in range(2):  # each row upscaled on its own, from the evaluation's seed, with its captions as text
         want = upscale(stages, torch.stack(base[2 * row:2 * row + 2]), base_kw["labels"][:2], settings,
@@ -345,6 +347,12 @@ def test_cascade_upscales_every_grid_row_and_leaves_the_metrics_at_the_base_size
         assert torch.equal(torch.stack(big[2 * row:2 * row + 2]), want)
     frames = read_video(tmp_path / "cascade" / "qualitative.gif")
     assert frames.shape[1] >= 2 * 2 * EVAL_SHAPE["height"] * 2 and frames.shape[2] >= 2 * 2 * EVAL_SHAPE["width"] * 2
+    guided = run_evaluation(replace(cfg, out=str(tmp_path / "guided"), cascade=(stage,), cascade_aug_level=0.1,
+                                    cascade_start=0.5, cascade_guidance=3.0))
+    assert guided["methods"]["small-s"]["metrics"] == plain["methods"]["small-s"]["metrics"]
+    want = upscale(stages, torch.stack(base[:2]), base_kw["labels"][:2], replace(settings, guidance=3.0),
+                   torch.device("cpu"), aug_level=0.1, start=0.5)[-1]  # --cascade-guidance reaches the stages
+    assert torch.equal(torch.stack(grids[2][0][:2]), want) and not torch.equal(torch.stack(big[:2]), want)
     with pytest.raises(ValueError, match="stage 2 makes 16x32 from 8x16, but its input is 16x32"):
         run_evaluation(replace(cfg, out=str(tmp_path / "bad"), cascade=(stage, stage)))
     assert not (tmp_path / "bad").exists()  # before anything was sampled or written

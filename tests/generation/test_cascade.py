@@ -297,7 +297,7 @@ def test_a_stage_started_near_the_clean_end_returns_about_its_upsampled_input(st
     assert (upscale(models, base, prompts, settings, device)[-1] - lowres).abs().mean() > 0.2
 
 
-def test_sample_command_takes_the_cascade_start(stages, tmp_path, monkeypatch):
+def test_sample_command_takes_the_cascade_start_and_guidance(stages, tmp_path, monkeypatch):
     import video_adapter.interfaces.sample as sample_module
     from video_adapter.interfaces.cli import main
 
@@ -305,12 +305,18 @@ def test_sample_command_takes_the_cascade_start(stages, tmp_path, monkeypatch):
     base = save_model(tmp_path / "base", randomize(SpaceTimeUNet(BASE), scale=0.05), "minilm")
     args = ["sample", "--adapter", str(base), "--prompt", "a red square moves left", "--sampler", "ddim", "--steps",
             "2", "--cascade", *stages, "--upscale", "1", "--device", "cpu"]
-    starts = []
+    starts, guidances = [], []
     real = sample_module.upscale_rows
     monkeypatch.setattr(sample_module, "upscale_rows",
-                        lambda *a, **k: (starts.append(k.get("start")), real(*a, **k))[1])
+                        lambda *a, **k: (starts.append(k.get("start")), guidances.append(a[3].guidance),
+                                         real(*a, **k))[2])
     main(args + ["--cascade-start", "0.4", "--out", str(tmp_path / "a.gif")])
     assert starts == [0.4] and (tmp_path / "a.gif").stat().st_size > 0
+    assert guidances == [1.0]  # the stages' own guidance, not the base's (--guidance defaults to 5)
+    main(args + ["--cascade-guidance", "2.5", "--guidance", "3", "--out", str(tmp_path / "c.gif")])
+    assert guidances == [1.0, 2.5]
+    with pytest.raises(SystemExit, match="--cascade-guidance must be finite"):
+        main(args + ["--cascade-guidance", "nan", "--out", str(tmp_path / "b.gif")])
     for bad in ("0", "1.5"):
         with pytest.raises(SystemExit, match="--cascade-start is a cosine time in \\(0, 1\\]"):
             main(args + ["--cascade-start", bad, "--out", str(tmp_path / "b.gif")])

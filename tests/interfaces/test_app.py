@@ -99,8 +99,9 @@ def test_with_a_cascade_the_page_shows_its_videos_upscaled(studio, tmp_path, mon
     conds = model_conds(big.models, [caption], pixels, route_conditions(big.models, {"text", *pixels}, False),
                         big.device)
     base = generate(big.models, conds, COMPARE_ROWS, settings, big.device).videos
-    want = upscale(big.stages, torch.cat([base[m] for m in COMPARE_ROWS]), [caption] * len(COMPARE_ROWS), settings,
-                   big.device, aug_level=0.1, start=0.6)[-1]  # --cascade-start reaches the stages
+    assert settings.guidance == 3.0  # the page's; the stages sample with their own (1 by default)
+    want = upscale(big.stages, torch.cat([base[m] for m in COMPARE_ROWS]), [caption] * len(COMPARE_ROWS),
+                   replace(settings, guidance=1.0), big.device, aug_level=0.1, start=0.6)[-1]  # --cascade-start too
     for m, video in zip(COMPARE_ROWS, want):
         assert torch.equal(written[m], video), m
     strip = read_video(a["strip"])

@@ -39,7 +39,7 @@ from ..common.tables import human_count, table_markdown
 from ..data.captioned import safe_name, write_captioned_folder
 from ..data.dataset import VideoFolderDataset
 from ..data.video_io import write_grid
-from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale_rows, zoom_after
+from ..generation.cascade import DEFAULT_AUG_LEVEL, DEFAULT_STAGE_GUIDANCE, load_cascade, upscale_rows, zoom_after
 from ..generation.generate import SamplingSettings, check_guided, generate
 from ..generation.loading import load_model
 from ..generation.routing import model_conds, route_conditions
@@ -118,6 +118,7 @@ class EvalConfig:
     cascade: tuple[str, ...] = ()         # SR stages, smallest first: the grid only is upscaled (metrics: base size)
     cascade_aug_level: float = DEFAULT_AUG_LEVEL  # noise augmentation level (cosine time) of the stages trained with it
     cascade_start: float = 1.0            # each stage from its upsampled input noised to this time (1: pure noise)
+    cascade_guidance: float = DEFAULT_STAGE_GUIDANCE  # the stages' text guidance alpha, apart from --guidance
 
     def selected(self) -> list[str]:
         """The methods to run: as given, else those whose checkpoints are set; an error for a missing one."""
@@ -368,7 +369,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     spec = models(cfg.prior if cfg.prior else getattr(cfg, METHODS[names[0]].model)).spec
     tests = test_set(cfg, spec)
     stages = load_cascade(cfg.cascade, spec, device, resolve_dtype(cfg.dtype, device), cfg.cascade_aug_level,
-                          cfg.cascade_start) \
+                          cfg.cascade_start, cfg.cascade_guidance) \
         if state.is_main_process else []  # only the grid is upscaled, on the main process
     for name in names:  # every pair compatible and every condition taken, before anything is sampled
         route_conditions(models.of(name), {"text", *tests.pixels}, partial=False)
@@ -443,8 +444,9 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     shown = min(cfg.grid, cfg.num)
     rows = {"real": tests.real[:shown], **{n: v[:shown] for n, v in samples.items()}}
     if stages:
-        rows = upscale_rows(stages, rows, tests.captions[:shown], sampling_settings(cfg, cfg.prior_strength), device,
-                            cfg.cascade_aug_level, models.text_encoders, cfg.cascade_start)
+        stage_settings = replace(sampling_settings(cfg, cfg.prior_strength), guidance=cfg.cascade_guidance)
+        rows = upscale_rows(stages, rows, tests.captions[:shown], stage_settings, device, cfg.cascade_aug_level,
+                            models.text_encoders, cfg.cascade_start)
     paths += write_grid(out / "qualitative.gif", [v for row in rows.values() for v in row],
                         labels=tests.captions[:shown] * len(rows), nrow=shown, row_labels=list(rows),
                         upscale=zoom_after(stages, 4), formats=("gif", "mp4"))

@@ -17,8 +17,9 @@ without it gets the clean input.
     stages = load_stages(["runs/sr-48x80/checkpoint", "runs/sr-96x160/checkpoint"], device)
     videos = upscale(stages, base_videos, prompts, SamplingSettings(sampler="ddim", steps=50), device)[-1]
 
-`sample`, `evaluate` (its qualitative grid) and `app` take `--cascade STAGE ...`, `--cascade-aug-level` and
-`--cascade-start` (below 1: each stage starts from its upsampled input, SDEdit, rather than from pure noise).
+`sample`, `evaluate` (its qualitative grid) and `app` take `--cascade STAGE ...`, `--cascade-aug-level`,
+`--cascade-start` (below 1: each stage starts from its upsampled input, SDEdit, rather than from pure noise) and
+`--cascade-guidance` (the stages' own text guidance, apart from the base's: DEFAULT_STAGE_GUIDANCE).
 """
 
 from __future__ import annotations
@@ -42,13 +43,18 @@ from .routing import encode_prompts
 # sigma 0.31, log-SNR 2.25). Cascaded Diffusion Models chooses it by a sweep, as --cascade-aug-level can; the sr-*
 # presets train on levels in [0, 0.5]. Not yet tuned on our stages.
 DEFAULT_AUG_LEVEL = 0.2
+# the stages' text guidance alpha: none, as scripts/sr_eval.py measures them; the base's alpha 5 is for the caption's
+# pull on a whole video, while a stage's input already fixes what the video shows
+DEFAULT_STAGE_GUIDANCE = 1.0
 
 
 def check_stages(stages: list[ScoreModel], base: tuple[int, int], aug_level: float = DEFAULT_AUG_LEVEL,
-                 start: float = 1.0) -> None:
+                 start: float = 1.0, guidance: float = DEFAULT_STAGE_GUIDANCE) -> None:
     """Each stage must be an SR model whose input size is the previous output's, `aug_level` within the levels of
-    every stage trained with noise augmentation and `start` a cosine time in (0, 1]: an error naming the stage if
-    not."""
+    every stage trained with noise augmentation, `start` a cosine time in (0, 1] and `guidance` finite: an error
+    naming the stage if not."""
+    if not math.isfinite(guidance):
+        raise ValueError(f"--cascade-guidance must be finite (1: no guidance), got {guidance}")
     if not (math.isfinite(aug_level) and 0.0 <= aug_level <= 1.0):
         raise ValueError(f"--cascade-aug-level is a cosine time in [0, 1], got {aug_level}")
     if not 0.0 < start <= 1.0:
@@ -76,7 +82,8 @@ def load_stages(paths: list[str], device: torch.device, dtype: torch.dtype = tor
 
 
 def load_cascade(paths: list[str], base: ModelSpec, device: torch.device, dtype: torch.dtype = torch.float32,
-                 aug_level: float = DEFAULT_AUG_LEVEL, start: float = 1.0) -> list[ScoreModel]:
+                 aug_level: float = DEFAULT_AUG_LEVEL, start: float = 1.0,
+                 guidance: float = DEFAULT_STAGE_GUIDANCE) -> list[ScoreModel]:
     """The stages of `--cascade` for samples of a base model of spec `base`, checked (`check_stages`) before
     anything is sampled; [] for no paths."""
     if not paths:
@@ -84,7 +91,7 @@ def load_cascade(paths: list[str], base: ModelSpec, device: torch.device, dtype:
     if base.space != "pixels":
         raise ValueError(f"--cascade upsamples pixel videos; these models work in {base.space}: drop --cascade")
     stages = load_stages(list(paths), device, dtype)
-    check_stages(stages, (base.height, base.width), aug_level, start)
+    check_stages(stages, (base.height, base.width), aug_level, start, guidance)
     return stages
 
 

@@ -32,7 +32,7 @@ from torch import Tensor
 from ..common.devices import resolve_device, resolve_dtype
 from ..common.extras import require
 from ..data.video_io import make_grid, read_video, write_mp4
-from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale, zoom_after
+from ..generation.cascade import DEFAULT_AUG_LEVEL, DEFAULT_STAGE_GUIDANCE, load_cascade, upscale, zoom_after
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models, parameter_ratio
 from ..generation.routing import model_conds, route_conditions
@@ -64,6 +64,7 @@ class AppConfig:
     cascade: tuple[str, ...] = ()         # SR stages, smallest first: every video shown upscaled through them
     cascade_aug_level: float = DEFAULT_AUG_LEVEL  # noise augmentation level (cosine time) of the stages trained with it
     cascade_start: float = 1.0            # each stage from its upsampled input noised to this time (1: pure noise)
+    cascade_guidance: float = DEFAULT_STAGE_GUIDANCE  # the stages' text guidance alpha, apart from the page's
 
     def validate(self) -> None:
         if not self.adapter or not self.prior:
@@ -89,7 +90,8 @@ class Studio:
         if self.spec.space != "pixels":
             raise ValueError(f"the app shows pixel videos; these models work in {self.spec.space}")
         self.ratio = parameter_ratio(self.models["small"], self.models["prior"])
-        self.stages = load_cascade(cfg.cascade, self.spec, *placement, cfg.cascade_aug_level, cfg.cascade_start)
+        self.stages = load_cascade(cfg.cascade, self.spec, *placement, cfg.cascade_aug_level, cfg.cascade_start,
+                                   cfg.cascade_guidance)
         self.zoom = zoom_after(self.stages, cfg.upscale)
         self.encoders, self.runs = {}, 0
         self.thread = ThreadPoolExecutor(1, "sampling", initializer=torch.set_num_threads,
@@ -161,8 +163,9 @@ class Studio:
         batch, from the press's seed and sampler) if given, else as they are."""
         if not self.stages:
             return [v.cpu() for v in videos]
-        big = upscale(self.stages, torch.stack([v.to(self.device) for v in videos]), [prompt] * len(videos), settings,
-                      self.device, self.encoders, self.cfg.cascade_aug_level, self.cfg.cascade_start)[-1]
+        big = upscale(self.stages, torch.stack([v.to(self.device) for v in videos]), [prompt] * len(videos),
+                      replace(settings, guidance=self.cfg.cascade_guidance), self.device, self.encoders,
+                      self.cfg.cascade_aug_level, self.cfg.cascade_start)[-1]
         return list(big.cpu())
 
     def _next_folder(self) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from torch import Tensor
@@ -20,7 +20,7 @@ from ..common.devices import DTYPES, resolve_device, resolve_dtype
 from ..common.files import make_out_dir
 from ..data.dataset import center_crop_resize
 from ..data.video_io import from_uint8, is_video_path, read_image, read_video, write_grid
-from ..generation.cascade import DEFAULT_AUG_LEVEL, load_cascade, upscale_rows, zoom_after
+from ..generation.cascade import DEFAULT_AUG_LEVEL, DEFAULT_STAGE_GUIDANCE, load_cascade, upscale_rows, zoom_after
 from ..generation.generate import COMPARE_ROWS, SamplingSettings, check_guided, generate
 from ..generation.loading import load_models, parse_video_size, trained_video_size
 from ..generation.routing import FLAGS, model_conds, route_conditions
@@ -92,6 +92,7 @@ class SampleConfig:
     cascade: tuple[str, ...] = ()         # super-resolution stage checkpoints, smallest first, applied to every sample
     cascade_aug_level: float = DEFAULT_AUG_LEVEL  # noise augmentation level (cosine time) of the stages trained with it
     cascade_start: float = 1.0            # each stage from its upsampled input noised to this time (1: pure noise)
+    cascade_guidance: float = DEFAULT_STAGE_GUIDANCE  # the stages' text guidance alpha, apart from --guidance
 
     @property
     def resolved_mode(self) -> str:
@@ -280,7 +281,7 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     models = load_sample_models(cfg)
     spec = next(iter(models.values())).spec
     stages = load_cascade(cfg.cascade, spec, device, resolve_dtype(cfg.dtype, device),
-                          cfg.cascade_aug_level, cfg.cascade_start)  # checked before anything is sampled
+                          cfg.cascade_aug_level, cfg.cascade_start, cfg.cascade_guidance)  # before any sampling
     prompts = [p for p in cfg.prompt for _ in range(cfg.num)]
     conds = sample_conds(models, prompts, cfg.first_frame, cfg.edges_from, cfg.partial_conditions, cfg.video(), device,
                          prior_suffix=cfg.prior_prompt_suffix)  # labels (and the cascade's text) keep the prompts
@@ -288,8 +289,8 @@ def sample_to_files(cfg: SampleConfig) -> list[Path]:
     videos = generate(models, conds, cfg.methods(), cfg.settings(), device).videos
     rows = {method: to_pixels(models, videos[method]) for method in cfg.methods()}
     if stages:  # the composition ran at the base size; the stages only upsample its samples (the paper's way)
-        rows = upscale_rows(stages, rows, prompts, cfg.settings(), device, cfg.cascade_aug_level,
-                            start=cfg.cascade_start)
+        rows = upscale_rows(stages, rows, prompts, replace(cfg.settings(), guidance=cfg.cascade_guidance), device,
+                            cfg.cascade_aug_level, start=cfg.cascade_start)
     zoom, rows = zoom_after(stages, cfg.upscale), list(rows.values())  # shown about as large as a base sample
     if cfg.compare:
         return write_grid(out, [v for row in rows for v in row], labels=prompts * len(rows), nrow=len(prompts),
