@@ -569,6 +569,9 @@ def test_the_defaults_are_the_recipe_everywhere(capsys, files, tmp_path):
     for command in ("evaluate", "demo", "sample"):
         config = run_json(capsys, command, "--dry-run")
         assert (config["composition"], config["mix"], config["mix_min_logsnr"]) == ("normalized", 0.2, -2.0)
+        assert config["guidance"] == 2.0  # alpha 2: the N = 128 sweep (docs/analysis.md, "Guidance itself")
+    assert np.array_equal(default, frames("alpha2", "--guidance", "2"))
+    assert not np.array_equal(default, frames("alpha5", "--guidance", "5"))
     assert run_json(capsys, "sample", "--dry-run")["mode"] == "auto"
 
 

@@ -149,6 +149,8 @@ def test_the_default_with_both_models_is_the_recipe(pipe, files):
     assert np.array_equal(default, diffusers_np(by_generate(files, "cfg-mix", settings, PROMPTS)))
     assert np.array_equal(default, pipe(PROMPTS, image=files["image"], mode="cfg-mix", mix=0.2, mix_min_logsnr=-2,
                                         **kwargs).frames)
+    unset = {k: v for k, v in kwargs.items() if k != "guidance_scale"} | {"generator": torch.Generator().manual_seed(5)}
+    assert np.array_equal(default, pipe(PROMPTS, image=files["image"], **unset).frames)  # alpha 2 is the default
     with pytest.raises(ValueError, match="prior_strength is set, but mode 'cfg-mix' does not use it .*'composed'"):
         pipe(PROMPTS, image=files["image"], prior_strength=0.2, **kwargs)
     with pytest.raises(ValueError, match="mix is set, but mode 'composed' does not use it"):

@@ -6,6 +6,7 @@
 # 2 cores), the downstream test at a small scale: a task classifier trained on N sim clips alone, and on the same
 # clips plus their generated real and ", at night" versions, scored on robot-real test clips.
 set -euo pipefail
+# --guidance 5: the default alpha when these ran (it is 2 since 2026-12-08); pinned so they reproduce
 export HF_HUB_OFFLINE=1  # from the repository root, in the project's environment
 R=runs/sim2real-cpu; DOWN=${DOWN:-0}; date
 [ -d data/robot ] || video-adapter make-data robot --out data/robot --num 5000 --seed 0
@@ -23,11 +24,11 @@ date
 E="--prior checkpoints/prior --condition edges --num 32 --batch-size 16 --sampler ddim --steps 25 --device cpu"
 S="--metrics style edge-fidelity fvd-va --style-classifier $R/real-classifier --style-label real"
 # the real side: held-out sim clips' edges and captions, scored against robot-real test clips
-[ -f $R/eval-real/results.json ] || video-adapter evaluate --domain data/robot --real data/robot-real \
+[ -f $R/eval-real/results.json ] || video-adapter evaluate --guidance 5 --domain data/robot --real data/robot-real \
   --small-s $R/real-s/checkpoint --methods small-s small-s+prior prior --prior-strength 0.2 --gamma-sweep 0.4 \
   $E $S --out $R/eval-real
 # the paired sim side: the same edges, seeds and captions through the sim adapter with the prior
-[ -f $R/eval-sim/results.json ] || video-adapter evaluate --domain data/robot --small-s $R/sim-s/checkpoint \
+[ -f $R/eval-sim/results.json ] || video-adapter evaluate --guidance 5 --domain data/robot --small-s $R/sim-s/checkpoint \
   --methods small-s+prior --prior-strength 0.2 --gamma-sweep $E $S --out $R/eval-sim
 date
 [ "$DOWN" = 0 ] && exit 0
@@ -44,7 +45,7 @@ for row in rows:
 PY
 for style in "" ", at night"; do
   tag=${style:+-night}
-  [ -d $R/down/gen$tag/small-s_prior ] || video-adapter evaluate --domain $R/down/sim --small-s $R/real-s/checkpoint \
+  [ -d $R/down/gen$tag/small-s_prior ] || video-adapter evaluate --guidance 5 --domain $R/down/sim --small-s $R/real-s/checkpoint \
     --methods small-s+prior --prior-strength 0.2 --gamma-sweep --prior-prompt-suffix "$style" $E $S --num $DOWN \
     --real data/robot-real --save-samples $R/down/gen$tag --out $R/down/eval-gen$tag
 done

@@ -9,6 +9,7 @@
 # ", at night" versions (the prior's caption only), and the task classifier retrained on sim + those 1,024.
 # The adapters and classifiers are in checkpoints/adapters/sim2real (with the optimizer state, to resume).
 set -euo pipefail
+# --guidance 5: the default alpha when these ran (it is 2 since 2026-12-08); pinned so they reproduce
 export HF_HUB_OFFLINE=1  # from the repository root, in the project's environment
 R=runs/sim2real; D=docs/results/sim2real-gpu
 [ -d data/robot ] || video-adapter make-data robot --out data/robot --num 5000 --seed 0
@@ -33,7 +34,7 @@ wait
 export VIDEO_ADAPTER_TEXT_TABLE=data/text-robot-styled.safetensors
 s2r_eval() {  # OUT [flags]: held-out sim clips' edges and captions, scored against robot-real
   local out=$1; shift
-  video-adapter evaluate --domain data/robot --real data/robot-real --prior checkpoints/prior \
+  video-adapter evaluate --guidance 5 --domain data/robot --real data/robot-real --prior checkpoints/prior \
     --encoder checkpoints/video-encoder --condition edges --metrics style edge-fidelity fvd-va \
     --style-classifier $R/real-classifier --style-label real --num 128 --batch-size 64 --steps 50 --out $out "$@"
 }

@@ -8,6 +8,7 @@
 # finished when the device time ran short and were stopped; the SR scores on the robot and egocentric test splits
 # were cut off the same way (broad and animation finished).
 set -euo pipefail
+# --guidance 5: the default alpha when these ran (it is 2 since 2026-12-08); pinned so they reproduce
 export HF_HUB_OFFLINE=1
 # the SR stages' data: the broad procedural family and animation made at 96x160 on the GPU machine, robot and
 # egocentric clips made at 96x160 on a CPU machine (their generators need pybullet), merged into one dataset
@@ -44,7 +45,7 @@ STAGES="runs/sr/sr-48x80-bf16 runs/sr/sr-96x160-bf16"
 # the recipe's comparison grids upscaled by the cascade (6 of 12 conditions shown; the metrics at N = 12 mean nothing)
 for d in egocentric robot; do
   [ $d = robot ] && g=0.1 || g=0.2
-  VIDEO_ADAPTER_TEXT_TABLE=data/text-$d.safetensors video-adapter evaluate --domain data/$d --prior checkpoints/prior \
+  VIDEO_ADAPTER_TEXT_TABLE=data/text-$d.safetensors video-adapter evaluate --guidance 5 --domain data/$d --prior checkpoints/prior \
     --encoder checkpoints/video-encoder --classifier runs/$d/classifier --small-s runs/$d/small-s/checkpoint \
     --batch-size 64 --steps 100 --mix 0.2 --mix-min-logsnr -2 --methods small-s cfg-mix prior --num 12 --grid 6 \
     --prior-strength $g --metrics fvd-va --cascade $STAGES --out docs/results/sr-gpu/grid-$d &

@@ -9,6 +9,7 @@
 # starts) allowed only egocentric edges and this short training; the adapter and classifier are in
 # checkpoints/adapters/animation, with the optimizer state, for the next run to resume.
 set -euo pipefail
+# --guidance 5: the default alpha when these ran (it is 2 since 2026-12-08); pinned so they reproduce
 export HF_HUB_OFFLINE=1  # from the repository root, in the project's environment
 R=runs/animation
 [ -f data/animation3k/data_card.json ] || video-adapter make-data animation --out data/animation3k --num 3000 --seed 0
@@ -26,7 +27,7 @@ VIDEO_ADAPTER_TEXT_TABLE=data/text-animation.safetensors video-adapter train --d
 video-adapter train-video-net --objective domain --out $R/toon-classifier --steps 1200 --batch-size 64 --num-workers 2 \
   --classes toon=data/animation3k/train other=data/egocentric/train other=data/bb4/train &
 wait
-VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate --domain data/egocentric \
+VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate --guidance 5 --domain data/egocentric \
   --prior checkpoints/prior --encoder checkpoints/video-encoder --small-s $R/animation-s/checkpoint --condition edges \
   --methods small-s small-s+prior prior cfg-mix --prior-strength 0.4 --gamma-sweep 0.1 0.2 0.8 \
   --mix 0.5 --mix-min-logsnr=-inf --mix-sweep 0.25 0.75 --metrics style edge-fidelity fvd-va --real data/animation3k \
@@ -43,16 +44,16 @@ common=(--domain data/egocentric --prior checkpoints/prior --encoder checkpoints
         --style-label toon --num 32 --batch-size 16 --steps 25 --device cpu --methods small-s small-s+prior
         --prior-strength 0.4 --gamma-sweep 0.1)
 D=docs/results/stylise-gpu
-video-adapter evaluate "${common[@]}" --out $D/cpu-normalized-alpha5
-video-adapter evaluate "${common[@]}" --composition paper --out $D/cpu-paper-alpha5
-video-adapter evaluate "${common[@]}" --dynamic-threshold 0.995 --out $D/cpu-normalized-alpha5-dynamic-threshold
-video-adapter evaluate "${common[@]}" --guidance 1 --out $D/cpu-normalized-alpha1
+video-adapter evaluate --guidance 5 "${common[@]}" --out $D/cpu-normalized-alpha5
+video-adapter evaluate --guidance 5 "${common[@]}" --composition paper --out $D/cpu-paper-alpha5
+video-adapter evaluate --guidance 5 "${common[@]}" --dynamic-threshold 0.995 --out $D/cpu-normalized-alpha5-dynamic-threshold
+video-adapter evaluate --guidance 5 "${common[@]}" --guidance 1 --out $D/cpu-normalized-alpha1
 # (5) guidance towards the caption alone (--guided-conditions text: the edges stay in the null pass), alpha 5
-video-adapter evaluate "${common[@]}" --guided-conditions text --out $D/cpu-text-alpha5
+video-adapter evaluate --guidance 5 "${common[@]}" --guided-conditions text --out $D/cpu-text-alpha5
 
 # 2026-12-07, fifth session, one H100 (beside the sim-to-real line of docs/results/sim2real-gpu/commands.sh): the GPU
 # run above again at N = 128 with --guided-conditions text, the same adapter, classifier, seeds and rows
-VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate --domain data/egocentric \
+VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate --guidance 5 --domain data/egocentric \
   --prior checkpoints/prior --encoder checkpoints/video-encoder --small-s $AD --condition edges \
   --metrics style edge-fidelity fvd-va --real data/animation3k --style-classifier $C --style-label toon \
   --num 128 --batch-size 64 --steps 50 --methods small-s small-s+prior cfg-mix --guided-conditions text \
@@ -62,12 +63,12 @@ VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors video-adapter evaluate
 # CPU follow-up, fifth session (N = 32, DDIM 25, the same seeds): (6) the paper's exact form at alpha 1, the product
 # eps_s(x|c) + gamma eps_p(x|c), which differs from CFG Mix there; (7) alpha 2, every condition guided, and (8) the
 # caption alone; (9) other domains' edges (robot, broad-bullet) at alpha 1, Video Adapter's product against CFG Mix
-video-adapter evaluate "${common[@]}" --guidance 1 --composition paper --out $D/cpu-paper-alpha1
-video-adapter evaluate "${common[@]}" --guidance 2 --out $D/cpu-normalized-alpha2
-video-adapter evaluate "${common[@]}" --guidance 2 --guided-conditions text --out $D/cpu-text-alpha2
+video-adapter evaluate --guidance 5 "${common[@]}" --guidance 1 --composition paper --out $D/cpu-paper-alpha1
+video-adapter evaluate --guidance 5 "${common[@]}" --guidance 2 --out $D/cpu-normalized-alpha2
+video-adapter evaluate --guidance 5 "${common[@]}" --guidance 2 --guided-conditions text --out $D/cpu-text-alpha2
 [ -d data/robot ] || video-adapter make-data robot --out data/robot --num 5000 --seed 0
 for src in robot bb4; do
-  video-adapter evaluate --domain data/$src --prior checkpoints/prior --encoder checkpoints/video-encoder \
+  video-adapter evaluate --guidance 5 --domain data/$src --prior checkpoints/prior --encoder checkpoints/video-encoder \
     --small-s $AD --condition edges --metrics style edge-fidelity fvd-va --real data/animation3k --style-classifier $C \
     --style-label toon --num 32 --batch-size 16 --steps 25 --device cpu --methods small-s small-s+prior cfg-mix \
     --guidance 1 --composition paper --prior-strength 0.4 --gamma-sweep --mix 0.4 --mix-min-logsnr=-inf --mix-sweep \

@@ -45,6 +45,7 @@ from ..generation.loading import load_model
 from ..generation.routing import model_conds, route_conditions
 from ..maths.composition import DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR, PriorStrength
 from ..maths.conditioning import CONDITIONS, sobel_x
+from ..maths.guidance import DEFAULT_GUIDANCE
 from ..maths.mcmc import MCMCConfig
 from ..models.score_model import ScoreModel, check_compatible
 
@@ -91,7 +92,7 @@ class EvalConfig:
     num: int = 128                        # samples per method (paper: 128 on Bridge); test clips repeat if fewer
     batch_size: int = 16                  # samples per batch; results depend on it (each batch has its own seed)
     prior_strength: float = 0.1           # gamma (paper: 0.1 Bridge, 0.2 Ego4D)
-    guidance: float = 5.0                 # alpha, each method's classifier-free guidance
+    guidance: float = DEFAULT_GUIDANCE    # alpha, each method's classifier-free guidance (5 before 2026-12-08)
     guided_conditions: tuple[str, ...] = CONDITIONS  # what guidance drops in its null pass (text: keep edges in both)
     composition: str = DEFAULT_COMPOSITION  # normalized: Algorithm 1 with exponents summing to 1 | paper: as written
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions

@@ -43,7 +43,7 @@ from .routing import encode_prompts
 # sigma 0.31, log-SNR 2.25). Cascaded Diffusion Models chooses it by a sweep, as --cascade-aug-level can; the sr-*
 # presets train on levels in [0, 0.5]. Not yet tuned on our stages.
 DEFAULT_AUG_LEVEL = 0.2
-# the stages' text guidance alpha: none, as scripts/sr_eval.py measures them; the base's alpha 5 is for the caption's
+# the stages' text guidance alpha: none, as scripts/sr_eval.py measures them; the base's alpha is for the caption's
 # pull on a whole video, while a stage's input already fixes what the video shows
 DEFAULT_STAGE_GUIDANCE = 1.0
 

@@ -23,7 +23,7 @@ from torch import Tensor
 from ..maths.composition import (COMPOSE_IN, COMPOSITIONS, DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR,
                                  DEFAULT_MODE, Conds, PriorStrength, mode_fn)
 from ..maths.conditioning import CONDITIONS
-from ..maths.guidance import denoised_range
+from ..maths.guidance import DEFAULT_GUIDANCE, denoised_range
 from ..maths.mcmc import LangevinCorrector, MCMCConfig
 from ..maths.sampling import SAMPLERS, Callback, sample
 from ..models.score_model import ScoreModel
@@ -36,7 +36,7 @@ class SamplingSettings:
     sampler: str = "ddpm"                 # ddpm | ddim | dpmpp-2m | heun
     steps: int = 1000                     # denoising steps (paper: 1000)
     eta: float = 0.0                      # DDIM stochasticity (ddim only)
-    guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: Algorithm 1's alpha)
+    guidance: float = DEFAULT_GUIDANCE    # classifier-free guidance alpha (1: none; composed: Algorithm 1's alpha)
     # the conditions guidance drops in its unconditional pass; ("text",) keeps edges or the first frame in both, so
     # alpha sharpens the caption without multiplying the pull of the edges
     guided_conditions: tuple[str, ...] = CONDITIONS

@@ -37,6 +37,7 @@ from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models, parameter_ratio
 from ..generation.routing import model_conds, route_conditions
 from ..maths.composition import DEFAULT_MIX, PriorStrength
+from ..maths.guidance import DEFAULT_GUIDANCE
 from ..maths.sampling import SAMPLERS
 from .sample import pixel_conditions
 
@@ -207,7 +208,7 @@ def build_page(studio: Studio):
                                 elem_id="mix")
                 gamma = gr.Slider(0.0, 1.0, value=0.1, step=0.05, label="Algorithm 1's prior strength gamma",
                                   elem_id="gamma")
-                guidance = gr.Slider(1.0, 10.0, value=5.0, step=0.5, label="Guidance alpha", elem_id="guidance")
+                guidance = gr.Slider(1.0, 10.0, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance alpha", elem_id="guidance")
                 with gr.Row():
                     sampler = gr.Dropdown(choices=list(SAMPLERS), value="dpmpp-2m", label="Sampler",
                                           elem_id="sampler")

@@ -33,6 +33,7 @@ from ..generation.generate import COMPARE_ROWS, SamplingSettings, generate
 from ..generation.loading import load_models
 from ..generation.routing import model_conds, route_conditions
 from ..maths.composition import DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR, PriorStrength
+from ..maths.guidance import DEFAULT_GUIDANCE
 from ..models.checkpoint import read_unet_config
 from ..models.score_model import ScoreModel
 from ..models.unet import UNetConfig
@@ -57,7 +58,7 @@ class DemoConfig:
     prompts: int = 4                      # test clips (distinct captions) whose caption and first frame are sampled
     sampler: str = "dpmpp-2m"             # ddpm | ddim | dpmpp-2m | heun
     sample_steps: int = 25                # denoising steps of each method
-    guidance: float = 5.0                 # alpha: each model's classifier-free guidance, Algorithm 1's when composed
+    guidance: float = DEFAULT_GUIDANCE    # alpha: each model's classifier-free guidance, Algorithm 1's when composed
     mix: float = DEFAULT_MIX              # cfg-mix (the recipe): the prior's weight w
     mix_min_logsnr: float = DEFAULT_MIX_MIN_LOGSNR  # cfg-mix: mixes from this log-SNR up, the adapter alone below
     prior_strength: float = 0.1           # Algorithm 1's gamma, the prior's weight (paper: 0.1 on Bridge)

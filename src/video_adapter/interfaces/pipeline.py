@@ -43,6 +43,7 @@ from ..data.video_io import image_rgb
 from ..generation.generate import SamplingSettings, generate
 from ..models.remote import is_url
 from ..maths.composition import COMPOSITIONS, DEFAULT_MODE, MODES, PriorStrength
+from ..maths.guidance import DEFAULT_GUIDANCE
 from ..maths.sampling import SAMPLERS, Callback
 from ..models.score_model import ScoreModel, check_compatible
 from .sample import CFG_MIX_FLAGS, SampleConfig, check_decodable, load_sample_models, sample_conds, to_pixels, unread
@@ -207,7 +208,7 @@ class VideoAdapterPipeline:
 
     def __call__(self, prompt: str | Sequence[str], image: Any = None,
                  prior_strength: float | PriorStrength | None = None,
-                 guidance_scale: float = 5.0, num_inference_steps: int = 50, generator: torch.Generator | None = None,
+                 guidance_scale: float = DEFAULT_GUIDANCE, num_inference_steps: int = 50, generator: torch.Generator | None = None,
                  *, output_type: str = "np", sampler: str = "ddim", eta: float = 0.0,
                  composition: str | None = None, mode: str = "auto", mix: float | None = None,
                  mix_min_logsnr: float | None = None, num_videos_per_prompt: int = 1,

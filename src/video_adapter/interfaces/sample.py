@@ -27,6 +27,7 @@ from ..generation.routing import FLAGS, model_conds, route_conditions
 from ..maths.composition import (DEFAULT_COMPOSITION, DEFAULT_MIX, DEFAULT_MIX_MIN_LOGSNR, DEFAULT_MODE, MODES,
                                  PAPER_CUTOFF_LOGSNR, Conds, PriorStrength)
 from ..maths.conditioning import CONDITIONS, sobel_x
+from ..maths.guidance import DEFAULT_GUIDANCE
 from ..maths.mcmc import MCMCConfig
 from ..models.score_model import ModelSpec, ScoreModel
 
@@ -67,7 +68,7 @@ class SampleConfig:
     compose_in: str = "eps"               # combine the models' eps (paper), x0 or v predictions
     mix: float = DEFAULT_MIX              # cfg-mix: weight w of the prior's guided prediction (0: adapter, 1: prior)
     mix_min_logsnr: float = DEFAULT_MIX_MIN_LOGSNR  # cfg-mix: mixes from this log-SNR up (-inf: every level)
-    guidance: float = 5.0                 # classifier-free guidance alpha (1: none; composed: sec 3.3, Algorithm 1)
+    guidance: float = DEFAULT_GUIDANCE    # classifier-free guidance alpha (1: none; composed: sec 3.3, Algorithm 1)
     guided_conditions: tuple[str, ...] = CONDITIONS  # what guidance drops in its null pass (text: keep edges in both)
     sampler: str = "ddpm"                 # ddpm | ddim | dpmpp-2m | heun
     steps: int = 1000                     # denoising steps (paper: 1000)

@@ -11,6 +11,13 @@ from .conditioning import CONDITIONS, Cond
 from .sampling import EpsFn
 from .schedule import eps_from_x0, x0_from_eps
 
+# The default alpha of sample, evaluate, demo, the app and the pipeline, for every model and mode. At N = 128 with
+# the shipped adapters and prior (docs/analysis.md, "Guidance itself"), alpha 2 is the recipe's best or even with
+# its best in both domains, on FVD-VA and task accuracy alike (robot 0.030 / 0.58, egocentric 0.053 / 0.22, against
+# 0.253 / 0.33 and 0.095 / 0.20 at 5, the tables before 2026-12-08); larger alphas overshoot. Large diffusers priors
+# are tuned for their own (Wan, CogVideoX: 5-6): pass it with --guidance.
+DEFAULT_GUIDANCE = 2.0
+
 
 def classifier_free(uncond: Tensor, cond: Tensor, scale: float) -> Tensor:
     """Classifier-free guidance (Ho & Salimans 2022, eq. 6 with scale = 1 + w): eps(x) + scale (eps(x|c) - eps(x)).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# --guidance 5: the default alpha when these ran (it is 2 since 2026-12-08); pinned so they reproduce
 # The first GPU hold of issue 23's egocentric domain (2026-12-07, one H100; 13 minutes of the session's 30 went on
 # machines that would not start). One detached chain; the clips (make-data egocentric --num 5000 --seed 0, rendered
 # here with pybullet) and the caption table travelled as uploads. Small (S) trained alone on the GPU (beside the
@@ -14,7 +15,7 @@ $va train --data $E/train --out $R/small-s --preset small-s --batch-size 256 --l
 wait
 ev() {  # ev OUT [flags]: N = 128, batch 64, DDIM 100, the same seeds for every method
   local out=$1; shift
-  $va evaluate --domain $E --prior checkpoints/prior --encoder checkpoints/video-encoder --classifier $R/classifier \
+  $va evaluate --guidance 5 --domain $E --prior checkpoints/prior --encoder checkpoints/video-encoder --classifier $R/classifier \
     --small-s $R/small-s/checkpoint --num 128 --batch-size 64 --steps 100 --out $out "$@"
 }
 (ev $R/eval-normalized --methods small-s small-s+prior cfg-mix prior --prior-strength 0.2 --gamma-sweep 0.1 0.4

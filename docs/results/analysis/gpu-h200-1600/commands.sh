@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# --guidance 5: the default alpha when these ran (it is 2 since 2026-12-08); pinned so they reproduce
 # The third GPU hold of 2026-12-06 (one H200, about 14 minutes held): robot only. What ran, in one detached chain
 # (from device-plan.sh of that session; egocentric was planned too but its generator needs pybullet, which the GPU
 # machine lacks, and its 64 MB of clips did not fit the device time left). Every process shared the GPU at once.
@@ -16,7 +17,7 @@ subset() {  # subset N: the first N training clips as a folder of links, with th
 }
 ev() {  # ev OUT [flags]: N = 128, batch 64, DDIM 100, alpha 5, gamma 0.1, the same seeds for every method
   local out=$1; shift
-  $va evaluate --domain data/robot --prior checkpoints/prior --encoder checkpoints/video-encoder \
+  $va evaluate --guidance 5 --domain data/robot --prior checkpoints/prior --encoder checkpoints/video-encoder \
     --classifier runs/robot/classifier --num 128 --batch-size 64 --steps 100 --out "$out" "$@"
 }
 mkdir -p runs/robot && cp -a checkpoints/adapters/robot/. runs/robot/   # resumes Small (S) at 850, Small (L) at 650

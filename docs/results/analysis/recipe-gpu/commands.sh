@@ -10,6 +10,7 @@
 # Every evaluation: the same 128 conditions and seeds per domain as every N = 128 table, DDIM 100, alpha 5, batch 64.
 # The adapters these commands leave are the ones in checkpoints/adapters (with their optimizer state).
 set -euo pipefail
+# --guidance 5: the default alpha when these ran (it is 2 since 2026-12-08); pinned so they reproduce
 export HF_HUB_OFFLINE=1
 A=docs/results/analysis/recipe-gpu
 # the adapters as they were before these runs (egocentric step 500, robot step 1,600)
@@ -27,7 +28,7 @@ train() {  # train DATA RUN MINUTES: batch 256, lr 1e-3 after 200 warm-up steps,
 }
 evaluate() {  # evaluate DATA RUN ADAPTER OUT [flags]
   local d=$1 r=$2 s=$3 out=$4; shift 4
-  video-adapter evaluate --domain $d --prior checkpoints/prior --encoder checkpoints/video-encoder \
+  video-adapter evaluate --guidance 5 --domain $d --prior checkpoints/prior --encoder checkpoints/video-encoder \
     --classifier $r/classifier --small-s $s --num 128 --batch-size 64 --steps 100 --out $out "$@"
 }
 recipe() {  # recipe DATA RUN GAMMA OUT: the recipe beside Algorithm 1 (normalized) and both experts

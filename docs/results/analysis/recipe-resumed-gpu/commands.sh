@@ -9,6 +9,7 @@
 # Every evaluation: the same 128 conditions and seeds per domain as every N = 128 table, DDIM 100, alpha 5, batch 64.
 # The adapters these commands leave are the ones in checkpoints/adapters (with their optimizer state).
 set -euo pipefail
+# --guidance 5: the default alpha when these ran (it is 2 since 2026-12-08); pinned so they reproduce
 export HF_HUB_OFFLINE=1
 A=docs/results/analysis/recipe-resumed-gpu
 # the adapters as they were before these runs (egocentric step 2,150, robot step 3,150)
@@ -20,7 +21,7 @@ cp -a checkpoints/adapters/robot/classifier checkpoints/adapters/robot/small-s r
 ego() { VIDEO_ADAPTER_TEXT_TABLE=data/text-egocentric.safetensors "$@"; }
 robot() { VIDEO_ADAPTER_TEXT_TABLE=data/text-robot.safetensors "$@"; }
 recipe() {  # recipe DATA RUN GAMMA OUT: the recipe beside Algorithm 1 (normalized) and both experts
-  video-adapter evaluate --domain $1 --prior checkpoints/prior --encoder checkpoints/video-encoder \
+  video-adapter evaluate --guidance 5 --domain $1 --prior checkpoints/prior --encoder checkpoints/video-encoder \
     --classifier $2/classifier --small-s $2/small-s/checkpoint --num 128 --batch-size 64 --steps 100 --out $4 \
     --methods small-s cfg-mix small-s+prior prior --mix 0.2 --mix-min-logsnr -2 --mix-sweep 0.1 \
     --prior-strength $3 --gamma-sweep
