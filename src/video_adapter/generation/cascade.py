@@ -15,7 +15,7 @@ gets its input noised to one fixed level, `aug_level` (a cosine time; DEFAULT_AU
 without it gets the clean input.
 
     stages = load_stages(["runs/sr-48x80/checkpoint", "runs/sr-96x160/checkpoint"], device)
-    videos = upscale(stages, base_videos, prompts, SamplingSettings(sampler="ddim", steps=50), device)[-1]
+    videos = upscale(stages, base_videos, prompts, SamplingSettings("ddim", 50, guidance=1.0), device)[-1]
 
 `sample`, `evaluate` (its qualitative grid) and `app` take `--cascade STAGE ...`, `--cascade-aug-level`,
 `--cascade-start` (below 1: each stage starts from its upsampled input, SDEdit, rather than from pure noise) and
