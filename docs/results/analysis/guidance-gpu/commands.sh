@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 23, 2026-12-08 (ninth session), one H100 (after eleven refused starts): the recipe (CFG Mix w 0.2 from
+# Issue 23, 2026-12-08 (ninth session), one H100 (after nine refused starts): the recipe (CFG Mix w 0.2 from
 # log-SNR -2) against Small (S) alone at guidance alpha 1, 2, 3 and 5 (both models guided alike), the shipped
 # adapters (robot 3,550 steps, egocentric 2,550) and prior; the headline's 128 conditions and seeds per domain in
 # every run, DDIM 100, batch 64. Four runs at a time (the two domains, two alphas each), beside the residual SR
