@@ -4,6 +4,7 @@
 # same 32 conditions and seeds per domain as docs/results/analysis/guidance-cpu, DDIM 25.
 set -euo pipefail
 export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
+# data/robot and data/egocentric: make-data robot / egocentric --num 5000 --seed 0 (as for every N = 128 table)
 D=docs/results/analysis/algorithm1-alpha2-cpu
 run() {  # run DOMAIN GAMMA
   video-adapter evaluate --domain data/$1 --prior checkpoints/prior --encoder checkpoints/video-encoder \

@@ -9,6 +9,9 @@
 set -euo pipefail
 export HF_HUB_OFFLINE=1
 G=docs/results/analysis/guidance-gpu
+# the data of every N = 128 table (only the test splits are read here)
+[ -d data/robot ] || video-adapter make-data robot --num 5000 --seed 0 --out data/robot
+[ -d data/egocentric ] || video-adapter make-data egocentric --num 5000 --seed 0 --out data/egocentric
 video-adapter embed-captions --data data/robot --out data/text-robot.safetensors
 video-adapter embed-captions --data data/egocentric --out data/text-egocentric.safetensors
 guidance() {  # guidance DOMAIN ALPHA

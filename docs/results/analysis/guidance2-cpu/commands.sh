@@ -6,6 +6,7 @@
 # the adapter knows least. The same 32 conditions and seeds as docs/results/analysis/guidance-cpu, DDIM 25.
 set -euo pipefail
 export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
+# data/robot and data/egocentric: make-data robot / egocentric --num 5000 --seed 0 (as for every N = 128 table)
 D=docs/results/analysis/guidance2-cpu
 run() {  # run ADAPTER OUT [ARGS...]
   local adapter=$1 out=$2; shift 2
